@@ -1,0 +1,305 @@
+//! [`TaskCx`]: what a running task sees, and how it reports progress and pipeline steps.
+//!
+//! Reporting is cheap: calls only update an in-memory draft and mark it dirty. The worker
+//! writes dirty drafts in batches, at most once per report interval, and the final draft goes
+//! out with the completion itself.
+
+use crate::context::Context;
+use crate::id::TaskId;
+use crate::status::{Progress, StatusUpdate, Step, StepStatus};
+use crate::task::TaskError;
+use chrono::Utc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The running task's view of itself: its context, id and attempt, its cancellation token, and
+/// status reporting. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct TaskCx {
+    inner: Arc<CxInner>,
+}
+
+struct CxInner {
+    id: TaskId,
+    name: String,
+    attempt: u32,
+    max_attempts: u32,
+    context: Option<Context>,
+    token: CancellationToken,
+    reporter: Arc<Reporter>,
+}
+
+impl TaskCx {
+    pub(crate) fn new(
+        id: TaskId,
+        name: String,
+        attempt: u32,
+        max_attempts: u32,
+        context: Option<Context>,
+        token: CancellationToken,
+        reporter: Arc<Reporter>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(CxInner {
+                id,
+                name,
+                attempt,
+                max_attempts,
+                context,
+                token,
+                reporter,
+            }),
+        }
+    }
+
+    /// A context for running a task by hand (tests, one-off tools): no store, reports are kept
+    /// in memory and can be read back with [`TaskCx::draft`].
+    pub fn detached(id: TaskId, name: &str, context: Option<Context>) -> Self {
+        Self::new(
+            id,
+            name.to_string(),
+            1,
+            1,
+            context,
+            CancellationToken::new(),
+            Arc::new(Reporter::new(None)),
+        )
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.inner.id
+    }
+
+    /// The task's registered name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// Attempts allowed in all.
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.max_attempts
+    }
+
+    /// The context captured when the task was submitted, or `None` if it had none.
+    pub fn context(&self) -> Option<&Context> {
+        self.inner.context.as_ref()
+    }
+
+    /// Shortcut for the context's user id.
+    pub fn user_id(&self) -> Option<&str> {
+        self.inner.context.as_ref().and_then(Context::user_id)
+    }
+
+    /// Fires when the task is cancelled, times out, or its worker shuts down past its drain
+    /// timeout. Long-running work should watch it and stop early.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.token
+    }
+
+    /// Whether the token has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.token.is_cancelled()
+    }
+
+    /// Reports progress. Cheap: coalesced with other reports before it is written.
+    pub fn progress(&self, current: u64, total: u64, message: impl Into<Option<String>>) {
+        self.inner.reporter.set_progress(Progress {
+            current,
+            total,
+            message: message.into(),
+        });
+    }
+
+    /// Declares the pipeline's steps up front, as `pending`, so clients see the whole plan and,
+    /// if a step fails, the later ones end `skipped`.
+    pub fn plan_steps<I, S>(&self, names: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inner.reporter.edit_steps(|steps| {
+            for name in names {
+                let name = name.into();
+                if !steps.iter().any(|s| s.name == name) {
+                    steps.push(Step {
+                        name,
+                        status: StepStatus::Pending,
+                        started_at: None,
+                        completed_at: None,
+                        error: None,
+                    });
+                }
+            }
+        });
+    }
+
+    /// Runs one pipeline step: recorded `running`, then `success`, or `failed` with the error
+    /// (which is returned). Steps keep their order.
+    ///
+    /// ```
+    /// # use errand_core::{TaskCx, TaskError, TaskId, StepStatus};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cx = TaskCx::detached(TaskId::new(), "demo", None);
+    /// cx.plan_steps(["fetch", "parse"]);
+    /// let n = cx.step("fetch", async { Ok::<_, TaskError>(3) }).await.unwrap();
+    /// let err = cx.step("parse", async { Err::<(), _>(TaskError::fatal("bad")) }).await;
+    /// assert!(err.is_err());
+    /// let steps = cx.draft().steps.unwrap();
+    /// assert_eq!(steps[0].status, StepStatus::Success);
+    /// assert_eq!(steps[1].status, StepStatus::Failed);
+    /// # }
+    /// ```
+    pub async fn step<T, F>(&self, name: &str, work: F) -> Result<T, TaskError>
+    where
+        F: Future<Output = Result<T, TaskError>>,
+    {
+        self.inner.reporter.edit_steps(|steps| {
+            let now = Some(Utc::now());
+            match steps
+                .iter_mut()
+                .rfind(|s| s.name == name && s.status == StepStatus::Pending)
+            {
+                Some(step) => {
+                    step.status = StepStatus::Running;
+                    step.started_at = now;
+                }
+                None => steps.push(Step {
+                    name: name.to_string(),
+                    status: StepStatus::Running,
+                    started_at: now,
+                    completed_at: None,
+                    error: None,
+                }),
+            }
+        });
+        let result = work.await;
+        self.inner.reporter.edit_steps(|steps| {
+            if let Some(step) = steps
+                .iter_mut()
+                .rfind(|s| s.name == name && s.status == StepStatus::Running)
+            {
+                step.completed_at = Some(Utc::now());
+                match &result {
+                    Ok(_) => step.status = StepStatus::Success,
+                    Err(e) => {
+                        step.status = StepStatus::Failed;
+                        step.error = Some(e.message().to_string());
+                    }
+                }
+            }
+        });
+        result
+    }
+
+    /// Everything reported so far (for tests and detached runs).
+    pub fn draft(&self) -> StatusUpdate {
+        self.inner.reporter.snapshot()
+    }
+}
+
+/// The draft status of one running task, shared by its [`TaskCx`] and its worker.
+pub(crate) struct Reporter {
+    draft: Mutex<Draft>,
+    /// Wakes the worker's status writer; `None` for detached contexts.
+    wake: Option<Arc<Notify>>,
+}
+
+#[derive(Default)]
+struct Draft {
+    progress: Option<Progress>,
+    steps: Vec<Step>,
+    progress_dirty: bool,
+    steps_dirty: bool,
+}
+
+impl Reporter {
+    pub(crate) fn new(wake: Option<Arc<Notify>>) -> Self {
+        Self {
+            draft: Mutex::new(Draft::default()),
+            wake,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Draft> {
+        self.draft.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_progress(&self, progress: Progress) {
+        let mut d = self.lock();
+        d.progress = Some(progress);
+        d.progress_dirty = true;
+        drop(d);
+        self.wake();
+    }
+
+    fn edit_steps(&self, f: impl FnOnce(&mut Vec<Step>)) {
+        let mut d = self.lock();
+        f(&mut d.steps);
+        d.steps_dirty = true;
+        drop(d);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = &self.wake {
+            w.notify_one();
+        }
+    }
+
+    /// The dirty parts of the draft, marking them clean; `None` if nothing changed.
+    pub(crate) fn take_dirty(&self) -> Option<StatusUpdate> {
+        let mut d = self.lock();
+        if !d.progress_dirty && !d.steps_dirty {
+            return None;
+        }
+        let update = StatusUpdate {
+            progress: d.progress_dirty.then(|| d.progress.clone()).flatten(),
+            steps: d.steps_dirty.then(|| d.steps.clone()),
+        };
+        d.progress_dirty = false;
+        d.steps_dirty = false;
+        Some(update)
+    }
+
+    /// The final status of the attempt: a step left running is marked failed with `error`
+    /// (or success if the task succeeded), and pending steps are skipped when it did not.
+    pub(crate) fn finish(&self, failure: Option<&str>) -> StatusUpdate {
+        let mut d = self.lock();
+        let now = Some(Utc::now());
+        for step in &mut d.steps {
+            match (step.status, failure) {
+                (StepStatus::Running, None) => {
+                    step.status = StepStatus::Success;
+                    step.completed_at = now;
+                }
+                (StepStatus::Running, Some(err)) => {
+                    step.status = StepStatus::Failed;
+                    step.completed_at = now;
+                    step.error = Some(err.to_string());
+                }
+                (StepStatus::Pending, Some(_)) => step.status = StepStatus::Skipped,
+                _ => {}
+            }
+        }
+        StatusUpdate {
+            progress: d.progress.clone(),
+            steps: (!d.steps.is_empty()).then(|| d.steps.clone()),
+        }
+    }
+
+    fn snapshot(&self) -> StatusUpdate {
+        let d = self.lock();
+        StatusUpdate {
+            progress: d.progress.clone(),
+            steps: (!d.steps.is_empty()).then(|| d.steps.clone()),
+        }
+    }
+}

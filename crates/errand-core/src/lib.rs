@@ -1,0 +1,64 @@
+//! # errand-core
+//!
+//! The foundation of errand: background work that never forgets who it is for.
+//!
+//! - [`Context`]: who and why (user, tenant, roles, request and correlation ids, traceparent,
+//!   allow-listed headers, a sealed credential), captured by value at submission and restored
+//!   around every execution.
+//! - [`Task`]: a typed unit of work with a stable name and a policy; [`Registry`] maps names
+//!   to handlers; [`TaskCx`] is what a running task sees.
+//! - [`Store`]: durable records with leases and fencing; [`MemoryStore`] implements it in
+//!   memory and is the reference for the SQLite and Redis stores.
+//! - [`Client`] submits tasks; [`Worker`] claims and runs them.
+//! - [`Manager`]: tracked in-process background tasks, not durable.
+//!
+//! The core knows nothing of HTTP, SQL or Redis.
+#![warn(missing_docs)]
+
+mod client;
+mod clock;
+mod context;
+mod cx;
+pub mod events;
+mod id;
+mod manager;
+mod memory;
+mod registry;
+mod seal;
+mod status;
+mod store;
+mod task;
+mod worker;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use client::{Client, Submit, SubmitError};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use context::{
+    Context, ContextBuilder, ContextSummary, CredentialError, HeaderAllowList,
+    NEVER_COPIED_HEADERS, SealedContext,
+};
+pub use cx::TaskCx;
+pub use id::{ParseTaskIdError, TaskId};
+pub use manager::{
+    Manager, ManagerConfig, ManagerCounters, ShutdownStats, ShutdownStatus, SpawnBuilder,
+    SpawnError, TaskEnd, TaskHandle, TaskInfo, TaskResult,
+};
+pub use memory::MemoryStore;
+pub use registry::{PrepareError, Prepared, Registry, RegistryError, TaskType};
+pub use seal::{SealError, SealKey, SealedCredential, Secret};
+pub use status::{
+    ErrorInfo, Owner, ParseStateError, Progress, StatusUpdate, Step, StepStatus, TaskRecord,
+    TaskState,
+};
+pub use store::{
+    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
+    LEASE_EXPIRED, Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, Reaped,
+    RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
+};
+pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
+pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats};
+
+/// Re-exported so task argument types can derive `JsonSchema` without a direct dependency.
+pub use schemars;

@@ -1,0 +1,442 @@
+//! [`Store`]: the durable side of errand. Every backend (memory, SQLite, Redis) implements this
+//! trait and passes the same conformance suite (`errand_core::conformance`).
+//!
+//! The trait is batch-shaped on the hot path (enqueue, claim, heartbeat, report, complete take
+//! many items at once) because round trips, not CPU, decide a store's throughput.
+//!
+//! Delivery is at-least-once. A claim takes a *lease* identified by a [`Lease`]: the task id and
+//! a *fence* that grows with every claim of that task. Heartbeats, reports and completions
+//! carry the lease, and a store rejects them once the task has been claimed again (the lease
+//! lapsed and another worker took over), so a worker that lost its lease cannot overwrite the
+//! newer attempt.
+
+use crate::context::{Context, SealedContext};
+use crate::id::TaskId;
+use crate::seal::{SealError, SealKey};
+use crate::status::{ErrorInfo, Owner, StatusUpdate, TaskRecord, TaskState};
+use crate::task::{DEFAULT_QUEUE, Policy};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// What can go wrong talking to a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached right now (connection refused, timed out, database
+    /// locked). Callers should answer 503 and try again later.
+    #[error("the task store is unavailable: {0}")]
+    Unavailable(String),
+    /// Data in the store could not be read back.
+    #[error("the task store holds data errand cannot read: {0}")]
+    Corrupt(String),
+    /// The request cannot be stored (for instance a field is too large for the backend).
+    #[error("invalid request to the task store: {0}")]
+    Invalid(String),
+    /// Any other backend failure.
+    #[error("task store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether the error means "try again later" (HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A task to be stored, as built by [`Client`](crate::Client) or by hand.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Its id (UUIDv7, chosen by the submitter so batches need no round trip for ids).
+    pub id: TaskId,
+    /// The registered task name.
+    pub name: String,
+    /// The queue it runs on.
+    pub queue: String,
+    /// The task's arguments as JSON.
+    pub args: Box<RawValue>,
+    /// The submitter's context, sealed; `None` for a task without context.
+    pub context: Option<SealedContext>,
+    /// Who owns it (copied from the context).
+    pub owner: Owner,
+    /// The context's correlation id.
+    pub correlation_id: Option<String>,
+    /// The context's request id.
+    pub request_id: Option<String>,
+    /// Idempotency key: while a task with the same owner and key is live (not finished),
+    /// enqueueing returns that task instead of a new one.
+    pub key: Option<String>,
+    /// Do not run before this delay has passed.
+    pub delay: Option<Duration>,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+    /// How long the finished record is kept.
+    pub ttl: Duration,
+}
+
+impl NewTask {
+    /// A task with default policy and no context.
+    pub fn new(name: impl Into<String>, args: Box<RawValue>) -> Self {
+        Self {
+            id: TaskId::new(),
+            name: name.into(),
+            queue: DEFAULT_QUEUE.into(),
+            args,
+            context: None,
+            owner: Owner::default(),
+            correlation_id: None,
+            request_id: None,
+            key: None,
+            delay: None,
+            max_attempts: 3,
+            timeout: Duration::from_secs(300),
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Applies a task's policy (queue, attempts, timeout, TTL).
+    pub fn with_policy(mut self, policy: &Policy) -> Self {
+        self.queue.clone_from(&policy.queue);
+        self.max_attempts = policy.max_attempts;
+        self.timeout = policy.timeout;
+        self.ttl = policy.ttl;
+        self
+    }
+
+    /// Attaches `ctx`, sealing its credential under `key`, and takes the owner and ids from it.
+    pub fn with_context(mut self, ctx: &Context, key: &SealKey) -> Result<Self, SealError> {
+        self.context = Some(ctx.seal(key)?);
+        self.owner = Owner {
+            user_id: ctx.user_id().map(str::to_string),
+            tenant: ctx.tenant().map(str::to_string),
+        };
+        self.correlation_id = ctx.correlation_id().map(str::to_string);
+        self.request_id = ctx.request_id().map(str::to_string);
+        Ok(self)
+    }
+
+    /// The idempotency key scoped to the owner, so two users' equal keys never collide; `None`
+    /// without a key. Stores index this value.
+    pub fn scoped_key(&self) -> Option<String> {
+        self.key.as_deref().map(|k| scoped_key(&self.owner, k))
+    }
+}
+
+/// An idempotency key scoped to its owner: what stores index, so two users' equal keys never
+/// collide.
+pub fn scoped_key(owner: &Owner, key: &str) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}",
+        owner.tenant.as_deref().unwrap_or(""),
+        owner.user_id.as_deref().unwrap_or(""),
+        key
+    )
+}
+
+/// The result of enqueueing one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The task's id: the new one, or the live task's with the same key.
+    pub id: TaskId,
+    /// Its state now.
+    pub status: TaskState,
+    /// Whether the key matched a live task, so nothing new was stored.
+    pub deduplicated: bool,
+}
+
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Queues to take from.
+    pub queues: Vec<String>,
+    /// At most this many tasks.
+    pub limit: usize,
+    /// The lease each claimed task gets; renew it with [`Store::heartbeat`].
+    pub lease: Duration,
+    /// The claiming worker, for diagnostics.
+    pub worker_id: String,
+}
+
+/// A claimed task's lease: renew, report and complete with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The task.
+    pub id: TaskId,
+    /// Grows with every claim of the task; a store rejects operations with an older fence.
+    pub fence: u64,
+}
+
+/// A task handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Its lease.
+    pub lease: Lease,
+    /// The registered task name.
+    pub name: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its arguments.
+    pub args: Box<RawValue>,
+    /// Its sealed context.
+    pub context: Option<SealedContext>,
+    /// Its owner (for logging when the context cannot be opened).
+    pub owner: Owner,
+    /// Its correlation id.
+    pub correlation_id: Option<String>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Time limit of this attempt.
+    pub timeout: Duration,
+}
+
+/// Whether a worker still holds a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Held; renewed if this was a heartbeat.
+    Held,
+    /// Held, and cancellation was requested: fire the task's token.
+    CancelRequested,
+    /// Lost: the task was reclaimed or finished elsewhere; stop and do not complete it.
+    Lost,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It succeeded with this result.
+    Success(Box<RawValue>),
+    /// It failed and will be attempted again after `delay` (state `retrying`).
+    Retry {
+        /// The failure.
+        error: ErrorInfo,
+        /// Backoff before the next attempt.
+        delay: Duration,
+    },
+    /// It failed for good.
+    Failed(ErrorInfo),
+    /// It stopped because cancellation was requested.
+    Cancelled,
+    /// The worker shut down before it finished: back to `pending` without spending the
+    /// attempt.
+    Released,
+}
+
+/// One attempt's end, as reported by its worker.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The lease it ran under.
+    pub lease: Lease,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its last progress and steps.
+    pub report: StatusUpdate,
+}
+
+/// Whether a completion was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteResult {
+    /// Applied.
+    Applied,
+    /// Rejected: the lease was lost (another attempt owns the task, or it finished).
+    Stale,
+}
+
+/// The result of [`Store::cancel`].
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// It was waiting and is now `cancelled`.
+    Cancelled(Box<TaskRecord>),
+    /// It is running; its worker's token fires and the record ends `cancelled`.
+    Requested(Box<TaskRecord>),
+    /// Its state does not allow cancelling (it finished).
+    Conflict(TaskState),
+    /// No such task.
+    NotFound,
+}
+
+/// The result of [`Store::retry`].
+#[derive(Debug, Clone)]
+pub enum RetryOutcome {
+    /// It failed or was cancelled, and is `pending` again with a fresh set of attempts and its
+    /// original context.
+    Requeued(Box<TaskRecord>),
+    /// Its state does not allow a retry (it is live, or succeeded).
+    Conflict(TaskState),
+    /// No such task.
+    NotFound,
+}
+
+/// Whose tasks a listing shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerFilter {
+    /// Only this owner's (user and tenant must both match).
+    Owner(Owner),
+    /// Everyone's (admins).
+    Any,
+}
+
+impl OwnerFilter {
+    /// Whether `owner` passes the filter.
+    pub fn admits(&self, owner: &Owner) -> bool {
+        match self {
+            OwnerFilter::Owner(o) => o == owner,
+            OwnerFilter::Any => true,
+        }
+    }
+}
+
+/// A listing request: newest first, paged by cursor.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Whose tasks.
+    pub owner: OwnerFilter,
+    /// Only this state.
+    pub status: Option<TaskState>,
+    /// Only this task name.
+    pub name: Option<String>,
+    /// Page size (stores cap it at 1000).
+    pub limit: usize,
+    /// Continue after this id (the previous page's `next_cursor`).
+    pub cursor: Option<TaskId>,
+}
+
+impl ListQuery {
+    /// The first page of `owner`'s tasks, 50 at a time.
+    pub fn owner(owner: OwnerFilter) -> Self {
+        Self {
+            owner,
+            status: None,
+            name: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
+
+    /// Whether `record` matches the filters (owner, status, name, cursor).
+    pub fn matches(&self, record: &TaskRecord) -> bool {
+        self.owner.admits(&record.owner)
+            && self.status.is_none_or(|s| s == record.status)
+            && self.name.as_ref().is_none_or(|n| *n == record.name)
+            && self.cursor.is_none_or(|c| record.id < c)
+    }
+
+    /// The page size, capped.
+    pub fn capped_limit(&self) -> usize {
+        self.limit.clamp(1, 1000)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Records, newest first.
+    pub items: Vec<TaskRecord>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<TaskId>,
+}
+
+/// What a reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Tasks whose lease lapsed and that went back to `pending` for another attempt.
+    pub requeued: u64,
+    /// Tasks whose lease lapsed with no attempts left: `failed`.
+    pub failed: u64,
+    /// Tasks whose lease lapsed after cancellation was requested: `cancelled`.
+    pub cancelled: u64,
+}
+
+/// The kind of the error recorded when a lease lapses.
+pub const LEASE_EXPIRED: &str = "lease_expired";
+
+/// The error a store records on a task whose lease lapsed; `retryable` when attempts remain.
+pub fn lease_expired_error(retryable: bool) -> ErrorInfo {
+    ErrorInfo {
+        message: "the worker running this task stopped renewing its lease (it crashed, hung or lost the store)".into(),
+        kind: LEASE_EXPIRED.into(),
+        details: None,
+        retryable,
+    }
+}
+
+/// A stream of a task's records, one per status change.
+pub type EventStream = BoxStream<'static, TaskRecord>;
+
+/// Wakes a worker when work may be claimable.
+#[async_trait]
+pub trait WorkSignal: Send {
+    /// Returns when new work may be claimable (including work that arrived since the previous
+    /// call, so no wake-up is lost), when a scheduled task falls due, or after `max`.
+    async fn wait(&mut self, max: Duration);
+}
+
+/// The durable side of errand. See the module docs for the lease and fencing rules.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores new tasks; for each, the new id, or the live task with the same owner and key.
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// Claims up to `limit` due tasks from the queues, oldest first, each with a new lease
+    /// and its attempt counter raised by one.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Renews leases by `extend` from now; one state per lease, in order.
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError>;
+
+    /// Merges progress and steps reported by running tasks; one state per item, in order. A
+    /// lost lease's report is dropped.
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError>;
+
+    /// Ends attempts; one result per completion, in order. A completion whose lease was lost
+    /// is [`CompleteResult::Stale`] and changes nothing. A `Retry` or `Released` of a task
+    /// whose cancellation was requested ends it `cancelled`.
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError>;
+
+    /// One task's record; `None` if unknown or expired.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Records matching the query, newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Cancels a task: a waiting one at once, a running one by signalling its worker.
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError>;
+
+    /// Requeues a failed or cancelled task with its original context and a fresh set of
+    /// attempts.
+    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError>;
+
+    /// The task's record after each change, from now on. The stream may skip changes a slow
+    /// reader could not keep up with, but its last item is always the latest state it saw.
+    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError>;
+
+    /// Ids of running tasks whose cancellation was requested, as it happens (workers listen).
+    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError>;
+
+    /// A signal that wakes a worker when tasks on `queues` may be claimable.
+    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError>;
+
+    /// Hands tasks whose lease lapsed back for another attempt (or ends them). Safe to run
+    /// from any number of workers at once.
+    async fn reap(&self) -> Result<Reaped, StoreError>;
+
+    /// Deletes finished records past their expiry; returns how many.
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
