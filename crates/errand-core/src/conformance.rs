@@ -173,8 +173,12 @@ pub async fn batch_enqueue_claims_oldest_first(store: S, _clock: C) {
     assert_eq!(out.len(), 10);
     assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
     enqueue_one(&store, other).await;
+    let depth = store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (11, 0));
 
     let first = claim(&store, 4).await;
+    let depth = store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (7, 4));
     assert_eq!(
         first.iter().map(|c| c.lease.id).collect::<Vec<_>>(),
         ids[..4]

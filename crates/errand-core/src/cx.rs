@@ -6,6 +6,7 @@
 
 use crate::context::Context;
 use crate::id::TaskId;
+use crate::resources::Resources;
 use crate::status::{Progress, StatusUpdate, Step, StepStatus};
 use crate::task::TaskError;
 use chrono::Utc;
@@ -29,43 +30,55 @@ struct CxInner {
     context: Option<Context>,
     token: CancellationToken,
     reporter: Arc<Reporter>,
+    resources: Arc<Resources>,
+}
+
+/// Everything a [`TaskCx`] is made of, for the worker.
+pub(crate) struct CxParts {
+    pub id: TaskId,
+    pub name: String,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub context: Option<Context>,
+    pub token: CancellationToken,
+    pub reporter: Arc<Reporter>,
+    pub resources: Arc<Resources>,
 }
 
 impl TaskCx {
-    pub(crate) fn new(
-        id: TaskId,
-        name: String,
-        attempt: u32,
-        max_attempts: u32,
-        context: Option<Context>,
-        token: CancellationToken,
-        reporter: Arc<Reporter>,
-    ) -> Self {
+    pub(crate) fn new(p: CxParts) -> Self {
         Self {
             inner: Arc::new(CxInner {
-                id,
-                name,
-                attempt,
-                max_attempts,
-                context,
-                token,
-                reporter,
+                id: p.id,
+                name: p.name,
+                attempt: p.attempt,
+                max_attempts: p.max_attempts,
+                context: p.context,
+                token: p.token,
+                reporter: p.reporter,
+                resources: p.resources,
             }),
         }
     }
 
     /// A context for running a task by hand (tests, one-off tools): no store, reports are kept
     /// in memory and can be read back with [`TaskCx::draft`].
-    pub fn detached(id: TaskId, name: &str, context: Option<Context>) -> Self {
-        Self::new(
+    pub fn detached(
+        id: TaskId,
+        name: &str,
+        context: Option<Context>,
+        resources: Resources,
+    ) -> Self {
+        Self::new(CxParts {
             id,
-            name.to_string(),
-            1,
-            1,
+            name: name.to_string(),
+            attempt: 1,
+            max_attempts: 1,
             context,
-            CancellationToken::new(),
-            Arc::new(Reporter::new(None)),
-        )
+            token: CancellationToken::new(),
+            reporter: Arc::new(Reporter::new(None)),
+            resources: Arc::new(resources),
+        })
     }
 
     /// The task's id.
@@ -96,6 +109,19 @@ impl TaskCx {
     /// Shortcut for the context's user id.
     pub fn user_id(&self) -> Option<&str> {
         self.inner.context.as_ref().and_then(Context::user_id)
+    }
+
+    /// The shared value of type `T` the worker was given (see
+    /// [`Worker::resource`](crate::Worker::resource)); a fatal error if there is none, since
+    /// retrying on the same worker cannot help.
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, TaskError> {
+        self.inner.resources.get::<T>().ok_or_else(|| {
+            TaskError::fatal(format!(
+                "this worker has no resource of type {}; add it with Worker::resource",
+                std::any::type_name::<T>()
+            ))
+            .with_kind("missing_resource")
+        })
     }
 
     /// Fires when the task is cancelled, times out, or its worker shuts down past its drain
@@ -147,7 +173,7 @@ impl TaskCx {
     /// ```
     /// # use errand_core::{TaskCx, TaskError, TaskId, StepStatus};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let cx = TaskCx::detached(TaskId::new(), "demo", None);
+    /// let cx = TaskCx::detached(TaskId::new(), "demo", None, Default::default());
     /// cx.plan_steps(["fetch", "parse"]);
     /// let n = cx.step("fetch", async { Ok::<_, TaskError>(3) }).await.unwrap();
     /// let err = cx.step("parse", async { Err::<(), _>(TaskError::fatal("bad")) }).await;

@@ -24,6 +24,7 @@ mod id;
 mod manager;
 mod memory;
 mod registry;
+mod resources;
 mod seal;
 mod status;
 mod store;
@@ -47,6 +48,7 @@ pub use manager::{
 };
 pub use memory::MemoryStore;
 pub use registry::{PrepareError, Prepared, Registry, RegistryError, TaskType};
+pub use resources::Resources;
 pub use seal::{SealError, SealKey, SealedCredential, Secret};
 pub use status::{
     ErrorInfo, Owner, ParseStateError, Progress, StatusUpdate, Step, StepStatus, TaskRecord,
@@ -54,8 +56,8 @@ pub use status::{
 };
 pub use store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    LEASE_EXPIRED, Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, Reaped,
-    RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
+    LEASE_EXPIRED, Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth,
+    Reaped, RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
 };
 pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
 pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats};

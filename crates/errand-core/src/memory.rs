@@ -8,8 +8,8 @@ use crate::id::TaskId;
 use crate::status::{Owner, StatusUpdate, TaskRecord, TaskState};
 use crate::store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
-    LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, Reaped, RetryOutcome, Store,
-    StoreError, WorkSignal, lease_expired_error, scoped_key,
+    LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -640,6 +640,14 @@ impl Store for MemoryStore {
             }
         }
         Ok(expired.len() as u64)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        let st = self.lock();
+        Ok(QueueDepth {
+            waiting: st.ready.values().map(|q| q.len() as u64).sum(),
+            running: st.leases.len() as u64,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

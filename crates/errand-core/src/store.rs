@@ -340,6 +340,15 @@ pub struct Page {
     pub next_cursor: Option<TaskId>,
 }
 
+/// How much work a store holds, across all queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    /// Tasks waiting to run (pending, scheduled or retrying).
+    pub waiting: u64,
+    /// Tasks running (leased).
+    pub running: u64,
+}
+
 /// What a reaper pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reaped {
@@ -436,6 +445,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes finished records past their expiry; returns how many.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
+
+    /// How many tasks wait and run (for metrics and benchmarks).
+    async fn depth(&self) -> Result<QueueDepth, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

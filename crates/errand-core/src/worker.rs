@@ -14,9 +14,10 @@
 //! with panics caught.
 
 use crate::context::Context;
-use crate::cx::{Reporter, TaskCx};
+use crate::cx::{CxParts, Reporter, TaskCx};
 use crate::id::TaskId;
 use crate::registry::{PrepareError, Registry};
+use crate::resources::Resources;
 use crate::seal::SealKey;
 use crate::status::{ErrorInfo, StatusUpdate};
 use crate::store::{
@@ -129,6 +130,7 @@ pub struct Worker {
     registry: Arc<Registry>,
     key: SealKey,
     config: WorkerConfig,
+    resources: Resources,
 }
 
 impl Worker {
@@ -139,7 +141,20 @@ impl Worker {
             registry,
             key,
             config: WorkerConfig::default(),
+            resources: Resources::new(),
         }
+    }
+
+    /// Gives tasks a shared value, reachable with [`TaskCx::resource`].
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// Replaces the shared values given to tasks.
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
     }
 
     /// Replaces the settings.
@@ -176,6 +191,7 @@ impl Worker {
             store: self.store,
             registry: self.registry,
             key: self.key,
+            resources: Arc::new(self.resources),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
@@ -314,6 +330,7 @@ struct Shared {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     key: SealKey,
+    resources: Arc<Resources>,
     config: WorkerConfig,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<TaskId, Arc<Running>>>,
@@ -593,15 +610,16 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
         }
     };
     let backoff = prepared.policy.backoff;
-    let cx = TaskCx::new(
-        task.lease.id,
-        task.name.clone(),
-        task.attempt,
-        task.max_attempts,
-        context.clone(),
-        running.token.clone(),
-        running.reporter.clone(),
-    );
+    let cx = TaskCx::new(CxParts {
+        id: task.lease.id,
+        name: task.name.clone(),
+        attempt: task.attempt,
+        max_attempts: task.max_attempts,
+        context: context.clone(),
+        token: running.token.clone(),
+        reporter: running.reporter.clone(),
+        resources: shared.resources.clone(),
+    });
     info!("task started");
     let began = Instant::now();
     let work = Context::scope_opt(context, AssertUnwindSafe(prepared.run(cx)).catch_unwind())

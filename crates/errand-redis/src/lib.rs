@@ -1,0 +1,1 @@
+//! errand's distributed task store on Redis.

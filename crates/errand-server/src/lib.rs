@@ -1,0 +1,1 @@
+//! errand's HTTP API.

@@ -1,0 +1,1 @@
+//! errand's embedded, durable task store on SQLite.
