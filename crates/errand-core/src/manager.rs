@@ -486,7 +486,10 @@ impl SpawnBuilder<'_> {
                         None => std::future::pending().await,
                     }
                 };
+                // A fired token decides, even if the task also returned: it was cancelled.
                 let end = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => TaskEnd::Cancelled,
                     r = work => match r {
                         Ok(out) => match out.failure() {
                             None => TaskEnd::Succeeded,
@@ -495,7 +498,6 @@ impl SpawnBuilder<'_> {
                         Err(panic) => TaskEnd::Panicked(panic_message(&panic)),
                     },
                     _ = deadline => TaskEnd::TimedOut,
-                    _ = cancel.cancelled() => TaskEnd::Cancelled,
                 };
                 manager.finished(id, &end);
                 end

@@ -625,15 +625,17 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
     let work = Context::scope_opt(context, AssertUnwindSafe(prepared.run(cx)).catch_unwind())
         .map(|r| r.unwrap_or_else(|panic| Err(panic_error(panic))));
     tokio::pin!(work);
+    // A fired token decides, even if the task also returned in the same instant.
     let ended = tokio::select! {
-        r = &mut work => Ended::Finished(r),
-        _ = tokio::time::sleep(task.timeout) => Ended::TimedOut,
+        biased;
         _ = running.token.cancelled() => {
             let reason = running.reason();
             // Give the task a moment to notice its token and stop on its own.
             let late = tokio::time::timeout(shared.config.cancel_grace, &mut work).await.ok();
             Ended::Stopped(reason, late)
         }
+        r = &mut work => Ended::Finished(r),
+        _ = tokio::time::sleep(task.timeout) => Ended::TimedOut,
     };
     let took_ms = began.elapsed().as_millis() as u64;
     let failure = |err: TaskError| {
