@@ -1,1 +1,72 @@
-//! errand's HTTP API.
+//! # errand-server
+//!
+//! errand's HTTP API, as an axum router: submit tasks, follow their status (polling or
+//! Server-Sent Events), cancel and retry them, with bearer-token authentication and per-user
+//! isolation. It is what `errand serve` runs, and what a service embeds to offer the same API
+//! beside its own routes.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/tasks` | submit `{name, args, key?, delay_s?, max_attempts?, timeout_s?}`: 202 `{id, status, status_url, events_url, deduplicated}`, 200 for a live key |
+//! | `GET /v1/tasks/{id}` | the task's record |
+//! | `GET /v1/tasks/{id}/events` | SSE: one `status` event per change, until a final state |
+//! | `GET /v1/tasks?status=&name=&limit=&cursor=` | the caller's tasks, newest first: `{items, next_cursor}` |
+//! | `POST /v1/tasks/{id}/cancel`, `POST /v1/tasks/{id}/retry` | 202 with the record, 409 when the state does not allow it |
+//! | `GET /v1/task-types` | registered task names with the JSON schema of their args |
+//! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | liveness, store reachability, Prometheus text, the OpenAPI document (no authentication) |
+//!
+//! - **Authentication**: `Authorization: Bearer <JWT>`, HS256 only ([`mint_token`] makes
+//!   one). No token, a malformed header or token, another algorithm, a bad signature, an
+//!   expired token: each is a 401 with its own `code` and message.
+//! - **Context**: each authenticated request becomes an [`errand_core::Context`] (user, tenant,
+//!   roles, `x-request-id` taken or generated, `x-correlation-id` taken or equal to the request
+//!   id, `traceparent`, allow-listed headers, and the token itself as the credential, expiring
+//!   with the token). Tasks submitted by the request carry it; [`Caller`] hands it to
+//!   application routes.
+//! - **Isolation**: everything is scoped to the caller's user and tenant; another user's task
+//!   is a 404 everywhere. The admin role sees all.
+//! - **Errors**: always `{"error": {"code", "message"}}` ([`ApiError`]); 400 malformed, 401,
+//!   404, 409, 413, 415, 422 (unknown task, args that do not fit the task's type), 503 when the
+//!   store is unreachable. No input makes it answer 500 or panic; a panicking handler is
+//!   answered with a JSON 500 and the server goes on.
+//!
+//! ```
+//! use errand_core::{MemoryStore, Registry, SealKey};
+//! use errand_server::{Caller, Json, Server, ServerConfig};
+//! use std::sync::Arc;
+//!
+//! async fn whoami(caller: Caller) -> Json<String> {
+//!     Json(caller.user_id().to_string())
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig { jwt_secret: b"thirty-two bytes of secret at least".to_vec(), ..Default::default() };
+//! let token = config.mint_token("alice", None, false, std::time::Duration::from_secs(3600))?;
+//! let router = Server::new(Arc::new(MemoryStore::new()), Arc::new(Registry::new()), SealKey::generate(), config)?
+//!     .routes(axum::Router::new().route("/v1/whoami", axum::routing::get(whoami)))
+//!     .into_router();
+//! # let _ = (router, token); Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod caller;
+mod config;
+mod error;
+mod events;
+pub mod extract;
+mod metrics;
+mod observe;
+mod openapi;
+mod ops;
+mod server;
+mod tasks;
+pub mod token;
+
+pub use caller::Caller;
+pub use config::{ConfigError, ServerConfig};
+pub use error::ApiError;
+pub use extract::Json;
+pub use observe::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+pub use openapi::OPENAPI_JSON;
+pub use server::Server;
+pub use token::{TokenError, mint_token};

@@ -1,0 +1,146 @@
+//! `GET /v1/tasks/{id}/events`: a task's record as Server-Sent Events, one `status` event per
+//! change, from the current record until a final state.
+//!
+//! The stream subscribes to the store's watch *before* it reads the current record, so no
+//! change between the two is missed; records older than one already sent, or equal to it, are
+//! skipped. An idle stream re-reads the record now and then (see
+//! [`ServerConfig::events_resync`](crate::ServerConfig::events_resync)) so a change the watch
+//! missed still arrives, and every stream ends when the server shuts down.
+
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::extract::TaskPath;
+use crate::metrics::StreamGuard;
+use crate::server::AppState;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use errand_core::{EventStream, TaskId, TaskRecord};
+use futures::StreamExt;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::time::{Interval, MissedTickBehavior};
+
+/// The SSE event name of a record.
+const EVENT_NAME: &str = "status";
+
+/// `GET /v1/tasks/{id}/events`.
+pub(crate) async fn stream(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    TaskPath(id): TaskPath,
+) -> Result<Response, ApiError> {
+    let watch = app
+        .store
+        .watch(id)
+        .await
+        .map_err(|e| app.store_error("watch", e))?;
+    let current = app.visible_record(&caller, id).await?;
+    let period = app.config.events_resync;
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let events = Events {
+        _open: app.metrics.stream_opened(),
+        app: Arc::clone(&app),
+        id,
+        watch,
+        first: Some(current),
+        last: None,
+        done: false,
+        resync,
+    };
+    let stream = futures::stream::unfold(events, Events::next);
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.config.sse_keep_alive));
+    Ok(([("x-accel-buffering", "no")], sse).into_response())
+}
+
+/// The last record sent.
+struct Sent {
+    updated_at: DateTime<Utc>,
+    json: String,
+}
+
+/// One open stream's state.
+struct Events {
+    app: Arc<AppState>,
+    id: TaskId,
+    watch: EventStream,
+    /// The record read when the stream opened, sent first.
+    first: Option<TaskRecord>,
+    last: Option<Sent>,
+    /// A final record was sent.
+    done: bool,
+    resync: Interval,
+    _open: StreamGuard,
+}
+
+impl Events {
+    /// The next event, or `None` once a final state was sent or the server shuts down.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let record = match self.first.take() {
+                Some(record) => record,
+                None => self.changed().await?,
+            };
+            if let Some(event) = self.event(record) {
+                return Some((Ok(event), self));
+            }
+        }
+    }
+
+    /// Waits for the next record: from the watch, or from a periodic re-read.
+    async fn changed(&mut self) -> Option<TaskRecord> {
+        loop {
+            tokio::select! {
+                () = self.app.shutdown.cancelled() => return None,
+                next = self.watch.next() => match next {
+                    Some(record) => return Some(record),
+                    // The watch ended (a remote store lost its subscription): go on with
+                    // re-reads alone.
+                    None => self.watch = futures::stream::pending().boxed(),
+                },
+                _ = self.resync.tick() => match self.app.store.get(self.id).await {
+                    Ok(Some(record)) => return Some(record),
+                    // Expired and purged: nothing more will happen to it.
+                    Ok(None) => return None,
+                    Err(e) => {
+                        self.app.metrics.store_error("get", &e);
+                        tracing::debug!(task_id = %self.id, error = %e, "event stream re-read failed");
+                    }
+                },
+            }
+        }
+    }
+
+    /// The event for `record`, unless it is older than or the same as the last one sent.
+    fn event(&mut self, record: TaskRecord) -> Option<Event> {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|last| record.updated_at < last.updated_at)
+        {
+            return None;
+        }
+        let json = match serde_json::to_string(&record) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(task_id = %self.id, error = %e, "a task record could not be serialized");
+                return None;
+            }
+        };
+        if self.last.as_ref().is_some_and(|last| last.json == json) {
+            return None;
+        }
+        self.done = record.status.is_terminal();
+        let event = Event::default().event(EVENT_NAME).data(&json);
+        self.last = Some(Sent {
+            updated_at: record.updated_at,
+            json,
+        });
+        Some(event)
+    }
+}
