@@ -1,0 +1,15 @@
+-- Ends a task with an error, for good.
+-- ?1 seq, ?2 now, ?3 error, ?4 progress, ?5 steps
+UPDATE tasks SET
+    status = 'failed',
+    error = ?3,
+    progress = coalesce(?4, progress),
+    steps = coalesce(?5, steps),
+    completed_at = ?2,
+    updated_at = ?2,
+    next_attempt_at = NULL,
+    expires_at = ?2 + ttl_us,
+    due_at = NULL,
+    lease_until = NULL,
+    live_key = NULL
+WHERE seq = ?1

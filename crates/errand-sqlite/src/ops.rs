@@ -1,0 +1,577 @@
+//! Every store operation as SQL on one connection: the writes run on the writer thread inside
+//! its transaction (see [`crate::writer`]), the reads on a read-only connection. Each mirrors
+//! the reference `MemoryStore` operation of the same name.
+
+use crate::codec::{self, after, id_at, id_bytes, json, state_at};
+use crate::error::OpError;
+use crate::signals::DueChange;
+use crate::sql;
+use crate::writer::WriteCx;
+use errand_core::{
+    CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease, LeaseState, ListQuery,
+    NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    SealedContext, StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// Stores new tasks; a live task with the same owner-scoped key is returned instead.
+pub(crate) fn enqueue(
+    cx: &mut WriteCx<'_>,
+    tasks: Vec<NewTask>,
+    now: i64,
+) -> Result<Vec<Enqueued>, OpError> {
+    let mut find = cx.conn.prepare_cached(sql::ENQUEUE_FIND_KEY)?;
+    let mut insert = cx.conn.prepare_cached(sql::ENQUEUE)?;
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let live_key = t.scoped_key();
+        if let Some(k) = &live_key
+            && let Some(existing) = find
+                .query_row([k], |r| Ok(live(r)))
+                .optional()?
+        {
+            out.push(existing?);
+            continue;
+        }
+        let run_at = t.delay.filter(|d| !d.is_zero()).map(|d| after(now, d));
+        let status = match run_at {
+            Some(_) => TaskState::Scheduled,
+            None => TaskState::Pending,
+        };
+        insert.execute(params![
+            &id_bytes(t.id)[..],
+            t.name,
+            t.queue,
+            status.as_str(),
+            t.owner.user_id,
+            t.owner.tenant,
+            t.correlation_id,
+            t.request_id,
+            t.key,
+            live_key,
+            now,
+            run_at,
+            t.max_attempts.max(1),
+            u64::try_from(t.timeout.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64),
+            codec::span(t.ttl),
+            t.args.get(),
+            t.context.as_ref().map(SealedContext::as_json),
+        ])?;
+        match run_at {
+            Some(due) => cx.effects.due.push(DueChange::Added {
+                queue: t.queue,
+                due,
+            }),
+            None => cx.effects.work = true,
+        }
+        out.push(Enqueued {
+            id: t.id,
+            status,
+            deduplicated: false,
+        });
+    }
+    Ok(out)
+}
+
+fn live(row: &rusqlite::Row<'_>) -> Result<Enqueued, OpError> {
+    Ok(Enqueued {
+        id: id_at(row, 0)?,
+        status: state_at(row, 1)?,
+        deduplicated: true,
+    })
+}
+
+/// What a claim asks for, with its times resolved.
+pub(crate) struct ClaimSpec {
+    /// Distinct queues to take from.
+    pub(crate) queues: Vec<String>,
+    /// At most this many tasks.
+    pub(crate) limit: usize,
+    /// The lease each claimed task gets.
+    pub(crate) lease: Duration,
+    /// The claimant.
+    pub(crate) worker_id: String,
+}
+
+/// Leases up to `limit` due tasks, oldest first across the queues. When fewer were due, the
+/// queues' next due times are read for the work signal.
+pub(crate) fn claim(
+    cx: &mut WriteCx<'_>,
+    spec: ClaimSpec,
+    now: i64,
+) -> Result<Vec<Claimed>, OpError> {
+    let limit = i64::try_from(spec.limit).unwrap_or(i64::MAX);
+    let mut due: Vec<(i64, [u8; 16], i64)> = Vec::with_capacity(spec.limit);
+    {
+        let mut candidates = cx.conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
+        for queue in &spec.queues {
+            let mut rows = candidates.query(params![queue, now, limit])?;
+            while let Some(r) = rows.next()? {
+                let id: [u8; 16] = r.get_ref(1)?.as_blob()?.try_into().map_err(|_| {
+                    OpError::Corrupt("a task id that is not 16 bytes".into())
+                })?;
+                due.push((r.get(0)?, id, r.get(2)?));
+            }
+        }
+    }
+    if spec.queues.len() > 1 {
+        due.sort_unstable();
+        due.truncate(spec.limit);
+    }
+    let lease_until = after(now, spec.lease);
+    let mut take = cx.conn.prepare_cached(sql::CLAIM)?;
+    let mut out = Vec::with_capacity(due.len());
+    for &(_, _, seq) in &due {
+        let claimed = take.query_row(params![seq, now, lease_until, spec.worker_id], |r| {
+            Ok(claimed(r))
+        })??;
+        cx.changed(seq, claimed.lease.id)?;
+        out.push(claimed);
+    }
+    if out.len() < spec.limit {
+        let mut next = cx.conn.prepare_cached(sql::NEXT_DUE)?;
+        for queue in spec.queues {
+            let due = next.query_row([&queue], |r| r.get(0)).optional()?;
+            cx.effects.due.push(DueChange::Known { queue, due });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a claimed task from the `RETURNING` columns of `claim.sql`.
+fn claimed(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
+    let args: String = r.get(4)?;
+    Ok(Claimed {
+        lease: Lease {
+            id: id_at(r, 0)?,
+            fence: r.get(1)?,
+        },
+        name: r.get(2)?,
+        queue: r.get(3)?,
+        args: RawValue::from_string(args)
+            .map_err(|e| OpError::Corrupt(format!("a task's arguments are not JSON: {e}")))?,
+        context: r.get::<_, Option<String>>(5)?.map(SealedContext::from_json),
+        owner: Owner {
+            user_id: r.get(6)?,
+            tenant: r.get(7)?,
+        },
+        correlation_id: r.get(8)?,
+        attempt: r.get(9)?,
+        max_attempts: r.get(10)?,
+        timeout: Duration::from_millis(r.get(11)?),
+    })
+}
+
+fn fence(lease: &Lease) -> i64 {
+    // A fence beyond i64 was never issued, so it matches no row: the lease is lost.
+    i64::try_from(lease.fence).unwrap_or(-1)
+}
+
+fn lease_state(cancel_requested: Option<bool>) -> LeaseState {
+    match cancel_requested {
+        None => LeaseState::Lost,
+        Some(true) => LeaseState::CancelRequested,
+        Some(false) => LeaseState::Held,
+    }
+}
+
+/// Renews the leases still held.
+pub(crate) fn heartbeat(
+    cx: &mut WriteCx<'_>,
+    leases: Vec<Lease>,
+    extend: Duration,
+    now: i64,
+) -> Result<Vec<LeaseState>, OpError> {
+    let until = after(now, extend);
+    let mut renew = cx.conn.prepare_cached(sql::HEARTBEAT)?;
+    leases
+        .iter()
+        .map(|l| {
+            let cancel = renew
+                .query_row(params![&id_bytes(l.id)[..], fence(l), until], |r| r.get(0))
+                .optional()?;
+            Ok(lease_state(cancel))
+        })
+        .collect()
+}
+
+/// Progress and steps as stored (`None`: unchanged).
+fn report_json(report: &StatusUpdate) -> Result<(Option<String>, Option<String>), OpError> {
+    Ok((
+        report.progress.as_ref().map(json).transpose()?,
+        report.steps.as_ref().map(json).transpose()?,
+    ))
+}
+
+/// Merges reports of running tasks whose lease is still held.
+pub(crate) fn report(
+    cx: &mut WriteCx<'_>,
+    updates: Vec<(Lease, StatusUpdate)>,
+    now: i64,
+) -> Result<Vec<LeaseState>, OpError> {
+    let mut merge = cx.conn.prepare_cached(sql::REPORT)?;
+    let mut states = Vec::with_capacity(updates.len());
+    for (lease, update) in updates {
+        let (progress, steps) = report_json(&update)?;
+        let row: Option<(i64, bool)> = merge
+            .query_row(
+                params![&id_bytes(lease.id)[..], fence(&lease), progress, steps, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((seq, _)) = row {
+            cx.changed(seq, lease.id)?;
+        }
+        states.push(lease_state(row.map(|(_, cancel)| cancel)));
+    }
+    Ok(states)
+}
+
+/// Ends attempts whose lease is still held; stale completions change nothing.
+pub(crate) fn complete(
+    cx: &mut WriteCx<'_>,
+    completions: Vec<Completion>,
+    now: i64,
+) -> Result<Vec<CompleteResult>, OpError> {
+    let mut held = cx.conn.prepare_cached(sql::COMPLETE_LEASE)?;
+    let mut results = Vec::with_capacity(completions.len());
+    for c in completions {
+        let id = c.lease.id;
+        let row: Option<(i64, bool, String)> = held
+            .query_row(params![&id_bytes(id)[..], fence(&c.lease)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((seq, cancel_requested, queue)) = row else {
+            results.push(CompleteResult::Stale);
+            continue;
+        };
+        let (progress, steps) = report_json(&c.report)?;
+        let conn = cx.conn;
+        let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<(), OpError> {
+            conn.prepare_cached(sql)?.execute(params)?;
+            Ok(())
+        };
+        match c.outcome {
+            Outcome::Success(result) => exec(
+                sql::COMPLETE_SUCCESS,
+                params![seq, now, result.get(), progress, steps],
+            )?,
+            Outcome::Failed(error) => exec(
+                sql::COMPLETE_FAILED,
+                params![seq, now, json(&error)?, progress, steps],
+            )?,
+            Outcome::Cancelled => exec(sql::COMPLETE_CANCELLED, params![seq, now, progress, steps])?,
+            Outcome::Retry { .. } | Outcome::Released if cancel_requested => {
+                exec(sql::COMPLETE_CANCELLED, params![seq, now, progress, steps])?
+            }
+            Outcome::Retry { error, delay } => {
+                let next = after(now, delay);
+                exec(
+                    sql::COMPLETE_RETRY,
+                    params![seq, now, json(&error)?, next, progress, steps],
+                )?;
+                cx.effects.due.push(DueChange::Added { queue, due: next });
+                cx.effects.work = true;
+            }
+            Outcome::Released => {
+                exec(sql::COMPLETE_RELEASE, params![seq, now, progress, steps])?;
+                cx.effects.work = true;
+            }
+        }
+        cx.changed(seq, id)?;
+        results.push(CompleteResult::Applied);
+    }
+    Ok(results)
+}
+
+/// Cancels a waiting task at once, or asks the worker of a running one to stop it.
+pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<CancelOutcome, OpError> {
+    let found: Option<(i64, Result<TaskState, OpError>)> = cx
+        .conn
+        .prepare_cached(sql::CANCEL_LOOKUP)?
+        .query_row([&id_bytes(id)[..]], |r| Ok((r.get(0)?, state_at(r, 1))))
+        .optional()?;
+    let Some((seq, state)) = found else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let state = state?;
+    let requested = match state {
+        s if s.is_waiting() => false,
+        TaskState::Running => true,
+        s => return Ok(CancelOutcome::Conflict(s)),
+    };
+    let sql = if requested {
+        sql::CANCEL_RUNNING
+    } else {
+        sql::CANCEL_WAITING
+    };
+    cx.conn.prepare_cached(sql)?.execute(params![seq, now])?;
+    let record = record(cx.conn, seq)?;
+    if requested {
+        cx.effects.cancels.push(id);
+    }
+    cx.changed(seq, id)?;
+    Ok(if requested {
+        CancelOutcome::Requested(Box::new(record))
+    } else {
+        CancelOutcome::Cancelled(Box::new(record))
+    })
+}
+
+/// Requeues a failed or cancelled task with a fresh set of attempts; its key becomes live
+/// again unless another live task took it meanwhile.
+pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryOutcome, OpError> {
+    type Found = (i64, Result<TaskState, OpError>, Option<i64>, Option<String>, Owner);
+    let found: Option<Found> = cx
+        .conn
+        .prepare_cached(sql::RETRY_LOOKUP)?
+        .query_row([&id_bytes(id)[..]], |r| {
+            Ok((
+                r.get(0)?,
+                state_at(r, 1),
+                r.get(2)?,
+                r.get(3)?,
+                Owner {
+                    user_id: r.get(4)?,
+                    tenant: r.get(5)?,
+                },
+            ))
+        })
+        .optional()?;
+    let Some((seq, state, expires_at, key, owner)) = found else {
+        return Ok(RetryOutcome::NotFound);
+    };
+    if expires_at.is_some_and(|x| x <= now) {
+        return Ok(RetryOutcome::NotFound);
+    }
+    let state = state?;
+    if !matches!(state, TaskState::Failed | TaskState::Cancelled) {
+        return Ok(RetryOutcome::Conflict(state));
+    }
+    let live_key = match key.map(|k| scoped_key(&owner, &k)) {
+        Some(k) => {
+            let taken = cx
+                .conn
+                .prepare_cached(sql::ENQUEUE_FIND_KEY)?
+                .query_row([&k], |_| Ok(()))
+                .optional()?
+                .is_some();
+            (!taken).then_some(k)
+        }
+        None => None,
+    };
+    cx.conn
+        .prepare_cached(sql::RETRY)?
+        .execute(params![seq, now, live_key])?;
+    let record = record(cx.conn, seq)?;
+    cx.changed(seq, id)?;
+    cx.effects.work = true;
+    Ok(RetryOutcome::Requeued(Box::new(record)))
+}
+
+/// Hands tasks whose lease lapsed back (or ends them).
+pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64) -> Result<Reaped, OpError> {
+    let lapsed: Vec<(i64, TaskId, bool, u32, u32)> = {
+        let mut stmt = cx.conn.prepare_cached(sql::REAP_LAPSED)?;
+        let mut rows = stmt.query([now])?;
+        let mut lapsed = Vec::new();
+        while let Some(r) = rows.next()? {
+            lapsed.push((r.get(0)?, id_at(r, 1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+        }
+        lapsed
+    };
+    let mut reaped = Reaped::default();
+    for (seq, id, cancel_requested, attempt, max_attempts) in lapsed {
+        if cancel_requested {
+            cx.conn
+                .prepare_cached(sql::REAP_CANCELLED)?
+                .execute(params![seq, now])?;
+            reaped.cancelled += 1;
+        } else if attempt >= max_attempts {
+            let error = json(&lease_expired_error(false))?;
+            cx.conn
+                .prepare_cached(sql::REAP_FAILED)?
+                .execute(params![seq, now, error])?;
+            reaped.failed += 1;
+        } else {
+            let error = json(&lease_expired_error(true))?;
+            cx.conn
+                .prepare_cached(sql::REAP_REQUEUE)?
+                .execute(params![seq, now, error])?;
+            reaped.requeued += 1;
+            cx.effects.work = true;
+        }
+        cx.changed(seq, id)?;
+    }
+    Ok(reaped)
+}
+
+/// Deletes up to `limit` expired records; returns how many.
+pub(crate) fn purge_expired(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<u64, OpError> {
+    let deleted = cx
+        .conn
+        .prepare_cached(sql::PURGE_EXPIRED)?
+        .execute(params![now, limit])?;
+    Ok(deleted as u64)
+}
+
+/// One record by storage key.
+pub(crate) fn record(conn: &Connection, seq: i64) -> Result<TaskRecord, OpError> {
+    conn.prepare_cached(sql::RECORD)?
+        .query_row([seq], |r| Ok(codec::record(r)))?
+}
+
+/// One unexpired record by id.
+pub(crate) fn get(conn: &Connection, id: TaskId, now: i64) -> Result<Option<TaskRecord>, OpError> {
+    conn.prepare_cached(sql::GET)?
+        .query_row(params![&id_bytes(id)[..], now], |r| Ok(codec::record(r)))
+        .optional()?
+        .transpose()
+}
+
+/// Above every stored id (16 bytes): the cursor of a first page.
+const ABOVE_ALL_IDS: [u8; 17] = [0xff; 17];
+
+/// Unexpired records matching `query`, newest first.
+pub(crate) fn list(conn: &Connection, query: &ListQuery, now: i64) -> Result<Page, OpError> {
+    let limit = query.capped_limit();
+    let cursor = query.cursor.map(id_bytes);
+    let cursor: &[u8] = cursor.as_ref().map_or(&ABOVE_ALL_IDS[..], |c| &c[..]);
+    let status = query.status.map(TaskState::as_str);
+    let name = query.name.as_deref();
+    let fetch = (limit + 1) as i64;
+    let mut items = Vec::with_capacity(limit + 1);
+    let mut push = |mut rows: rusqlite::Rows<'_>| -> Result<(), OpError> {
+        while let Some(r) = rows.next()? {
+            items.push(codec::record(r)?);
+        }
+        Ok(())
+    };
+    match &query.owner {
+        OwnerFilter::Owner(o) => {
+            let mut stmt = conn.prepare_cached(sql::LIST_OWNER)?;
+            push(stmt.query(params![o.tenant, o.user_id, cursor, status, name, now, fetch])?)?;
+        }
+        OwnerFilter::Any => {
+            let mut stmt = conn.prepare_cached(sql::LIST_ANY)?;
+            push(stmt.query(params![cursor, status, name, now, fetch])?)?;
+        }
+    }
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// How many tasks wait and run.
+pub(crate) fn depth(conn: &Connection) -> Result<QueueDepth, OpError> {
+    Ok(conn.prepare_cached(sql::DEPTH)?.query_row([], |r| {
+        Ok(QueueDepth {
+            waiting: r.get(0)?,
+            running: r.get(1)?,
+        })
+    })?)
+}
+
+/// Reads the task table's first page.
+pub(crate) fn ping(conn: &Connection) -> Result<(), OpError> {
+    conn.prepare_cached(sql::PING)?.query_row([], |_| Ok(()))?;
+    Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(include_str!("../sql/migrations/0001_init.sql"))
+            .expect("schema applies");
+        conn
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("query plans");
+        // Unbound parameters are NULL, which does not change the plan.
+        let mut rows = stmt.raw_query();
+        let mut details = Vec::new();
+        while let Some(row) = rows.next().expect("plan row") {
+            details.push(row.get::<_, String>(3).expect("plan detail"));
+        }
+        details.join("; ")
+    }
+
+    #[test]
+    fn record_queries_return_the_columns_codec_reads() {
+        const RECORD_COLUMNS: [&str; 24] = [
+            "id",
+            "name",
+            "queue",
+            "status",
+            "user_id",
+            "tenant",
+            "correlation_id",
+            "request_id",
+            "key",
+            "created_at",
+            "updated_at",
+            "run_at",
+            "started_at",
+            "completed_at",
+            "next_attempt_at",
+            "expires_at",
+            "attempt",
+            "max_attempts",
+            "timeout_ms",
+            "cancel_requested",
+            "progress",
+            "steps",
+            "error",
+            "result",
+        ];
+        let conn = schema();
+        for sql in [sql::GET, sql::RECORD, sql::LIST_OWNER, sql::LIST_ANY] {
+            let stmt = conn.prepare(sql).expect("statement prepares");
+            assert_eq!(stmt.column_names(), RECORD_COLUMNS, "{sql}");
+        }
+    }
+
+    /// The hot paths walk their partial index and never sort or scan the table, so they cost
+    /// O(log n) however many tasks wait or finished.
+    #[test]
+    fn hot_queries_use_their_indexes() {
+        let conn = schema();
+        let uses = |sql: &str, index: &str| {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains(index), "{sql}\nplan: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\nsorts: {plan}");
+            assert!(
+                !plan.contains("SCAN tasks") || plan.contains("USING"),
+                "{sql}\nscans the table: {plan}"
+            );
+        };
+        uses(sql::CLAIM_CANDIDATES, "tasks_ready");
+        uses(sql::NEXT_DUE, "tasks_ready");
+        uses(sql::REAP_LAPSED, "tasks_leased");
+        uses(sql::PURGE_EXPIRED, "tasks_expiry");
+        uses(sql::ENQUEUE_FIND_KEY, "tasks_live_key");
+        uses(sql::LIST_OWNER, "tasks_owner");
+        uses(sql::GET, "sqlite_autoindex_tasks_1");
+        uses(sql::HEARTBEAT, "sqlite_autoindex_tasks_1");
+        uses(sql::COMPLETE_LEASE, "sqlite_autoindex_tasks_1");
+        let depth = plan(&conn, sql::DEPTH);
+        assert!(
+            depth.contains("tasks_ready") && depth.contains("tasks_leased"),
+            "depth counts the partial indexes: {depth}"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The SQL of every operation, one file per operation under `sql/` (named for it), compiled
+//! into the binary.
+
+macro_rules! queries {
+    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub(crate) const $name: &str = include_str!(concat!("../sql/", $file));
+        )*
+    };
+}
+
+queries! {
+    /// The live task holding an owner-scoped idempotency key.
+    ENQUEUE_FIND_KEY = "enqueue_find_key.sql";
+    /// Stores one new task.
+    ENQUEUE = "enqueue.sql";
+    /// The oldest due tasks of one queue.
+    CLAIM_CANDIDATES = "claim_candidates.sql";
+    /// Leases one waiting task.
+    CLAIM = "claim.sql";
+    /// When the earliest waiting task of a queue falls due.
+    NEXT_DUE = "next_due.sql";
+    /// Renews a held lease.
+    HEARTBEAT = "heartbeat.sql";
+    /// Merges progress and steps of a running task.
+    REPORT = "report.sql";
+    /// The running task a completion's lease still holds.
+    COMPLETE_LEASE = "complete_lease.sql";
+    /// Ends an attempt with a result.
+    COMPLETE_SUCCESS = "complete_success.sql";
+    /// Ends a task with an error.
+    COMPLETE_FAILED = "complete_failed.sql";
+    /// Ends a running task as cancelled.
+    COMPLETE_CANCELLED = "complete_cancelled.sql";
+    /// Schedules the next attempt of a failed one.
+    COMPLETE_RETRY = "complete_retry.sql";
+    /// Hands an unfinished attempt back without spending it.
+    COMPLETE_RELEASE = "complete_release.sql";
+    /// One unexpired record by id.
+    GET = "get.sql";
+    /// One record by storage key.
+    RECORD = "record.sql";
+    /// One owner's records, newest first.
+    LIST_OWNER = "list_owner.sql";
+    /// Everyone's records, newest first.
+    LIST_ANY = "list_any.sql";
+    /// The task to cancel.
+    CANCEL_LOOKUP = "cancel_lookup.sql";
+    /// Cancels a waiting task.
+    CANCEL_WAITING = "cancel_waiting.sql";
+    /// Requests cancellation of a running task.
+    CANCEL_RUNNING = "cancel_running.sql";
+    /// The task to retry by hand.
+    RETRY_LOOKUP = "retry_lookup.sql";
+    /// Requeues a failed or cancelled task.
+    RETRY = "retry.sql";
+    /// Running tasks whose lease lapsed.
+    REAP_LAPSED = "reap_lapsed.sql";
+    /// Requeues a lapsed task with attempts left.
+    REAP_REQUEUE = "reap_requeue.sql";
+    /// Fails a lapsed task with no attempts left.
+    REAP_FAILED = "reap_failed.sql";
+    /// Cancels a lapsed task whose cancellation was requested.
+    REAP_CANCELLED = "reap_cancelled.sql";
+    /// Deletes a chunk of expired records.
+    PURGE_EXPIRED = "purge_expired.sql";
+    /// Counts waiting and running tasks.
+    DEPTH = "depth.sql";
+    /// Reads one page of the task table.
+    PING = "ping.sql";
+}

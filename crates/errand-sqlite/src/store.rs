@@ -1,0 +1,289 @@
+//! [`SqliteStore`]: errand's default store, durable in one SQLite file.
+
+use crate::codec::micros;
+use crate::config::SqliteConfig;
+use crate::database::Db;
+use crate::error::SqliteError;
+use crate::ops::{self, ClaimSpec};
+use crate::readers::Readers;
+use crate::signals::Signals;
+use crate::writer::{Writer, WriterStats};
+use async_trait::async_trait;
+use errand_core::{
+    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued,
+    EventStream, Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome,
+    StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
+};
+use futures::stream::BoxStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Expired records deleted per writer transaction by a purge, so a large purge never holds
+/// the writer for long.
+const PURGE_CHUNK: i64 = 5_000;
+
+/// A durable [`Store`] in one SQLite file (WAL mode), shared by clones and safe to use from
+/// several processes at once.
+///
+/// - Writes go to one writer thread that commits everything queued in one transaction, so
+///   concurrent enqueues, claims and completions share commits.
+/// - Reads (`get`, `list`, `depth`, `ping`) use a small pool of read-only connections.
+/// - Workers of this process wake at once on new work and when a delayed task falls due;
+///   workers of other processes sharing the file find work at their poll interval.
+/// - Watchers and cancellation requests reach this process's listeners; workers of other
+///   processes learn of a cancellation at their next heartbeat.
+///
+/// ```
+/// use errand_core::Store;
+/// use errand_sqlite::{SqliteConfig, SqliteStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("errand.db"), SqliteConfig::default())?;
+/// store.ping().await?;
+/// assert_eq!(store.depth().await?.waiting, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Db>,
+    clock: Arc<dyn Clock>,
+    writer: Writer,
+    readers: Arc<Readers>,
+    signals: Arc<Signals>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.db.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its directory if needed and
+    /// upgrading its schema. Blocks briefly (file I/O): call it at startup or from
+    /// `spawn_blocking`.
+    ///
+    /// Fails with a [`SqliteError`] naming the file and the cause when the directory cannot be
+    /// created, the file cannot be written, is not an errand database, is damaged, or is
+    /// locked by another process for longer than the busy timeout while it needs migrating.
+    pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
+                dir: dir.to_path_buf(),
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let db = Arc::new(Db {
+            path,
+            busy_timeout: config.busy_timeout,
+        });
+        let conn = db.open_writer(&config)?;
+        let readers = Arc::new(Readers::open(db.clone(), config.read_connections)?);
+        let signals = Arc::new(Signals::default());
+        let writer = Writer::spawn(conn, db.clone(), signals.clone(), config.max_batch)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                clock: config.clock,
+                writer,
+                readers,
+                signals,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.db.path
+    }
+
+    /// What the writer thread did so far: transactions, operations, and where the time went.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// Finishes the writes already queued, then closes the database. Every clone is closed:
+    /// later calls fail with [`StoreError::Unavailable`]. Dropping the last clone closes the
+    /// store too, without waiting.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.readers.close();
+    }
+
+    fn now(&self) -> i64 {
+        micros(self.inner.clock.now())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::enqueue(cx, tasks, now))
+            .await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        if request.limit == 0 || request.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut queues = request.queues.clone();
+        queues.sort_unstable();
+        queues.dedup();
+        let spec = ClaimSpec {
+            queues,
+            limit: request.limit,
+            lease: request.lease,
+            worker_id: request.worker_id.clone(),
+        };
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::claim(cx, spec, now))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::heartbeat(cx, leases, extend, now))
+            .await
+    }
+
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::report(cx, updates, now))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::complete(cx, completions, now))
+            .await
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let now = self.now();
+        self.inner
+            .readers
+            .run(move |conn| ops::get(conn, id, now))
+            .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let query = query.clone();
+        let now = self.now();
+        self.inner
+            .readers
+            .run(move |conn| ops::list(conn, &query, now))
+            .await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::cancel(cx, id, now))
+            .await
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+        let now = self.now();
+        self.inner
+            .writer
+            .run(move |cx| ops::retry(cx, id, now))
+            .await
+    }
+
+    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
+        Ok(self.inner.signals.watchers.subscribe(id))
+    }
+
+    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
+        Ok(self.inner.signals.cancels.subscribe())
+    }
+
+    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
+        let inner = self.inner.clone();
+        let queues = queues.to_vec();
+        Ok(self.inner.signals.work.signal(move || {
+            let due = inner.signals.due.earliest(&queues)?;
+            let wait = due.saturating_sub(micros(inner.clock.now())).max(0);
+            Some(Duration::from_micros(wait as u64))
+        }))
+    }
+
+    async fn reap(&self) -> Result<Reaped, StoreError> {
+        let now = self.now();
+        self.inner.writer.run(move |cx| ops::reap(cx, now)).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let mut purged = 0;
+        loop {
+            let n = self
+                .inner
+                .writer
+                .run(move |cx| ops::purge_expired(cx, now, PURGE_CHUNK))
+                .await?;
+            purged += n;
+            if n < PURGE_CHUNK as u64 {
+                return Ok(purged);
+            }
+        }
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        self.inner.readers.run(ops::depth).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.inner.writer.is_alive() {
+            return Err(StoreError::Unavailable(format!(
+                "the writer of the task database {} has stopped",
+                self.inner.db.path.display()
+            )));
+        }
+        self.inner.readers.run(ops::ping).await
+    }
+}
