@@ -1,0 +1,273 @@
+//! A task's life through the API, against a real Worker: submit, follow (polling and SSE),
+//! fail, cancel, retry, deduplicate, list.
+
+mod common;
+
+use common::{Harness, assert_error, status_changes};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_running_success_with_steps_progress_and_every_change_on_sse() {
+    let h = Harness::start().await;
+    let token = h.token("alice", Some("acme"), false);
+    let (status, submitted) = h
+        .submit(
+            &token,
+            json!({"name": "pipeline", "args": {"steps": ["chunk", "embed", "index"], "wait_at": "embed"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let id = submitted["id"].as_str().expect("id");
+    assert_eq!(submitted["status"], "pending");
+    assert_eq!(submitted["deduplicated"], false);
+    assert_eq!(submitted["status_url"], format!("/v1/tasks/{id}"));
+    assert_eq!(submitted["events_url"], format!("/v1/tasks/{id}/events"));
+
+    // No worker yet: the task waits, and the stream starts with that record.
+    let (status, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["owner"], json!({"user_id": "alice", "tenant": "acme"}));
+    let mut events = h.events(&token, id).await.expect("stream opens");
+    let first = events.next().await.expect("first event");
+    assert_eq!(first.event, "status");
+    assert_eq!(first.data["status"], "pending");
+
+    let worker = h.worker();
+    // The task runs, holding at `embed`: the first step is done and visible.
+    let running = h
+        .wait_for(&token, id, |r| {
+            r["status"] == "running" && r["steps"][1]["status"] == "running"
+        })
+        .await;
+    assert_eq!(running["attempt"], 1);
+    assert_eq!(running["steps"][0]["name"], "chunk");
+    assert_eq!(running["steps"][0]["status"], "success");
+    assert_eq!(running["steps"][2]["status"], "pending");
+    assert_eq!(running["progress"]["current"], 1);
+    assert_eq!(running["progress"]["total"], 3);
+    assert_eq!(running["progress"]["message"], "chunk done");
+
+    h.gate.open(1);
+    let mut records: Vec<Value> = vec![first.data];
+    records.extend(events.rest().await.into_iter().map(|e| {
+        assert_eq!(e.event, "status");
+        e.data
+    }));
+    assert_eq!(status_changes(&records), ["pending", "running", "success"]);
+    let last = records.last().expect("records");
+    assert_eq!(last["result"], json!({"steps": 3}));
+    assert!(last["steps"].as_array().expect("steps").iter().all(|s| s["status"] == "success"));
+    assert_eq!(last["progress"]["current"], 3);
+    // The stream showed the running task's progress on its way.
+    assert!(records.iter().any(|r| r["status"] == "running" && r["progress"]["current"] == 1));
+    // Each event is a change: no record repeats.
+    for pair in records.windows(2) {
+        assert_ne!(pair[0], pair[1]);
+    }
+
+    // Once finished, the stream is the final record alone.
+    let mut again = h.events(&token, id).await.expect("stream opens");
+    let only = again.rest().await;
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].data["status"], "success");
+
+    let (status, polled) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&polled, last, "polling and events show one shape");
+    worker.shutdown(common::DEADLINE).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_shows_the_failed_step_the_error_and_skipped_steps() {
+    let h = Harness::start().await;
+    let worker = h.worker();
+    let token = h.token("alice", None, false);
+    let id = h
+        .submit_ok(
+            &token,
+            json!({"name": "pipeline", "args": {"steps": ["chunk", "embed", "index", "freshness"], "fail_at": "embed"}}),
+        )
+        .await;
+    let mut events = h.events(&token, &id).await.expect("stream opens");
+    let records: Vec<Value> = events.rest().await.into_iter().map(|e| e.data).collect();
+    let failed = records.last().expect("events");
+    assert_eq!(failed["status"], "failed");
+    let steps: Vec<(&str, &str)> = failed["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| (s["name"].as_str().expect("name"), s["status"].as_str().expect("status")))
+        .collect();
+    assert_eq!(
+        steps,
+        [("chunk", "success"), ("embed", "failed"), ("index", "skipped"), ("freshness", "skipped")]
+    );
+    assert_eq!(failed["steps"][1]["error"], "step embed failed on purpose");
+    assert_eq!(failed["error"]["message"], "step embed failed on purpose");
+    assert_eq!(failed["error"]["kind"], "bad_input");
+    assert_eq!(failed["error"]["details"], json!({"step": "embed", "index": 1}));
+    assert_eq!(failed["error"]["retryable"], false);
+    assert!(failed.get("result").is_none());
+
+    let (status, polled) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&polled, failed);
+    worker.shutdown(common::DEADLINE).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_retry_follow_the_state_rules() {
+    let h = Harness::start().await;
+    let token = h.token("alice", None, false);
+
+    // Pending: cancelled at once.
+    let pending = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let (status, record) = h.post(&token, &format!("/v1/tasks/{pending}/cancel")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+    assert_eq!(record["status"], "cancelled");
+    // Finished: 409, for cancel; retry brings it back.
+    let (status, json) = h.post(&token, &format!("/v1/tasks/{pending}/cancel")).await;
+    assert_error(status, &json, StatusCode::CONFLICT, "conflict");
+    assert!(json["error"]["message"].as_str().expect("message").contains("cancelled"));
+    let (status, record) = h.post(&token, &format!("/v1/tasks/{pending}/retry")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["attempt"], 0);
+
+    let worker = h.worker();
+    // Both holds run now (the retried one and a new one).
+    let running = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    h.wait_status(&token, &running, "running").await;
+    h.wait_status(&token, &pending, "running").await;
+    // Running: a retry is a 409, a cancel is requested and ends the task cancelled.
+    let (status, json) = h.post(&token, &format!("/v1/tasks/{running}/retry")).await;
+    assert_error(status, &json, StatusCode::CONFLICT, "conflict");
+    let (status, record) = h.post(&token, &format!("/v1/tasks/{running}/cancel")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+    assert_eq!(record["status"], "running");
+    assert_eq!(record["cancel_requested"], true);
+    h.wait_status(&token, &running, "cancelled").await;
+
+    // Success: neither cancel nor retry.
+    h.gate.open(1);
+    h.wait_status(&token, &pending, "success").await;
+    for action in ["cancel", "retry"] {
+        let (status, json) = h.post(&token, &format!("/v1/tasks/{pending}/{action}")).await;
+        assert_error(status, &json, StatusCode::CONFLICT, "conflict");
+    }
+    worker.shutdown(common::DEADLINE).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_key_answers_the_existing_task() {
+    let h = Harness::start().await;
+    let alice = h.token("alice", None, false);
+    let body = json!({"name": "hold", "args": {}, "key": "upload-7"});
+    let first = h.submit_ok(&alice, body.clone()).await;
+    let (status, again) = h.submit(&alice, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["deduplicated"], true);
+    assert_eq!(again["id"], first.as_str());
+    // Keys are scoped to their owner.
+    let bob = h.token("bob", None, false);
+    let (status, other) = h.submit(&bob, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(other["id"], first.as_str());
+    // A finished task frees its key.
+    h.post(&alice, &format!("/v1/tasks/{first}/cancel")).await;
+    let (status, fresh) = h.submit(&alice, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(fresh["id"], first.as_str());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn submission_options_reach_the_record() {
+    let h = Harness::start().await;
+    let token = h.token("alice", None, false);
+    let id = h
+        .submit_ok(
+            &token,
+            json!({"name": "hold", "args": {}, "delay_s": 3600, "max_attempts": 7, "timeout_s": 1.5}),
+        )
+        .await;
+    let (_, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(record["status"], "scheduled");
+    assert!(record["run_at"].is_string());
+    assert_eq!(record["max_attempts"], 7);
+    assert_eq!(record["timeout_ms"], 1500);
+    // Without options, the task's own policy applies.
+    let id = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let (_, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["max_attempts"], 1);
+    assert_eq!(record["timeout_ms"], 300_000);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn listing_pages_newest_first_with_filters() {
+    let h = Harness::start().await;
+    let token = h.token("alice", None, false);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(h.submit_ok(&token, json!({"name": "hold", "args": {}})).await);
+    }
+    let strict = h
+        .submit_ok(&token, json!({"name": "strict", "args": {"count": 1, "label": "x"}}))
+        .await;
+    h.post(&token, &format!("/v1/tasks/{}/cancel", ids[0])).await;
+
+    let (status, page) = h.get(&token, "/v1/tasks?limit=4").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<&str> = page["items"].as_array().expect("items").iter().map(|r| r["id"].as_str().expect("id")).collect();
+    assert_eq!(listed, [strict.as_str(), &ids[4], &ids[3], &ids[2]]);
+    let cursor = page["next_cursor"].as_str().expect("cursor");
+    let (_, page) = h.get(&token, &format!("/v1/tasks?limit=4&cursor={cursor}")).await;
+    let listed: Vec<&str> = page["items"].as_array().expect("items").iter().map(|r| r["id"].as_str().expect("id")).collect();
+    assert_eq!(listed, [&ids[1], &ids[0]]);
+    assert_eq!(page["next_cursor"], Value::Null);
+
+    let (_, page) = h.get(&token, "/v1/tasks?status=cancelled").await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    assert_eq!(page["items"][0]["id"], ids[0].as_str());
+    let (_, page) = h.get(&token, "/v1/tasks?name=strict&status=").await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    assert_eq!(page["items"][0]["name"], "strict");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn task_types_list_names_and_argument_schemas() {
+    let h = Harness::start().await;
+    let token = h.token("alice", None, false);
+    let (status, types) = h.get(&token, "/v1/task-types").await;
+    assert_eq!(status, StatusCode::OK);
+    let items = types["items"].as_array().expect("items");
+    let names: Vec<&str> = items.iter().map(|t| t["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["hold", "pipeline", "strict", "whoami"]);
+    let strict = items.iter().find(|t| t["name"] == "strict").expect("strict");
+    assert_eq!(strict["schema"]["required"], json!(["count", "label"]));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_event_streams() {
+    let h = Harness::start().await;
+    let token = h.token("alice", None, false);
+    let id = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let mut events = h.events(&token, &id).await.expect("stream opens");
+    assert_eq!(events.next().await.expect("first").data["status"], "pending");
+    let stopping = tokio::spawn(h.stop());
+    // The server does not wait for the (never finishing) task: the stream ends.
+    assert!(events.next().await.is_none());
+    tokio::time::timeout(common::DEADLINE, stopping)
+        .await
+        .expect("shutdown completes")
+        .expect("stop task");
+}
