@@ -1,0 +1,97 @@
+//! [`RedisConfig`]: how a [`RedisStore`](crate::RedisStore) names its keys, reads the time and
+//! bounds its waits on Redis.
+
+use errand_core::{Clock, SystemClock};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a [`RedisStore`](crate::RedisStore). Every field has a default that suits one
+/// Redis on the local network; build with `RedisConfig::default()` and the setters.
+///
+/// ```
+/// use errand_redis::RedisConfig;
+/// use std::time::Duration;
+/// let config = RedisConfig::default()
+///     .prefix("billing")
+///     .response_timeout(Duration::from_secs(2));
+/// assert_eq!(config.prefix, "billing");
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Start of every key and channel name, so several errand deployments (or tests) share
+    /// one Redis without meeting. Must not contain `{` or `}`. Default `"errand"`.
+    pub prefix: String,
+    /// Where leases, delays, backoff and expiry read the time. Default [`SystemClock`]; tests
+    /// pass a [`ManualClock`](errand_core::ManualClock).
+    pub clock: Arc<dyn Clock>,
+    /// Longest wait for a TCP connection to Redis. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for Redis to answer one command or pipeline. Default 5 s.
+    pub response_timeout: Duration,
+    /// First pause before reconnecting after the connection was lost; it doubles on each
+    /// failed attempt. Default 100 ms.
+    pub reconnect_min_delay: Duration,
+    /// Longest pause between reconnection attempts. Default 5 s.
+    pub reconnect_max_delay: Duration,
+    /// How often the dedicated pub/sub connection checks that Redis still answers, so a
+    /// silently dropped connection is noticed and replaced. Default 5 s.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "errand".into(),
+            clock: Arc::new(SystemClock),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            reconnect_min_delay: Duration::from_millis(100),
+            reconnect_max_delay: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the connection timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the response timeout.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets the bounds of the reconnection backoff.
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min_delay = min;
+        self.reconnect_max_delay = max.max(min);
+        self
+    }
+
+    /// Sets the pub/sub keep-alive interval.
+    pub fn keepalive_interval(mut self, every: Duration) -> Self {
+        self.keepalive_interval = every;
+        self
+    }
+
+    /// The longest any one store call waits on Redis: a connection attempt, then the answer.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.connect_timeout + self.response_timeout
+    }
+}

@@ -1,0 +1,177 @@
+//! Key and channel names. See the crate docs for the layout; every per-queue key starts with
+//! the queue's hash tag `{prefix:queue}`, which is what the scripts receive as `KEYS[1]`.
+
+use errand_core::{Owner, StoreError, TaskId};
+
+/// Names keys and channels under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+    queues: String,
+    cancel: String,
+}
+
+impl Keys {
+    /// Names under `prefix` (already validated: no braces).
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            queues: format!("{{{prefix}}}:queues"),
+            cancel: format!("{prefix}:cancel"),
+        }
+    }
+
+    /// The set of queue names ever used.
+    pub(crate) fn queues(&self) -> &str {
+        &self.queues
+    }
+
+    /// The channel announcing running tasks whose cancellation was requested.
+    pub(crate) fn cancel_channel(&self) -> &str {
+        &self.cancel
+    }
+
+    /// The hash tag and base of `queue`'s keys: `{prefix:queue}`.
+    pub(crate) fn base(&self, queue: &str) -> String {
+        format!("{{{}:{}}}", self.prefix, queue)
+    }
+
+    /// A task's record.
+    pub(crate) fn task(&self, queue: &str, id: TaskId) -> String {
+        format!("{}:t:{id}", self.base(queue))
+    }
+
+    /// The schedule of waiting tasks (a sorted set by due time).
+    pub(crate) fn ready(&self, queue: &str) -> String {
+        format!("{}:ready", self.base(queue))
+    }
+
+    /// Running tasks by lease expiry.
+    pub(crate) fn leases(&self, queue: &str) -> String {
+        format!("{}:leases", self.base(queue))
+    }
+
+    /// Every task id of the queue, for admin listings.
+    pub(crate) fn ids(&self, queue: &str) -> String {
+        format!("{}:ids", self.base(queue))
+    }
+
+    /// One owner's task ids in the queue.
+    pub(crate) fn owner_index(&self, queue: &str, owner: &Owner) -> String {
+        format!("{}:o:{}", self.base(queue), owner_hash(owner))
+    }
+
+    /// An idempotency key's pointer to its live task.
+    pub(crate) fn idempotency(&self, queue: &str, scoped_key: &str) -> String {
+        format!("{}:k:{scoped_key}", self.base(queue))
+    }
+
+    /// The channel that wakes the queue's idle workers.
+    pub(crate) fn work_channel(&self, queue: &str) -> String {
+        format!("{}:work", self.base(queue))
+    }
+
+    /// The channel carrying a watched task's records.
+    pub(crate) fn event_channel(&self, queue: &str, id: TaskId) -> String {
+        format!("{}:ev:{id}", self.base(queue))
+    }
+
+    /// The SCAN pattern matching every key under this prefix.
+    pub(crate) fn pattern(&self) -> String {
+        let mut escaped = String::with_capacity(self.prefix.len());
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        format!("{{{escaped}[:}}]*")
+    }
+}
+
+/// Checks that a queue name keeps the key layout unambiguous.
+pub(crate) fn check_queue(queue: &str) -> Result<(), StoreError> {
+    if queue.is_empty() || queue.contains(['{', '}']) {
+        return Err(StoreError::Invalid(format!(
+            "queue name {:?} cannot be stored in Redis: it must be non-empty and must not contain '{{' or '}}'",
+            queue.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// A short stable name for an owner, used in index key names (FNV-1a, 64 bits). Two owners
+/// sharing a hash only share an index: listings still check each record's owner.
+pub(crate) fn owner_hash(owner: &Owner) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for part in [&owner.tenant, &owner.user_id] {
+        match part {
+            Some(s) => {
+                feed(b"+");
+                feed(s.as_bytes());
+            }
+            None => feed(b"-"),
+        }
+        feed(b"\x1f");
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bases_round_trip_and_share_the_hash_tag() {
+        let keys = Keys::new("errand");
+        let base = keys.base("emails");
+        assert_eq!(base, "{errand:emails}");
+        let id = TaskId::new();
+        for key in [
+            keys.task("emails", id),
+            keys.ready("emails"),
+            keys.leases("emails"),
+            keys.ids("emails"),
+            keys.owner_index("emails", &Owner::default()),
+            keys.idempotency("emails", "k"),
+        ] {
+            assert!(key.starts_with(&base), "{key} carries the queue's tag");
+        }
+    }
+
+    #[test]
+    fn pattern_escapes_glob_characters() {
+        assert_eq!(Keys::new("errand").pattern(), "{errand[:}]*");
+        assert_eq!(Keys::new("a*b").pattern(), "{a\\*b[:}]*");
+        assert_eq!(Keys::new("errand").queues(), "{errand}:queues");
+    }
+
+    #[test]
+    fn owner_hash_tells_missing_from_empty() {
+        let none = Owner::default();
+        let empty = Owner {
+            user_id: Some(String::new()),
+            tenant: None,
+        };
+        let swapped = Owner {
+            user_id: None,
+            tenant: Some(String::new()),
+        };
+        assert_ne!(owner_hash(&none), owner_hash(&empty));
+        assert_ne!(owner_hash(&empty), owner_hash(&swapped));
+        assert_eq!(owner_hash(&empty).len(), 16);
+    }
+
+    #[test]
+    fn braces_in_queue_names_are_refused() {
+        assert!(check_queue("a{b").is_err());
+        assert!(check_queue("").is_err());
+        assert!(check_queue("emails").is_ok());
+    }
+}

@@ -1,0 +1,93 @@
+//! The Lua scripts (`lua/*.lua`, each prefixed with `lua/common.lua`), called by EVALSHA and
+//! loaded again when Redis answers NOSCRIPT (after a restart or a `SCRIPT FLUSH`).
+
+use redis::Cmd;
+
+/// One script: its source and SHA-1.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    name: &'static str,
+    code: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    fn new(name: &'static str, code: &'static str) -> Self {
+        let hash = redis::Script::new(code).get_hash().to_string();
+        Self { name, code, hash }
+    }
+
+    /// The script's file name, for error messages.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `SCRIPT LOAD` of this script.
+    pub(crate) fn load_cmd(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.code);
+        cmd
+    }
+
+    /// Starts a call on the queue whose key base is `base`, with "now" as `ARGV[1]`.
+    pub(crate) fn call<'a>(&'a self, base: &str, now_ms: i64) -> Call<'a> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.hash).arg(1).arg(base).arg(now_ms);
+        Call { lua: self, cmd }
+    }
+}
+
+/// A script invocation being built; run it (possibly with others in one round trip) with
+/// [`Redis::run`](crate::redis_conn::Redis::run).
+pub(crate) struct Call<'a> {
+    pub(crate) lua: &'a Lua,
+    pub(crate) cmd: Cmd,
+}
+
+impl Call<'_> {
+    /// Appends an argument.
+    pub(crate) fn arg<T: redis::ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+}
+
+macro_rules! scripts {
+    ($($field:ident => $file:literal),* $(,)?) => {
+        /// Every script of the store.
+        #[derive(Debug)]
+        pub(crate) struct Scripts {
+            $(pub(crate) $field: Lua,)*
+        }
+
+        impl Scripts {
+            /// The scripts, hashed.
+            pub(crate) fn new() -> Self {
+                Self {
+                    $($field: Lua::new(
+                        $file,
+                        concat!(include_str!("../lua/common.lua"), include_str!(concat!("../lua/", $file))),
+                    ),)*
+                }
+            }
+
+            /// All of them, to load at once.
+            pub(crate) fn all(&self) -> [&Lua; 10] {
+                [$(&self.$field),*]
+            }
+        }
+    };
+}
+
+scripts! {
+    enqueue => "enqueue.lua",
+    claim => "claim.lua",
+    heartbeat => "heartbeat.lua",
+    report => "report.lua",
+    complete => "complete.lua",
+    cancel => "cancel.lua",
+    retry => "retry.lua",
+    reap => "reap.lua",
+    purge => "purge.lua",
+    watch => "watch.lua",
+}

@@ -1,0 +1,1065 @@
+//! [`RedisStore`]: the [`Store`] on Redis.
+
+use crate::config::RedisConfig;
+use crate::error::{RedisStoreError, corrupt};
+use crate::keys::{Keys, check_queue, owner_hash};
+use crate::listener::{Bus, Listener, Route};
+use crate::record::{self, Fields, array, int, millis, task_id, text};
+use crate::redis_conn::Redis;
+use crate::scripts::Call;
+use crate::signal::RedisSignal;
+use async_trait::async_trait;
+use errand_core::{
+    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
+    Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped,
+    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
+    lease_expired_error,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_stream::wrappers::BroadcastStream;
+use tracing::{debug, warn};
+
+/// Most tasks per enqueue script call (a batch may take several calls, sent in one pipeline).
+const ENQUEUE_CHUNK: usize = 500;
+/// Most tasks one claim hands out.
+const CLAIM_MAX: usize = 1000;
+/// Most leases or completions per script call.
+const LEASE_CHUNK: usize = 500;
+/// Most lapsed leases or expired records handled per script call (each call blocks Redis
+/// briefly; the store loops until done).
+const SWEEP_CHUNK: usize = 500;
+
+/// errand's [`Store`] on Redis (or Valkey): many API and worker processes share one Redis.
+///
+/// Cheap to clone: clones share the command connection, the pub/sub connection and the
+/// in-process listeners.
+///
+/// ```no_run
+/// use errand_core::Store;
+/// use errand_redis::{RedisConfig, RedisStore};
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379", RedisConfig::default()).await?;
+/// store.ping().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: Redis,
+    keys: Keys,
+    clock: Arc<dyn Clock>,
+    bus: Arc<Bus>,
+    listener: Listener,
+    /// The queue of each lease claimed through this store and not yet completed, so
+    /// heartbeats and completions go straight to the right queue.
+    held: Mutex<HashMap<TaskId, Arc<str>>>,
+    /// Queue names seen so far (the `{prefix}:queues` set, cached).
+    queues: Mutex<Vec<Arc<str>>>,
+    /// Serializes the setting up of watches, so two watchers of one task share one
+    /// subscription.
+    watch_setup: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.inner.redis.server())
+            .field("keys", &self.inner.keys)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where a task was found: its queue and, when asked for, its whole record.
+struct Found {
+    queue: Arc<str>,
+    fields: Option<Fields>,
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://[user:password@]host:port[/db]`).
+    ///
+    /// Redis being down is not an error: the store starts, its calls answer
+    /// [`StoreError::Unavailable`] until Redis is back, and it then resumes by itself. Only
+    /// a malformed URL or prefix is refused. Must be called inside a tokio runtime (it
+    /// starts the pub/sub listener).
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, RedisStoreError> {
+        if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
+            return Err(RedisStoreError::InvalidPrefix(config.prefix));
+        }
+        let redis = Redis::new(url, &config)?;
+        let keys = Keys::new(&config.prefix);
+        let bus = Arc::new(Bus::default());
+        let listener = Listener::start(redis.clone(), keys.clone(), bus.clone(), &config);
+        let store = Self {
+            inner: Arc::new(Inner {
+                redis,
+                keys,
+                clock: config.clock,
+                bus,
+                listener,
+                held: Mutex::new(HashMap::new()),
+                queues: Mutex::new(Vec::new()),
+                watch_setup: tokio::sync::Mutex::new(()),
+            }),
+        };
+        if let Err(e) = store.inner.redis.load_scripts().await {
+            warn!(error = %e, "Redis is not reachable yet; the store answers 'unavailable' until it is");
+        }
+        Ok(store)
+    }
+
+    /// Deletes every key under this store's prefix (tasks, indexes, queues) and returns how
+    /// many. For tests, benchmarks and retiring a deployment; never while workers run.
+    pub async fn clear(&self) -> Result<u64, StoreError> {
+        let pattern = self.inner.keys.pattern();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.inner.redis.query(&scan).await?;
+            if !keys.is_empty() {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&keys);
+                deleted += self.inner.redis.query::<u64>(&unlink).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        lock(&self.inner.queues).clear();
+        Ok(deleted)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now().timestamp_millis()
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    fn cached_queues(&self) -> Vec<Arc<str>> {
+        lock(&self.inner.queues).clone()
+    }
+
+    /// Replaces the cached queue list with Redis's answer; returns the queues that are new.
+    fn learn_queues(&self, members: Vec<String>) -> Vec<Arc<str>> {
+        let mut cached = lock(&self.inner.queues);
+        let mut fresh = Vec::new();
+        let list: Vec<Arc<str>> = members
+            .into_iter()
+            .map(|m| {
+                let q: Arc<str> = m.into();
+                if !cached.contains(&q) {
+                    fresh.push(q.clone());
+                }
+                q
+            })
+            .collect();
+        *cached = list;
+        fresh
+    }
+
+    /// Every queue ever used (one round trip).
+    async fn queue_list(&self) -> Result<Vec<Arc<str>>, StoreError> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.keys().queues());
+        let members: Vec<String> = self.inner.redis.query(&cmd).await?;
+        self.learn_queues(members);
+        Ok(self.cached_queues())
+    }
+
+    /// Finds the queue holding task `id` (and its record when `full`), in one round trip
+    /// unless a queue appeared that this process did not know yet.
+    async fn find(&self, id: TaskId, full: bool) -> Result<Option<Found>, StoreError> {
+        let probe = |pipe: &mut redis::Pipeline, queue: &str| {
+            let key = self.keys().task(queue, id);
+            if full {
+                pipe.cmd("HGETALL").arg(key);
+            } else {
+                pipe.cmd("HGET").arg(key).arg("s");
+            }
+        };
+        let pick = |queues: &[Arc<str>], values: Vec<Value>| -> Result<Option<Found>, StoreError> {
+            for (queue, value) in queues.iter().zip(values) {
+                let found = if full {
+                    Fields::from_hash(value)?.map(Some)
+                } else {
+                    (value != Value::Nil).then_some(None)
+                };
+                if let Some(fields) = found {
+                    return Ok(Some(Found {
+                        queue: queue.clone(),
+                        fields,
+                    }));
+                }
+            }
+            Ok(None)
+        };
+        let cached = self.cached_queues();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS").arg(self.keys().queues());
+        for q in &cached {
+            probe(&mut pipe, q);
+        }
+        let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
+        let members: Vec<String> = match values.next() {
+            Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
+            None => return Err(corrupt("empty answer to a lookup")),
+        };
+        if let Some(found) = pick(&cached, values.collect())? {
+            return Ok(Some(found));
+        }
+        let fresh = self.learn_queues(members);
+        if fresh.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for q in &fresh {
+            probe(&mut pipe, q);
+        }
+        let values = self.inner.redis.pipeline(&pipe).await?;
+        pick(&fresh, values)
+    }
+
+    /// Groups leases by queue, keeping their positions; a lease whose task cannot be found
+    /// is lost (`None`).
+    async fn route(&self, ids: &[TaskId]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
+        let mut out: Vec<Option<Arc<str>>> = {
+            let held = lock(&self.inner.held);
+            ids.iter().map(|id| held.get(id).cloned()).collect()
+        };
+        for (i, id) in ids.iter().enumerate() {
+            if out[i].is_none() {
+                out[i] = self.find(*id, false).await?.map(|f| f.queue);
+            }
+        }
+        Ok(out)
+    }
+
+    fn release_held(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut held = lock(&self.inner.held);
+        for id in ids {
+            held.remove(&id);
+        }
+    }
+
+    /// Runs one script call per chunk of items per queue, all in one round trip, and hands
+    /// each item its answer (one value per item, in order). Items without a queue get `None`.
+    async fn per_queue<'s, T>(
+        &'s self,
+        queues: &[Option<Arc<str>>],
+        items: &[T],
+        make: impl Fn(&str) -> Call<'s>,
+        add: impl Fn(&mut Call<'s>, &T) -> Result<(), StoreError>,
+    ) -> Result<Vec<Option<Value>>, StoreError> {
+        let mut groups: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            let Some(q) = q else { continue };
+            match groups.iter_mut().find(|(g, _)| g == q) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((q.clone(), vec![i])),
+            }
+        }
+        let mut calls = Vec::new();
+        let mut positions = Vec::new();
+        for (queue, list) in &groups {
+            let base = self.keys().base(queue);
+            for chunk in list.chunks(LEASE_CHUNK) {
+                let mut call = make(&base);
+                for &i in chunk {
+                    add(&mut call, &items[i])?;
+                }
+                calls.push(call);
+                positions.push(chunk);
+            }
+        }
+        let mut out: Vec<Option<Value>> = vec![None; items.len()];
+        let values = self.inner.redis.run(calls, &[]).await?;
+        for (value, chunk) in values.into_iter().zip(positions) {
+            let answers = array(value)?;
+            if answers.len() != chunk.len() {
+                return Err(corrupt("a script answered for the wrong number of items"));
+            }
+            for (answer, &i) in answers.into_iter().zip(chunk) {
+                out[i] = Some(answer);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims from one queue.
+    async fn claim_from(
+        &self,
+        requests: &[(Arc<str>, usize)],
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let scripts = self.inner.redis.scripts();
+        let calls = requests
+            .iter()
+            .map(|(queue, limit)| {
+                let mut call = scripts.claim.call(&self.keys().base(queue), now);
+                call.arg(*limit).arg(until);
+                call
+            })
+            .collect();
+        let values = self.inner.redis.run(calls, &[]).await?;
+        let mut claimed = Vec::new();
+        for ((queue, _), value) in requests.iter().zip(values) {
+            let answer = array(value)?;
+            for chunk in answer.chunks(5) {
+                claimed.push(record::claimed(queue, chunk)?);
+            }
+        }
+        let mut held = lock(&self.inner.held);
+        for c in &claimed {
+            held.insert(c.lease.id, c.queue.as_str().into());
+        }
+        Ok(claimed)
+    }
+
+    /// Runs a sweeping script (reap, purge) over every queue until each is done; returns the
+    /// sum of each answer's counters (all but the last, which says how many entries the call
+    /// examined).
+    async fn sweep<'s>(
+        &'s self,
+        make: impl Fn(&str, i64) -> Call<'s>,
+        counters: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let now = self.now_ms();
+        let mut pending: Vec<Arc<str>> = self.queue_list().await?;
+        let mut totals = vec![0u64; counters];
+        while !pending.is_empty() {
+            let calls = pending
+                .iter()
+                .map(|q| make(&self.keys().base(q), now))
+                .collect();
+            let values = self.inner.redis.run(calls, &[]).await?;
+            let mut again = Vec::new();
+            for (queue, value) in pending.iter().zip(values) {
+                let answer = array(value)?;
+                if answer.len() != counters + 1 {
+                    return Err(corrupt("a sweep answered with the wrong shape"));
+                }
+                for (total, v) in totals.iter_mut().zip(&answer) {
+                    *total += int(v)?;
+                }
+                if int(&answer[counters])? >= SWEEP_CHUNK as u64 {
+                    again.push(queue.clone());
+                }
+            }
+            pending = again;
+        }
+        Ok(totals)
+    }
+
+    /// The record in a script's answer (a flat field/value list).
+    fn record_of(&self, id: TaskId, queue: &str, value: Value) -> Result<TaskRecord, StoreError> {
+        Fields::from_hash(value)?
+            .ok_or_else(|| corrupt(format!("task {id} vanished")))?
+            .into_record(id, queue)
+    }
+
+    /// Fetches records in one round trip; missing or expired ones are skipped.
+    async fn records(
+        &self,
+        ids: &[(TaskId, Arc<str>)],
+        now: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (id, queue) in ids {
+            pipe.cmd("HGETALL").arg(self.keys().task(queue, *id));
+        }
+        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for ((id, queue), value) in ids.iter().zip(values) {
+            if let Some(fields) = Fields::from_hash(value)?
+                && fields.expires_ms().is_none_or(|x| x > now)
+            {
+                out.push(fields.into_record(*id, queue)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One listing index being read newest first.
+struct Source {
+    queue: Arc<str>,
+    key: String,
+    /// Exclusive upper bound for the next read (`+` at first).
+    upper: String,
+    buffer: VecDeque<TaskId>,
+    exhausted: bool,
+}
+
+fn lease_code(value: Option<Value>) -> Result<LeaseState, StoreError> {
+    match value.as_ref().map(int).transpose()? {
+        Some(1) => Ok(LeaseState::Held),
+        Some(2) => Ok(LeaseState::CancelRequested),
+        _ => Ok(LeaseState::Lost),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The report's fields as script arguments ('' when unchanged).
+fn report_args(report: &StatusUpdate) -> Result<(String, String), StoreError> {
+    Ok((
+        report
+            .progress
+            .as_ref()
+            .map(to_json)
+            .transpose()?
+            .unwrap_or_default(),
+        report
+            .steps
+            .as_ref()
+            .map(to_json)
+            .transpose()?
+            .unwrap_or_default(),
+    ))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_ms();
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            match groups.iter_mut().find(|(q, _)| *q == t.queue) {
+                Some((_, list)) => list.push(i),
+                None => {
+                    check_queue(&t.queue)?;
+                    groups.push((&t.queue, vec![i]));
+                }
+            }
+        }
+        let scripts = self.inner.redis.scripts();
+        let mut calls = Vec::new();
+        let mut positions = Vec::new();
+        for (queue, list) in &groups {
+            let base = self.keys().base(queue);
+            for chunk in list.chunks(ENQUEUE_CHUNK) {
+                let mut call = scripts.enqueue.call(&base, now);
+                call.arg(chunk.len());
+                for &i in chunk {
+                    let t = &tasks[i];
+                    let run_at = t
+                        .delay
+                        .filter(|d| !d.is_zero())
+                        .map(|d| now + millis(d).max(1));
+                    let key = t
+                        .scoped_key()
+                        .map(|k| self.keys().idempotency(queue, &k))
+                        .unwrap_or_default();
+                    call.arg(t.id.to_string())
+                        .arg(if run_at.is_some() {
+                            "scheduled"
+                        } else {
+                            "pending"
+                        })
+                        .arg(run_at.unwrap_or(now))
+                        .arg(t.max_attempts.max(1))
+                        .arg(millis(t.ttl))
+                        .arg(owner_hash(&t.owner))
+                        .arg(key)
+                        .arg(record::payload(t, run_at)?);
+                }
+                calls.push(call);
+                positions.push(chunk);
+            }
+        }
+        // The queue names go to the set every process reads to find tasks by id.
+        let mut register = redis::cmd("SADD");
+        register.arg(self.keys().queues());
+        for (queue, _) in &groups {
+            register.arg(*queue);
+        }
+        let values = self.inner.redis.run(calls, &[register]).await?;
+        let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
+        for (value, chunk) in values.into_iter().zip(positions) {
+            let answer = array(value)?;
+            if answer.len() != chunk.len() * 3 {
+                return Err(corrupt("enqueue answered for the wrong number of tasks"));
+            }
+            for (triple, &i) in answer.chunks(3).zip(chunk) {
+                out[i] = Some(Enqueued {
+                    id: task_id(&triple[0])?,
+                    status: text(&triple[1])?.parse().map_err(corrupt)?,
+                    deduplicated: int(&triple[2])? == 1,
+                });
+            }
+        }
+        out.into_iter()
+            .map(|e| e.ok_or_else(|| corrupt("a task got no enqueue answer")))
+            .collect()
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        let limit = req.limit.min(CLAIM_MAX);
+        if limit == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        for q in &req.queues {
+            check_queue(q)?;
+        }
+        let now = self.now_ms();
+        let until = now + millis(req.lease);
+        if let [queue] = req.queues.as_slice() {
+            return self
+                .claim_from(&[(queue.as_str().into(), limit)], now, until)
+                .await;
+        }
+        // Several queues: look at each one's oldest due tasks, then claim the oldest overall
+        // from each (one script per queue, as a queue is a cluster slot).
+        let mut pipe = redis::pipe();
+        for q in &req.queues {
+            pipe.cmd("ZRANGE")
+                .arg(self.keys().ready(q))
+                .arg("-inf")
+                .arg(now)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .arg("WITHSCORES");
+        }
+        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut due: Vec<(i64, String, usize)> = Vec::new();
+        for (qi, value) in values.into_iter().enumerate() {
+            let items = array(value)?;
+            for pair in items.chunks(2) {
+                let [member, score] = pair else { continue };
+                let score: f64 = text(score)?.parse().map_err(corrupt)?;
+                due.push((score as i64, text(member)?.to_string(), qi));
+            }
+        }
+        due.sort();
+        due.truncate(limit);
+        let order: HashMap<&str, usize> = due
+            .iter()
+            .enumerate()
+            .map(|(rank, (_, id, _))| (id.as_str(), rank))
+            .collect();
+        let requests: Vec<(Arc<str>, usize)> = req
+            .queues
+            .iter()
+            .enumerate()
+            .filter_map(|(qi, q)| {
+                let n = due.iter().filter(|(_, _, i)| *i == qi).count();
+                (n > 0).then(|| (q.as_str().into(), n))
+            })
+            .collect();
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut claimed = self.claim_from(&requests, now, until).await?;
+        claimed.sort_by_key(|c| {
+            order
+                .get(c.lease.id.to_string().as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        });
+        Ok(claimed)
+    }
+
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: std::time::Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let ids: Vec<TaskId> = leases.iter().map(|l| l.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_ms();
+        let until = now + millis(extend);
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                leases,
+                |base| {
+                    let mut call = scripts.heartbeat.call(base, now);
+                    call.arg(until);
+                    call
+                },
+                |call, lease| {
+                    call.arg(lease.id.to_string()).arg(lease.fence);
+                    Ok(())
+                },
+            )
+            .await?;
+        let states = answers
+            .into_iter()
+            .map(lease_code)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_held(
+            leases
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == LeaseState::Lost)
+                .map(|(l, _)| l.id),
+        );
+        Ok(states)
+    }
+
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let ids: Vec<TaskId> = updates.iter().map(|(l, _)| l.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_ms();
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                &updates,
+                |base| scripts.report.call(base, now),
+                |call, (lease, update)| {
+                    let (progress, steps) = report_args(update)?;
+                    call.arg(lease.id.to_string())
+                        .arg(lease.fence)
+                        .arg(progress)
+                        .arg(steps);
+                    Ok(())
+                },
+            )
+            .await?;
+        let states = answers
+            .into_iter()
+            .map(lease_code)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_held(
+            ids.iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == LeaseState::Lost)
+                .map(|(id, _)| *id),
+        );
+        Ok(states)
+    }
+
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
+        let ids: Vec<TaskId> = completions.iter().map(|c| c.lease.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_ms();
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                &completions,
+                |base| scripts.complete.call(base, now),
+                |call, c| {
+                    let (outcome, payload, delay) = match &c.outcome {
+                        Outcome::Success(result) => ("S", result.get().to_string(), 0),
+                        Outcome::Failed(error) => ("F", to_json(error)?, 0),
+                        Outcome::Cancelled => ("C", String::new(), 0),
+                        Outcome::Retry { error, delay } => ("R", to_json(error)?, millis(*delay)),
+                        Outcome::Released => ("L", String::new(), 0),
+                    };
+                    let (progress, steps) = report_args(&c.report)?;
+                    call.arg(c.lease.id.to_string())
+                        .arg(c.lease.fence)
+                        .arg(outcome)
+                        .arg(payload)
+                        .arg(delay)
+                        .arg(progress)
+                        .arg(steps);
+                    Ok(())
+                },
+            )
+            .await?;
+        self.release_held(ids);
+        answers
+            .into_iter()
+            .map(|a| {
+                Ok(match a.as_ref().map(int).transpose()? {
+                    Some(1) => CompleteResult::Applied,
+                    _ => CompleteResult::Stale,
+                })
+            })
+            .collect()
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let now = self.now_ms();
+        let Some(Found {
+            queue,
+            fields: Some(fields),
+        }) = self.find(id, true).await?
+        else {
+            return Ok(None);
+        };
+        if fields.expires_ms().is_some_and(|x| x <= now) {
+            return Ok(None);
+        }
+        fields.into_record(id, &queue).map(Some)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.capped_limit();
+        let now = self.now_ms();
+        let upper = query
+            .cursor
+            .map_or_else(|| "+".to_string(), |c| format!("({c}"));
+        let mut sources: Vec<Source> = self
+            .queue_list()
+            .await?
+            .into_iter()
+            .map(|queue| Source {
+                key: match &query.owner {
+                    OwnerFilter::Owner(o) => self.keys().owner_index(&queue, o),
+                    OwnerFilter::Any => self.keys().ids(&queue),
+                },
+                queue,
+                upper: upper.clone(),
+                buffer: VecDeque::new(),
+                exhausted: false,
+            })
+            .collect();
+        let mut items: Vec<TaskRecord> = Vec::new();
+        let mut chunk = limit + 1;
+        while items.len() <= limit {
+            // Refill every index that may still hold newer ids than the others' heads.
+            let refill: Vec<usize> = (0..sources.len())
+                .filter(|&i| !sources[i].exhausted && sources[i].buffer.is_empty())
+                .collect();
+            if !refill.is_empty() {
+                let mut pipe = redis::pipe();
+                for &i in &refill {
+                    pipe.cmd("ZRANGE")
+                        .arg(&sources[i].key)
+                        .arg(&sources[i].upper)
+                        .arg("-")
+                        .arg("BYLEX")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(chunk);
+                }
+                let values = self.inner.redis.pipeline(&pipe).await?;
+                for (&i, value) in refill.iter().zip(values) {
+                    let ids: Vec<String> = redis::from_redis_value(value).map_err(corrupt)?;
+                    let s = &mut sources[i];
+                    s.exhausted = ids.len() < chunk;
+                    if let Some(last) = ids.last() {
+                        s.upper = format!("({last}");
+                    }
+                    for id in ids {
+                        s.buffer
+                            .push_back(id.parse().map_err(|e| corrupt(format!("{e}")))?);
+                    }
+                }
+            }
+            // Merge newest first while every index that is not exhausted has a head.
+            let mut candidates: Vec<(TaskId, Arc<str>)> = Vec::new();
+            while candidates.len() < chunk
+                && sources.iter().all(|s| s.exhausted || !s.buffer.is_empty())
+            {
+                let Some(best) = sources
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.buffer.front().map(|id| (*id, i)))
+                    .max()
+                else {
+                    break;
+                };
+                sources[best.1].buffer.pop_front();
+                candidates.push((best.0, sources[best.1].queue.clone()));
+            }
+            if candidates.is_empty() {
+                break;
+            }
+            for record in self.records(&candidates, now).await? {
+                if query.matches(&record) {
+                    items.push(record);
+                }
+            }
+            // Filters may reject many: read more at a time.
+            chunk = (chunk * 2).min(1000);
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+        let Some(found) = self.find(id, false).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let scripts = self.inner.redis.scripts();
+        let mut call = scripts
+            .cancel
+            .call(&self.keys().base(&found.queue), self.now_ms());
+        call.arg(id.to_string()).arg(self.keys().cancel_channel());
+        let value = self
+            .inner
+            .redis
+            .run(vec![call], &[])
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt("no answer to cancel"))?;
+        let mut answer = array(value)?.into_iter();
+        let kind = answer
+            .next()
+            .ok_or_else(|| corrupt("empty answer to cancel"))?;
+        let rest = answer.next();
+        Ok(match (text(&kind)?, rest) {
+            ("cancelled", Some(r)) => {
+                CancelOutcome::Cancelled(Box::new(self.record_of(id, &found.queue, r)?))
+            }
+            ("requested", Some(r)) => {
+                CancelOutcome::Requested(Box::new(self.record_of(id, &found.queue, r)?))
+            }
+            ("conflict", Some(s)) => CancelOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
+            ("missing", _) => CancelOutcome::NotFound,
+            _ => return Err(corrupt("unexpected answer to cancel")),
+        })
+    }
+
+    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+        let Some(found) = self.find(id, false).await? else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        let scripts = self.inner.redis.scripts();
+        let mut call = scripts
+            .retry
+            .call(&self.keys().base(&found.queue), self.now_ms());
+        call.arg(id.to_string());
+        let value = self
+            .inner
+            .redis
+            .run(vec![call], &[])
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt("no answer to retry"))?;
+        let mut answer = array(value)?.into_iter();
+        let kind = answer
+            .next()
+            .ok_or_else(|| corrupt("empty answer to retry"))?;
+        let rest = answer.next();
+        Ok(match (text(&kind)?, rest) {
+            ("requeued", Some(r)) => {
+                RetryOutcome::Requeued(Box::new(self.record_of(id, &found.queue, r)?))
+            }
+            ("conflict", Some(s)) => RetryOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
+            ("missing", _) => RetryOutcome::NotFound,
+            _ => return Err(corrupt("unexpected answer to retry")),
+        })
+    }
+
+    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
+        let _setup = self.inner.watch_setup.lock().await;
+        let rx = match self.inner.bus.join_watch(id) {
+            Some(rx) => rx,
+            None => {
+                let Some(found) = self.find(id, false).await? else {
+                    return Ok(futures::stream::pending().boxed());
+                };
+                let channel = self.keys().event_channel(&found.queue, id);
+                let subscription = self
+                    .inner
+                    .listener
+                    .subscribe(vec![(channel, Route::Event(id))])
+                    .await?;
+                let count = self.watch_count(&found.queue, id, 1).await?;
+                if count < 0 {
+                    return Ok(futures::stream::pending().boxed());
+                }
+                self.inner.bus.start_watch(id, found.queue, subscription)
+            }
+        };
+        let guard = Unwatch {
+            store: self.clone(),
+            id,
+        };
+        Ok(BroadcastStream::new(rx)
+            .filter_map(move |r| {
+                let _keep = &guard;
+                // A lagging watcher skips records; the next one carries the latest state.
+                futures::future::ready(r.ok())
+            })
+            .boxed())
+    }
+
+    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
+        let rx = self.inner.bus.cancels();
+        let channel = self.keys().cancel_channel().to_string();
+        let subscription = self
+            .inner
+            .listener
+            .subscribe(vec![(channel, Route::Cancel)])
+            .await?;
+        Ok(BroadcastStream::new(rx)
+            .filter_map(move |id| {
+                let _keep = &subscription;
+                // A listener that falls behind skips ids; heartbeats report cancellation too.
+                futures::future::ready(id.ok())
+            })
+            .boxed())
+    }
+
+    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
+        for q in queues {
+            check_queue(q)?;
+        }
+        let mut receivers: Vec<_> = queues.iter().map(|q| self.inner.bus.work(q)).collect();
+        for rx in &mut receivers {
+            // The first wait returns at once: work may have arrived before the signal existed.
+            rx.mark_changed();
+        }
+        let channels = queues
+            .iter()
+            .map(|q| (self.keys().work_channel(q), Route::Work(q.as_str().into())))
+            .collect();
+        let subscription = self.inner.listener.subscribe(channels).await?;
+        Ok(Box::new(RedisSignal {
+            receivers,
+            queues: queues.to_vec(),
+            redis: self.inner.redis.clone(),
+            keys: self.keys().clone(),
+            clock: self.inner.clock.clone(),
+            _subscription: subscription,
+        }))
+    }
+
+    async fn reap(&self) -> Result<Reaped, StoreError> {
+        let retryable = to_json(&lease_expired_error(true))?;
+        let last = to_json(&lease_expired_error(false))?;
+        let scripts = self.inner.redis.scripts();
+        let totals = self
+            .sweep(
+                |base, now| {
+                    let mut call = scripts.reap.call(base, now);
+                    call.arg(SWEEP_CHUNK).arg(&retryable).arg(&last);
+                    call
+                },
+                3,
+            )
+            .await?;
+        Ok(Reaped {
+            requeued: totals[0],
+            failed: totals[1],
+            cancelled: totals[2],
+        })
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let scripts = self.inner.redis.scripts();
+        let totals = self
+            .sweep(
+                |base, now| {
+                    let mut call = scripts.purge.call(base, now);
+                    call.arg(SWEEP_CHUNK);
+                    call
+                },
+                1,
+            )
+            .await?;
+        Ok(totals[0])
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        let queues = self.queue_list().await?;
+        if queues.is_empty() {
+            return Ok(QueueDepth::default());
+        }
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            pipe.cmd("ZCARD").arg(self.keys().ready(q));
+            pipe.cmd("ZCARD").arg(self.keys().leases(q));
+        }
+        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut depth = QueueDepth::default();
+        for pair in values.chunks(2) {
+            if let [waiting, running] = pair {
+                depth.waiting += int(waiting)?;
+                depth.running += int(running)?;
+            }
+        }
+        Ok(depth)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .redis
+            .query::<Value>(&redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
+}
+
+impl RedisStore {
+    /// Raises or lowers how many processes watch `id`; -1 when the task does not exist.
+    async fn watch_count(&self, queue: &str, id: TaskId, delta: i64) -> Result<i64, StoreError> {
+        let scripts = self.inner.redis.scripts();
+        let mut call = scripts.watch.call(&self.keys().base(queue), self.now_ms());
+        call.arg(id.to_string()).arg(delta);
+        let value = self
+            .inner
+            .redis
+            .run(vec![call], &[])
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt("no answer to watch"))?;
+        match value {
+            Value::Int(n) => Ok(n),
+            other => Err(corrupt(format!("unexpected answer to watch: {other:?}"))),
+        }
+    }
+}
+
+/// Ends one watcher's stream: the process's last watcher of a task unsubscribes and lowers
+/// the task's watcher count, so its changes stop being published.
+struct Unwatch {
+    store: RedisStore,
+    id: TaskId,
+}
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        let Some(queue) = self.store.inner.bus.leave_watch(self.id) else {
+            return;
+        };
+        // Outside a runtime the count stays raised: the task then publishes its changes to
+        // nobody until it expires, which costs a little and loses nothing.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, id) = (self.store.clone(), self.id);
+            runtime.spawn(async move {
+                if let Err(e) = store.watch_count(&queue, id, -1).await {
+                    debug!(task_id = %id, error = %e, "could not lower the task's watcher count");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Helpers shared by the Redis store's tests: unique key prefixes, a store that deletes its
+//! keys when dropped, and a private `redis-server` that a test can kill and restart.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use async_trait::async_trait;
+use errand_core::{
+    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
+    Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome, StatusUpdate,
+    Store, StoreError, TaskId, TaskRecord, WorkSignal,
+};
+use errand_redis::{RedisConfig, RedisStore};
+use futures::stream::BoxStream;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The shared Redis of the test machine.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("errand-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes every key under `prefix` (a prefix from [`unique_prefix`]) on the shared Redis.
+pub fn delete_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return;
+    };
+    let pattern = format!("{{{prefix}[:}}]*");
+    let keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
+        Ok(keys) => keys,
+        Err(_) => return,
+    };
+    if !keys.is_empty() {
+        let _: Result<u64, _> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
+    }
+}
+
+/// A store on the shared Redis under a unique prefix, reading time from `clock`.
+pub async fn store_on(prefix: &str, clock: Arc<dyn Clock>) -> RedisStore {
+    RedisStore::connect(
+        REDIS_URL,
+        RedisConfig::default().prefix(prefix).clock(clock),
+    )
+    .await
+    .expect("store connects")
+}
+
+/// A [`RedisStore`] that deletes its keys when the last handle to it is dropped, even when
+/// the test panicked.
+pub struct CleanStore {
+    inner: RedisStore,
+    prefix: String,
+}
+
+impl CleanStore {
+    /// A fresh store under a unique prefix.
+    pub async fn new(clock: Arc<dyn Clock>) -> Self {
+        let prefix = unique_prefix();
+        Self {
+            inner: store_on(&prefix, clock).await,
+            prefix,
+        }
+    }
+}
+
+impl Drop for CleanStore {
+    fn drop(&mut self) {
+        delete_keys(REDIS_URL, &self.prefix);
+    }
+}
+
+#[async_trait]
+impl Store for CleanStore {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
+        self.inner.enqueue(tasks).await
+    }
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.inner.claim(request).await
+    }
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        self.inner.heartbeat(leases, extend).await
+    }
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        self.inner.report(updates).await
+    }
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
+        self.inner.complete(completions).await
+    }
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+        self.inner.cancel(id).await
+    }
+    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+        self.inner.retry(id).await
+    }
+    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
+        self.inner.watch(id).await
+    }
+    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
+        self.inner.cancellations().await
+    }
+    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
+        self.inner.work_signal(queues).await
+    }
+    async fn reap(&self) -> Result<Reaped, StoreError> {
+        self.inner.reap().await
+    }
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.inner.purge_expired().await
+    }
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        self.inner.depth().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+/// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.
+/// Killed when dropped.
+pub struct PrivateRedis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("errand-redis-test-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut redis = Self {
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): clients see their connections drop.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (is it installed?)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
