@@ -260,14 +260,15 @@ fn identity_claim<'a>(
 
 /// The roles claim: absent, one string, or an array of strings.
 fn roles_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Vec<&'a str>, TokenError> {
-    let bad = || TokenError::Claims(format!("the {name:?} claim must be a string or an array of strings"));
+    let bad = || {
+        TokenError::Claims(format!(
+            "the {name:?} claim must be a string or an array of strings"
+        ))
+    };
     match claims.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(role)) => Ok(vec![role.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or_else(bad))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().ok_or_else(bad)).collect(),
         Some(_) => Err(bad()),
     }
 }
@@ -336,30 +337,37 @@ mod tests {
         };
         // Minted with `sub`, read with `oid`: no user.
         let token = mint_token_sub(&config);
-        let refusal = identify(&config, &headers(&token), None).err().expect("refused");
+        let refusal = identify(&config, &headers(&token), None).expect_err("refused");
         assert_eq!(refusal.code(), "invalid_claims");
     }
 
     fn mint_token_sub(config: &ServerConfig) -> String {
-        crate::mint_token(&config.jwt_secret, "bob", None, false, Duration::from_secs(60), "sub")
-            .expect("mint")
+        crate::mint_token(
+            &config.jwt_secret,
+            "bob",
+            None,
+            false,
+            Duration::from_secs(60),
+            "sub",
+        )
+        .expect("mint")
     }
 
     #[test]
     fn authorization_header_forms() {
         let config = config();
-        let none = identify(&config, &HeaderMap::new(), None).err().expect("refused");
+        let none = identify(&config, &HeaderMap::new(), None).expect_err("refused");
         assert_eq!(none.code(), "missing_token");
         for bad in ["Basic abc", "Bearer", "Bearer ", "Token x", "Bearer a b"] {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
-            let refusal = identify(&config, &h, None).err().expect("refused");
+            let refusal = identify(&config, &h, None).expect_err("refused");
             assert_eq!(refusal.code(), "malformed_authorization", "{bad}");
         }
         let token = mint_token_sub(&config);
         let mut twice = headers(&token);
         twice.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-        let refusal = identify(&config, &twice, None).err().expect("refused");
+        let refusal = identify(&config, &twice, None).expect_err("refused");
         assert_eq!(refusal.code(), "malformed_authorization");
         let mut lower = HeaderMap::new();
         lower.insert(

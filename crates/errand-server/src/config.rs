@@ -63,7 +63,10 @@ impl Default for ServerConfig {
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
-            .field("jwt_secret", &format_args!("<{} bytes>", self.jwt_secret.len()))
+            .field(
+                "jwt_secret",
+                &format_args!("<{} bytes>", self.jwt_secret.len()),
+            )
             .field("user_claim", &self.user_claim)
             .field("tenant_claim", &self.tenant_claim)
             .field("roles_claim", &self.roles_claim)
@@ -166,7 +169,10 @@ mod tests {
             user_claim: " ".into(),
             ..ok.clone()
         };
-        assert_eq!(empty_claim.validate(), Err(ConfigError::Empty("user_claim")));
+        assert_eq!(
+            empty_claim.validate(),
+            Err(ConfigError::Empty("user_claim"))
+        );
         let zero = ServerConfig {
             body_limit: 0,
             ..ok.clone()

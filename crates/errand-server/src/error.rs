@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use errand_core::{PrepareError, StoreError};
@@ -36,7 +36,8 @@ pub struct ApiError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
-    headers: HeaderMap,
+    /// Extra headers of the answer (`WWW-Authenticate`, `Retry-After`).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -61,7 +62,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -78,7 +79,7 @@ impl ApiError {
         } else {
             HeaderValue::from_static("Bearer error=\"invalid_token\"")
         };
-        e.headers.insert(header::WWW_AUTHENTICATE, challenge);
+        e.headers.push((header::WWW_AUTHENTICATE, challenge));
         e
     }
 
@@ -114,7 +115,7 @@ impl ApiError {
             "the task store is unavailable; try again shortly",
         );
         e.headers
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
         e
     }
 
@@ -173,7 +174,13 @@ impl fmt::Debug for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

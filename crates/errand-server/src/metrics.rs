@@ -259,8 +259,16 @@ impl Metrics {
             "Tasks in the store, waiting (pending, scheduled, retrying) or running; absent when the store cannot be read.",
         );
         if let Some(depth) = depth {
-            let _ = writeln!(w, "errand_store_tasks{{state=\"waiting\"}} {}", depth.waiting);
-            let _ = writeln!(w, "errand_store_tasks{{state=\"running\"}} {}", depth.running);
+            let _ = writeln!(
+                w,
+                "errand_store_tasks{{state=\"waiting\"}} {}",
+                depth.waiting
+            );
+            let _ = writeln!(
+                w,
+                "errand_store_tasks{{state=\"running\"}} {}",
+                depth.running
+            );
         }
         let _ = writeln!(
             w,
@@ -299,7 +307,12 @@ mod tests {
             200,
             Duration::from_millis(3),
         );
-        m.request(&Method::from_bytes(b"BREW").expect("method"), "unmatched", 404, Duration::from_secs(60));
+        m.request(
+            &Method::from_bytes(b"BREW").expect("method"),
+            "unmatched",
+            404,
+            Duration::from_secs(60),
+        );
         m.submitted("say \"hi\"", false);
         m.store_error("get", &StoreError::Unavailable("down".into()));
         let guard = m.stream_opened();
@@ -310,14 +323,16 @@ mod tests {
         assert!(text.contains(
             "errand_http_requests_total{method=\"GET\",route=\"/v1/tasks/{id}\",status=\"200\"} 1"
         ));
-        assert!(text.contains("errand_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"} 1"));
+        assert!(text.contains(
+            "errand_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"} 1"
+        ));
         assert!(text.contains("errand_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/tasks/{id}\",le=\"0.005\"} 1"));
         assert!(text.contains("errand_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/tasks/{id}\",le=\"0.0025\"} 0"));
         assert!(text.contains("errand_http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",le=\"+Inf\"} 1"));
         assert!(text.contains("errand_tasks_submitted_total{task=\"say \\\"hi\\\"\"} 1"));
-        assert!(text.contains(
-            "errand_store_errors_total{operation=\"get\",kind=\"unavailable\"} 1"
-        ));
+        assert!(
+            text.contains("errand_store_errors_total{operation=\"get\",kind=\"unavailable\"} 1")
+        );
         assert!(text.contains("errand_event_streams_open 1"));
         assert!(text.contains("errand_store_tasks{state=\"waiting\"} 4"));
         assert!(text.contains("errand_store_up 1"));

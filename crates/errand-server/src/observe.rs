@@ -64,8 +64,8 @@ pub(crate) async fn observe(
         .to_string();
     let request_id = client_id(request.headers(), &REQUEST_ID_HEADER)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let correlation_id = client_id(request.headers(), &CORRELATION_ID_HEADER)
-        .unwrap_or_else(|| request_id.clone());
+    let correlation_id =
+        client_id(request.headers(), &CORRELATION_ID_HEADER).unwrap_or_else(|| request_id.clone());
     let user = UserSlot::default();
     request.extensions_mut().insert(RequestIds {
         request_id: request_id.clone(),
@@ -115,11 +115,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(client_id(&headers, &REQUEST_ID_HEADER), None);
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("req-42"));
-        assert_eq!(client_id(&headers, &REQUEST_ID_HEADER).as_deref(), Some("req-42"));
+        assert_eq!(
+            client_id(&headers, &REQUEST_ID_HEADER).as_deref(),
+            Some("req-42")
+        );
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
         assert_eq!(client_id(&headers, &REQUEST_ID_HEADER), None);
         let long = "x".repeat(MAX_ID_LEN + 1);
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&long).expect("value"));
+        headers.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_str(&long).expect("value"),
+        );
         assert_eq!(client_id(&headers, &REQUEST_ID_HEADER), None);
     }
 }

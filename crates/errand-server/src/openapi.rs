@@ -30,7 +30,11 @@ mod tests {
     #[test]
     fn document_parses_and_every_ref_resolves() {
         let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("valid JSON");
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
         let mut found = Vec::new();
         refs(&doc, &mut found);
         assert!(!found.is_empty());
@@ -40,8 +44,14 @@ mod tests {
         }
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("path item") {
-                assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
-                assert!(op["responses"].is_object(), "{method} {path} has no responses");
+                assert!(
+                    op["operationId"].is_string(),
+                    "{method} {path} has no operationId"
+                );
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
             }
         }
     }

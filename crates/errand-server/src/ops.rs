@@ -39,7 +39,10 @@ pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     };
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(depth),
     )
         .into_response()
@@ -47,9 +50,5 @@ pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 
 /// `GET /openapi.json`: the API's OpenAPI 3.1 document.
 pub(crate) async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI_JSON,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }

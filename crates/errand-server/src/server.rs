@@ -42,7 +42,11 @@ impl AppState {
 
     /// Task `id`'s record if the caller may see it; 404 otherwise, whether the task does not
     /// exist or belongs to someone else.
-    pub async fn visible_record(&self, caller: &Caller, id: TaskId) -> Result<TaskRecord, ApiError> {
+    pub async fn visible_record(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+    ) -> Result<TaskRecord, ApiError> {
         match self.store.get(id).await {
             Ok(Some(record)) if caller.may_access(&record.owner) => Ok(record),
             Ok(_) => Err(ApiError::not_found()),

@@ -203,12 +203,20 @@ pub(crate) async fn list(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| invalid(format!("`limit` must be a whole number from 1 to {MAX_PAGE}")))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`limit` must be a whole number from 1 to {MAX_PAGE}"
+                ))
+            })?;
     }
     query.cursor = present(params.cursor)
         .map(|c| c.parse::<TaskId>())
         .transpose()
-        .map_err(|e| invalid(format!("`cursor` is not a cursor from a previous page: {e}")))?;
+        .map_err(|e| {
+            invalid(format!(
+                "`cursor` is not a cursor from a previous page: {e}"
+            ))
+        })?;
     let page = app
         .store
         .list(&query)
@@ -277,7 +285,10 @@ pub(crate) struct TaskTypes {
 }
 
 /// `GET /v1/task-types`: the registered task names with the JSON schema of their arguments.
-pub(crate) async fn task_types(State(app): State<Arc<AppState>>, _caller: Caller) -> Json<TaskTypes> {
+pub(crate) async fn task_types(
+    State(app): State<Arc<AppState>>,
+    _caller: Caller,
+) -> Json<TaskTypes> {
     Json(TaskTypes {
         items: app.registry.task_types(),
     })
@@ -290,7 +301,10 @@ mod tests {
     #[test]
     fn seconds_are_checked() {
         let max = Duration::from_secs(10);
-        assert_eq!(seconds("d", 1.5, max, true).expect("ok"), Duration::from_millis(1500));
+        assert_eq!(
+            seconds("d", 1.5, max, true).expect("ok"),
+            Duration::from_millis(1500)
+        );
         assert_eq!(seconds("d", 0.0, max, true).expect("ok"), Duration::ZERO);
         assert!(seconds("d", 0.0, max, false).is_err());
         assert!(seconds("d", -1.0, max, true).is_err());

@@ -213,8 +213,7 @@ pub(crate) fn verify(
     }
     if header.contains_key("crit") {
         return Err(TokenError::Malformed(
-            "the header lists critical extensions (\"crit\"), which errand does not support"
-                .into(),
+            "the header lists critical extensions (\"crit\"), which errand does not support".into(),
         ));
     }
     let signature = B64URL
@@ -292,9 +291,15 @@ mod tests {
 
     #[test]
     fn minted_token_verifies_with_its_claims() {
-        let token =
-            mint_token(SECRET, "alice", Some("acme"), true, Duration::from_secs(60), "oid")
-                .expect("mint");
+        let token = mint_token(
+            SECRET,
+            "alice",
+            Some("acme"),
+            true,
+            Duration::from_secs(60),
+            "oid",
+        )
+        .expect("mint");
         let v = verify(SECRET, &token, LEEWAY, Utc::now()).expect("verify");
         assert_eq!(v.claims["oid"], "alice");
         assert_eq!(v.claims["tenant"], "acme");
@@ -310,7 +315,11 @@ mod tests {
         let good = sign(r#"{"alg":"HS256"}"#, &claims, SECRET);
         assert!(verify(SECRET, &good, LEEWAY, Utc::now()).is_ok());
 
-        let other_secret = sign(r#"{"alg":"HS256"}"#, &claims, b"another-secret-another-secret-xx");
+        let other_secret = sign(
+            r#"{"alg":"HS256"}"#,
+            &claims,
+            b"another-secret-another-secret-xx",
+        );
         assert_eq!(
             verify(SECRET, &other_secret, LEEWAY, Utc::now()).unwrap_err(),
             TokenError::Signature
@@ -358,7 +367,14 @@ mod tests {
             TokenError::Claims(_)
         ));
 
-        for junk in ["", "a.b", "a.b.c.d", "!!!.e30.e30", "e30.!!!.e30", "W10.e30.e30"] {
+        for junk in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!!.e30.e30",
+            "e30.!!!.e30",
+            "W10.e30.e30",
+        ] {
             assert!(
                 matches!(
                     verify(SECRET, junk, LEEWAY, Utc::now()).unwrap_err(),

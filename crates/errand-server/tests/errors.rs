@@ -49,25 +49,54 @@ async fn every_kind_of_bad_token_is_a_distinct_401() {
     let h = Harness::start().await;
     let claims = json!({"sub": "alice", "exp": now() + 600});
     let cases: Vec<(&str, Option<String>, &str, &str)> = vec![
-        ("no header", None, "missing_token", "authentication required"),
-        ("basic scheme", Some("Basic YWxpY2U6cHc=".into()), "malformed_authorization", "Bearer"),
-        ("bearer without token", Some("Bearer".into()), "malformed_authorization", "Bearer"),
-        ("not a JWT", Some("Bearer not-a-jwt".into()), "malformed_token", "well-formed"),
+        (
+            "no header",
+            None,
+            "missing_token",
+            "authentication required",
+        ),
+        (
+            "basic scheme",
+            Some("Basic YWxpY2U6cHc=".into()),
+            "malformed_authorization",
+            "Bearer",
+        ),
+        (
+            "bearer without token",
+            Some("Bearer".into()),
+            "malformed_authorization",
+            "Bearer",
+        ),
+        (
+            "not a JWT",
+            Some("Bearer not-a-jwt".into()),
+            "malformed_token",
+            "well-formed",
+        ),
         (
             "bad signature",
-            Some(format!("Bearer {}", hs256(&claims, b"some-other-secret-of-32-bytes-xxxx"))),
+            Some(format!(
+                "Bearer {}",
+                hs256(&claims, b"some-other-secret-of-32-bytes-xxxx")
+            )),
             "invalid_signature",
             "signature",
         ),
         (
             "expired",
-            Some(format!("Bearer {}", hs256(&json!({"sub": "alice", "exp": now() - 3600}), SECRET))),
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"sub": "alice", "exp": now() - 3600}), SECRET)
+            )),
             "token_expired",
             "expired",
         ),
         (
             "HS512",
-            Some(format!("Bearer {}", signed::<Hmac<sha2::Sha512>>("HS512", &claims, SECRET))),
+            Some(format!(
+                "Bearer {}",
+                signed::<Hmac<sha2::Sha512>>("HS512", &claims, SECRET)
+            )),
             "unsupported_algorithm",
             "HS256 only",
         ),
@@ -83,7 +112,10 @@ async fn every_kind_of_bad_token_is_a_distinct_401() {
         ),
         (
             "no user claim",
-            Some(format!("Bearer {}", hs256(&json!({"exp": now() + 600}), SECRET))),
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"exp": now() + 600}), SECRET)
+            )),
             "invalid_claims",
             "\"sub\"",
         ),
@@ -91,7 +123,10 @@ async fn every_kind_of_bad_token_is_a_distinct_401() {
             "not yet valid",
             Some(format!(
                 "Bearer {}",
-                hs256(&json!({"sub": "alice", "exp": now() + 7200, "nbf": now() + 3600}), SECRET)
+                hs256(
+                    &json!({"sub": "alice", "exp": now() + 7200, "nbf": now() + 3600}),
+                    SECRET
+                )
             )),
             "token_not_yet_valid",
             "not valid before",
@@ -99,20 +134,30 @@ async fn every_kind_of_bad_token_is_a_distinct_401() {
     ];
     let mut messages = std::collections::HashSet::new();
     for (what, header, code, says) in cases {
-        for path in ["/v1/tasks", "/v1/task-types", &format!("/v1/tasks/{}", TaskId::new())] {
+        for path in [
+            "/v1/tasks",
+            "/v1/task-types",
+            &format!("/v1/tasks/{}", TaskId::new()),
+        ] {
             let mut request = h.http.get(h.url(path));
             if let Some(header) = &header {
                 request = request.header("authorization", header);
             }
             let response = request.send().await.expect("request");
             assert!(
-                response.headers()["www-authenticate"].to_str().expect("ascii").starts_with("Bearer"),
+                response.headers()["www-authenticate"]
+                    .to_str()
+                    .expect("ascii")
+                    .starts_with("Bearer"),
                 "{what}"
             );
             let status = response.status();
             let json: Value = response.json().await.expect("json");
             assert_error(status, &json, StatusCode::UNAUTHORIZED, code);
-            let message = json["error"]["message"].as_str().expect("message").to_string();
+            let message = json["error"]["message"]
+                .as_str()
+                .expect("message")
+                .to_string();
             assert!(message.contains(says), "{what}: {message}");
             messages.insert(message);
         }
@@ -152,31 +197,69 @@ async fn malformed_requests_are_400s_with_a_reason() {
         (json!({"args": {}}), "name"),
         (json!({"name": "hold"}), "args"),
         (json!({"name": 5, "args": {}}), "name"),
-        (json!({"name": "hold", "args": {}, "colour": "red"}), "colour"),
-        (json!({"name": "hold", "args": {}, "delay_s": -1}), "delay_s"),
-        (json!({"name": "hold", "args": {}, "delay_s": 1e300}), "delay_s"),
-        (json!({"name": "hold", "args": {}, "timeout_s": 0}), "timeout_s"),
-        (json!({"name": "hold", "args": {}, "max_attempts": 0}), "max_attempts"),
-        (json!({"name": "hold", "args": {}, "max_attempts": -3}), "max_attempts"),
+        (
+            json!({"name": "hold", "args": {}, "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "delay_s": -1}),
+            "delay_s",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "delay_s": 1e300}),
+            "delay_s",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "timeout_s": 0}),
+            "timeout_s",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "max_attempts": 0}),
+            "max_attempts",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "max_attempts": -3}),
+            "max_attempts",
+        ),
         (json!({"name": "hold", "args": {}, "key": ""}), "key"),
-        (json!({"name": "hold", "args": {}, "key": "k".repeat(300)}), "key"),
+        (
+            json!({"name": "hold", "args": {}, "key": "k".repeat(300)}),
+            "key",
+        ),
         (json!([1, 2, 3]), "invalid type"),
     ];
     for (body, mentions) in bodies {
         let (status, json) = h.submit(&token, body.clone()).await;
         assert_error(status, &json, StatusCode::BAD_REQUEST, "invalid_body");
         assert!(
-            json["error"]["message"].as_str().expect("message").contains(mentions),
+            json["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(mentions),
             "{body}: {json}"
         );
     }
 
     let (status, json) = h
-        .send(h.http.post(h.url("/v1/tasks")).bearer_auth(&token).body(r#"{"name":"hold","args":{}}"#))
+        .send(
+            h.http
+                .post(h.url("/v1/tasks"))
+                .bearer_auth(&token)
+                .body(r#"{"name":"hold","args":{}}"#),
+        )
         .await;
-    assert_error(status, &json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        status,
+        &json,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
 
-    for path in ["/v1/tasks/nope", "/v1/tasks/12345/events", "/v1/tasks/%F0%9F%92%A5"] {
+    for path in [
+        "/v1/tasks/nope",
+        "/v1/tasks/12345/events",
+        "/v1/tasks/%F0%9F%92%A5",
+    ] {
         let (status, json) = h.get(&token, path).await;
         assert_error(status, &json, StatusCode::BAD_REQUEST, "invalid_id");
     }
@@ -201,21 +284,49 @@ async fn malformed_requests_are_400s_with_a_reason() {
 async fn unknown_tasks_and_bad_args_are_422s_with_serdes_message() {
     let h = Harness::start().await;
     let token = h.token("alice", None, false);
-    let (status, json) = h.submit(&token, json!({"name": "no_such_task", "args": {}})).await;
-    assert_error(status, &json, StatusCode::UNPROCESSABLE_ENTITY, "unknown_task");
-    assert!(json["error"]["message"].as_str().expect("message").contains("no_such_task"));
+    let (status, json) = h
+        .submit(&token, json!({"name": "no_such_task", "args": {}}))
+        .await;
+    assert_error(
+        status,
+        &json,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_task",
+    );
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("no_such_task")
+    );
 
     let cases = [
         (json!({"count": 1}), "missing field `label`"),
-        (json!({"count": "one", "label": "x"}), "invalid type: string \"one\""),
-        (json!({"count": 1, "label": "x", "extra": true}), "unknown field `extra`"),
+        (
+            json!({"count": "one", "label": "x"}),
+            "invalid type: string \"one\"",
+        ),
+        (
+            json!({"count": 1, "label": "x", "extra": true}),
+            "unknown field `extra`",
+        ),
         (json!(null), "invalid type: null"),
     ];
     for (args, serde_says) in cases {
-        let (status, json) = h.submit(&token, json!({"name": "strict", "args": args})).await;
-        assert_error(status, &json, StatusCode::UNPROCESSABLE_ENTITY, "invalid_args");
+        let (status, json) = h
+            .submit(&token, json!({"name": "strict", "args": args}))
+            .await;
+        assert_error(
+            status,
+            &json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_args",
+        );
         assert!(
-            json["error"]["message"].as_str().expect("message").contains(serde_says),
+            json["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(serde_says),
             "{json}"
         );
     }
@@ -253,16 +364,30 @@ async fn bodies_over_the_limit_are_413() {
         body_limit: 4096,
         ..common::config()
     };
-    let h = Harness::with(Options { config, ..Default::default() }).await;
+    let h = Harness::with(Options {
+        config,
+        ..Default::default()
+    })
+    .await;
     let token = h.token("alice", None, false);
     let big = json!({"name": "hold", "args": {}, "key": "x".repeat(8192)});
     let (status, json) = h.submit(&token, big).await;
-    assert_error(status, &json, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_error(
+        status,
+        &json,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
 
     // The same without a Content-Length: a chunked body is cut off at the limit too.
     let addr = h.base.trim_start_matches("http://").to_string();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let chunk = format!("{{\"name\":\"hold\",\"args\":{{}},\"key\":\"{}\"}}", "y".repeat(8192));
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let chunk = format!(
+        "{{\"name\":\"hold\",\"args\":{{}},\"key\":\"{}\"}}",
+        "y".repeat(8192)
+    );
     let request = format!(
         "POST /v1/tasks HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()
@@ -285,7 +410,11 @@ async fn explode() -> Json<Value> {
 }
 
 async fn teapot() -> Result<Json<Value>, ApiError> {
-    Err(ApiError::new(StatusCode::IM_A_TEAPOT, "teapot", "short and stout"))
+    Err(ApiError::new(
+        StatusCode::IM_A_TEAPOT,
+        "teapot",
+        "short and stout",
+    ))
 }
 
 async fn typed(axum::Json(body): axum::Json<Vec<u32>>) -> Json<usize> {
@@ -299,25 +428,48 @@ async fn application_routes_share_auth_context_and_error_shape_and_panics_are_co
         .route("/v1/explode", axum::routing::get(explode))
         .route("/v1/teapot", axum::routing::get(teapot))
         .route("/v1/typed", axum::routing::post(typed));
-    let h = Harness::with(Options { routes: Some(routes), ..Default::default() }).await;
+    let h = Harness::with(Options {
+        routes: Some(routes),
+        ..Default::default()
+    })
+    .await;
     let token = h.token("alice", None, true);
 
-    let response = h.http.get(h.url("/v1/whoami")).send().await.expect("request");
+    let response = h
+        .http
+        .get(h.url("/v1/whoami"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let (status, json) = h.get(&token, "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(json, json!({"user": "alice", "current": "alice", "admin": true}));
+    assert_eq!(
+        json,
+        json!({"user": "alice", "current": "alice", "admin": true})
+    );
 
     let (status, json) = h.get(&token, "/v1/teapot").await;
     assert_error(status, &json, StatusCode::IM_A_TEAPOT, "teapot");
 
     // axum's own extractor in an application route: its plain-text rejection becomes JSON.
     let (status, json) = h
-        .send(h.http.post(h.url("/v1/typed")).bearer_auth(&token).header("content-type", "application/json").body("[1, \"two\"]"))
+        .send(
+            h.http
+                .post(h.url("/v1/typed"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("[1, \"two\"]"),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(json["error"]["code"], "unprocessable");
-    assert!(json["error"]["message"].as_str().expect("message").contains("invalid type"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("invalid type")
+    );
 
     for _ in 0..3 {
         let response = h
@@ -332,7 +484,12 @@ async fn application_routes_share_auth_context_and_error_shape_and_panics_are_co
         assert_eq!(response.headers()["x-request-id"], "boom-1");
         let json: Value = response.json().await.expect("json");
         assert_eq!(json["error"]["code"], "internal");
-        assert!(!json["error"]["message"].as_str().expect("message").contains("handler bug"));
+        assert!(
+            !json["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("handler bug")
+        );
     }
     // The server goes on serving.
     let (status, _) = h.get(&token, "/v1/whoami").await;
@@ -347,14 +504,50 @@ async fn fuzzed_requests_never_get_a_5xx() {
     let mut rng = StdRng::seed_from_u64(0x5eed_e44a);
     let id = TaskId::new().to_string();
     let path_parts = [
-        "v1", "tasks", "task-types", "events", "cancel", "retry", &id, "", "..", "%00", "%ff",
-        "%F0%9F%92%A5", "healthz", "metrics", "x".repeat(300).leak(), "{id}", "%2F", "?", "%",
+        "v1",
+        "tasks",
+        "task-types",
+        "events",
+        "cancel",
+        "retry",
+        &id,
+        "",
+        "..",
+        "%00",
+        "%ff",
+        "%F0%9F%92%A5",
+        "healthz",
+        "metrics",
+        "x".repeat(300).leak(),
+        "{id}",
+        "%2F",
+        "?",
+        "%",
     ];
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
     let json_bits = [
-        "{", "}", "[", "]", "\"name\"", "\"args\"", ":", ",", "\"hold\"", "\"strict\"", "null",
-        "1e999", "-0", "\"\\u0000\"", "\"\\ud800\"", "{\"count\":4294967296}", "true", "\"key\"",
-        "\"delay_s\"", "1e-400", "\"max_attempts\"", "18446744073709551616",
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"name\"",
+        "\"args\"",
+        ":",
+        ",",
+        "\"hold\"",
+        "\"strict\"",
+        "null",
+        "1e999",
+        "-0",
+        "\"\\u0000\"",
+        "\"\\ud800\"",
+        "{\"count\":4294967296}",
+        "true",
+        "\"key\"",
+        "\"delay_s\"",
+        "1e-400",
+        "\"max_attempts\"",
+        "18446744073709551616",
     ];
     for round in 0..600 {
         let depth = rng.random_range(1..6);
@@ -371,19 +564,34 @@ async fn fuzzed_requests_never_get_a_5xx() {
         }
         let body: Vec<u8> = match rng.random_range(0..4) {
             0 => Vec::new(),
-            1 => (0..rng.random_range(0..200)).map(|_| rng.random()).collect(),
+            1 => (0..rng.random_range(0..200))
+                .map(|_| rng.random())
+                .collect(),
             _ => (0..rng.random_range(1..30))
                 .map(|_| json_bits[rng.random_range(0..json_bits.len())])
                 .collect::<String>()
                 .into_bytes(),
         };
-        let method = reqwest::Method::from_bytes(methods[rng.random_range(0..methods.len())].as_bytes())
-            .expect("method");
-        let Ok(url) = reqwest::Url::parse(&h.url(&path)) else { continue };
+        let method =
+            reqwest::Method::from_bytes(methods[rng.random_range(0..methods.len())].as_bytes())
+                .expect("method");
+        let Ok(url) = reqwest::Url::parse(&h.url(&path)) else {
+            continue;
+        };
         let mut request = h.http.request(method.clone(), url).body(body.clone());
         request = match rng.random_range(0..4) {
             0 => request,
-            1 => request.header("authorization", format!("Bearer {}", String::from_utf8_lossy(&body).chars().filter(|c| c.is_ascii_graphic()).take(40).collect::<String>())),
+            1 => request.header(
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic())
+                        .take(40)
+                        .collect::<String>()
+                ),
+            ),
             _ => request.bearer_auth(&token),
         };
         if rng.random_bool(0.7) {
@@ -391,7 +599,10 @@ async fn fuzzed_requests_never_get_a_5xx() {
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status();
-        assert!(status.as_u16() < 500, "round {round}: {method} {path} -> {status}");
+        assert!(
+            status.as_u16() < 500,
+            "round {round}: {method} {path} -> {status}"
+        );
         assert!(response.headers().contains_key("x-request-id"));
         if status.is_client_error() && method != reqwest::Method::HEAD {
             let json: Value = response.json().await.expect("error bodies are JSON");
@@ -409,7 +620,12 @@ async fn fuzzed_requests_never_get_a_5xx() {
         let name = ["strict", "pipeline", "hold", "whoami"][rng.random_range(0..4)];
         let (status, json) = h.submit(&token, json!({"name": name, "args": args})).await;
         assert!(
-            [StatusCode::ACCEPTED, StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY].contains(&status),
+            [
+                StatusCode::ACCEPTED,
+                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY
+            ]
+            .contains(&status),
             "{name} {args}: {status} {json}"
         );
     }
@@ -426,7 +642,9 @@ struct SwitchableStore {
 impl SwitchableStore {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("connection refused (test switch)".into()))
+            Err(StoreError::Unavailable(
+                "connection refused (test switch)".into(),
+            ))
         } else {
             Ok(())
         }
@@ -443,15 +661,25 @@ impl Store for SwitchableStore {
         self.check()?;
         self.inner.claim(request).await
     }
-    async fn heartbeat(&self, leases: &[Lease], extend: Duration) -> Result<Vec<LeaseState>, StoreError> {
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
         self.check()?;
         self.inner.heartbeat(leases, extend).await
     }
-    async fn report(&self, updates: Vec<(Lease, StatusUpdate)>) -> Result<Vec<LeaseState>, StoreError> {
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
         self.check()?;
         self.inner.report(updates).await
     }
-    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<CompleteResult>, StoreError> {
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
         self.check()?;
         self.inner.complete(completions).await
     }
@@ -503,22 +731,48 @@ impl Store for SwitchableStore {
 #[tokio::test]
 async fn an_unreachable_store_is_a_503_and_the_server_keeps_serving() {
     let store = SwitchableStore::default();
-    let h = Harness::with(Options { store: Arc::new(store.clone()), ..Default::default() }).await;
+    let h = Harness::with(Options {
+        store: Arc::new(store.clone()),
+        ..Default::default()
+    })
+    .await;
     let token = h.token("alice", None, false);
-    let id = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
 
     store.down.store(true, Ordering::SeqCst);
     let (status, json) = h.submit(&token, json!({"name": "hold", "args": {}})).await;
-    assert_error(status, &json, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert_error(
+        status,
+        &json,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
     for path in [format!("/v1/tasks/{id}"), "/v1/tasks".into()] {
         let (status, json) = h.get(&token, &path).await;
-        assert_error(status, &json, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+        assert_error(
+            status,
+            &json,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+        );
     }
     let (status, json) = h.events(&token, &id).await.err().expect("refused");
-    assert_error(status, &json, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert_error(
+        status,
+        &json,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
     for action in ["cancel", "retry"] {
         let (status, json) = h.post(&token, &format!("/v1/tasks/{id}/{action}")).await;
-        assert_error(status, &json, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+        assert_error(
+            status,
+            &json,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+        );
     }
     let response = h.http.get(h.url("/readyz")).send().await.expect("request");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -533,7 +787,9 @@ async fn an_unreachable_store_is_a_503_and_the_server_keeps_serving() {
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("errand_store_up 0"));
-    assert!(text.contains("errand_store_errors_total{operation=\"enqueue\",kind=\"unavailable\"} 1"));
+    assert!(
+        text.contains("errand_store_errors_total{operation=\"enqueue\",kind=\"unavailable\"} 1")
+    );
 
     store.down.store(false, Ordering::SeqCst);
     let response = h.http.get(h.url("/readyz")).send().await.expect("request");

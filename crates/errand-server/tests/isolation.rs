@@ -25,9 +25,14 @@ async fn nobody_sees_or_touches_anothers_tasks_but_the_admin() {
     let alice_elsewhere = h.token("alice", Some("globex"), false);
     let admin = h.token("root", None, true);
 
-    let a_waiting = h.submit_ok(&alice, json!({"name": "hold", "args": {}})).await;
+    let a_waiting = h
+        .submit_ok(&alice, json!({"name": "hold", "args": {}}))
+        .await;
     let a_failed = h
-        .submit_ok(&alice, json!({"name": "pipeline", "args": {"steps": ["x"], "fail_at": "x"}}))
+        .submit_ok(
+            &alice,
+            json!({"name": "pipeline", "args": {"steps": ["x"], "fail_at": "x"}}),
+        )
         .await;
     let b_task = h.submit_ok(&bob, json!({"name": "hold", "args": {}})).await;
     let worker = h.worker();
@@ -61,13 +66,16 @@ async fn nobody_sees_or_touches_anothers_tasks_but_the_admin() {
     let (_, page) = h.get(&alice, "/v1/tasks").await;
     assert_eq!(ids(&page), [a_failed.clone(), a_waiting.clone()]);
     let (_, page) = h.get(&bob, "/v1/tasks").await;
-    assert_eq!(ids(&page), [b_task.clone()]);
+    assert_eq!(ids(&page), [b_task.as_str()]);
     let (_, page) = h.get(&alice_elsewhere, "/v1/tasks").await;
     assert!(ids(&page).is_empty());
 
     // The admin sees and acts on everyone's tasks.
     let (_, page) = h.get(&admin, "/v1/tasks").await;
-    assert_eq!(ids(&page), [b_task.clone(), a_failed.clone(), a_waiting.clone()]);
+    assert_eq!(
+        ids(&page),
+        [b_task.clone(), a_failed.clone(), a_waiting.clone()]
+    );
     let (status, record) = h.get(&admin, &format!("/v1/tasks/{a_failed}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["owner"]["user_id"], "alice");
@@ -95,7 +103,9 @@ async fn tasks_run_as_their_submitter() {
     for i in 0..20 {
         let user = format!("user-{i}");
         let token = h.token(&user, Some("acme"), false);
-        let id = h.submit_ok(&token, json!({"name": "whoami", "args": {}})).await;
+        let id = h
+            .submit_ok(&token, json!({"name": "whoami", "args": {}}))
+            .await;
         submitted.push((user, token, id));
     }
     for (user, token, id) in &submitted {

@@ -28,7 +28,10 @@ async fn pending_running_success_with_steps_progress_and_every_change_on_sse() {
     let (status, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["status"], "pending");
-    assert_eq!(record["owner"], json!({"user_id": "alice", "tenant": "acme"}));
+    assert_eq!(
+        record["owner"],
+        json!({"user_id": "alice", "tenant": "acme"})
+    );
     let mut events = h.events(&token, id).await.expect("stream opens");
     let first = events.next().await.expect("first event");
     assert_eq!(first.event, "status");
@@ -58,10 +61,20 @@ async fn pending_running_success_with_steps_progress_and_every_change_on_sse() {
     assert_eq!(status_changes(&records), ["pending", "running", "success"]);
     let last = records.last().expect("records");
     assert_eq!(last["result"], json!({"steps": 3}));
-    assert!(last["steps"].as_array().expect("steps").iter().all(|s| s["status"] == "success"));
+    assert!(
+        last["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["status"] == "success")
+    );
     assert_eq!(last["progress"]["current"], 3);
     // The stream showed the running task's progress on its way.
-    assert!(records.iter().any(|r| r["status"] == "running" && r["progress"]["current"] == 1));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["status"] == "running" && r["progress"]["current"] == 1)
+    );
     // Each event is a change: no record repeats.
     for pair in records.windows(2) {
         assert_ne!(pair[0], pair[1]);
@@ -99,16 +112,29 @@ async fn failure_shows_the_failed_step_the_error_and_skipped_steps() {
         .as_array()
         .expect("steps")
         .iter()
-        .map(|s| (s["name"].as_str().expect("name"), s["status"].as_str().expect("status")))
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name"),
+                s["status"].as_str().expect("status"),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
-        [("chunk", "success"), ("embed", "failed"), ("index", "skipped"), ("freshness", "skipped")]
+        [
+            ("chunk", "success"),
+            ("embed", "failed"),
+            ("index", "skipped"),
+            ("freshness", "skipped")
+        ]
     );
     assert_eq!(failed["steps"][1]["error"], "step embed failed on purpose");
     assert_eq!(failed["error"]["message"], "step embed failed on purpose");
     assert_eq!(failed["error"]["kind"], "bad_input");
-    assert_eq!(failed["error"]["details"], json!({"step": "embed", "index": 1}));
+    assert_eq!(
+        failed["error"]["details"],
+        json!({"step": "embed", "index": 1})
+    );
     assert_eq!(failed["error"]["retryable"], false);
     assert!(failed.get("result").is_none());
 
@@ -125,14 +151,21 @@ async fn cancel_and_retry_follow_the_state_rules() {
     let token = h.token("alice", None, false);
 
     // Pending: cancelled at once.
-    let pending = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let pending = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
     let (status, record) = h.post(&token, &format!("/v1/tasks/{pending}/cancel")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{record}");
     assert_eq!(record["status"], "cancelled");
     // Finished: 409, for cancel; retry brings it back.
     let (status, json) = h.post(&token, &format!("/v1/tasks/{pending}/cancel")).await;
     assert_error(status, &json, StatusCode::CONFLICT, "conflict");
-    assert!(json["error"]["message"].as_str().expect("message").contains("cancelled"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("cancelled")
+    );
     let (status, record) = h.post(&token, &format!("/v1/tasks/{pending}/retry")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{record}");
     assert_eq!(record["status"], "pending");
@@ -140,7 +173,9 @@ async fn cancel_and_retry_follow_the_state_rules() {
 
     let worker = h.worker();
     // Both holds run now (the retried one and a new one).
-    let running = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let running = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
     h.wait_status(&token, &running, "running").await;
     h.wait_status(&token, &pending, "running").await;
     // Running: a retry is a 409, a cancel is requested and ends the task cancelled.
@@ -156,7 +191,9 @@ async fn cancel_and_retry_follow_the_state_rules() {
     h.gate.open(1);
     h.wait_status(&token, &pending, "success").await;
     for action in ["cancel", "retry"] {
-        let (status, json) = h.post(&token, &format!("/v1/tasks/{pending}/{action}")).await;
+        let (status, json) = h
+            .post(&token, &format!("/v1/tasks/{pending}/{action}"))
+            .await;
         assert_error(status, &json, StatusCode::CONFLICT, "conflict");
     }
     worker.shutdown(common::DEADLINE).await;
@@ -202,7 +239,9 @@ async fn submission_options_reach_the_record() {
     assert_eq!(record["max_attempts"], 7);
     assert_eq!(record["timeout_ms"], 1500);
     // Without options, the task's own policy applies.
-    let id = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
     let (_, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
     assert_eq!(record["status"], "pending");
     assert_eq!(record["max_attempts"], 1);
@@ -216,20 +255,39 @@ async fn listing_pages_newest_first_with_filters() {
     let token = h.token("alice", None, false);
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(h.submit_ok(&token, json!({"name": "hold", "args": {}})).await);
+        ids.push(
+            h.submit_ok(&token, json!({"name": "hold", "args": {}}))
+                .await,
+        );
     }
     let strict = h
-        .submit_ok(&token, json!({"name": "strict", "args": {"count": 1, "label": "x"}}))
+        .submit_ok(
+            &token,
+            json!({"name": "strict", "args": {"count": 1, "label": "x"}}),
+        )
         .await;
-    h.post(&token, &format!("/v1/tasks/{}/cancel", ids[0])).await;
+    h.post(&token, &format!("/v1/tasks/{}/cancel", ids[0]))
+        .await;
 
     let (status, page) = h.get(&token, "/v1/tasks?limit=4").await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let listed: Vec<&str> = page["items"].as_array().expect("items").iter().map(|r| r["id"].as_str().expect("id")).collect();
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(listed, [strict.as_str(), &ids[4], &ids[3], &ids[2]]);
     let cursor = page["next_cursor"].as_str().expect("cursor");
-    let (_, page) = h.get(&token, &format!("/v1/tasks?limit=4&cursor={cursor}")).await;
-    let listed: Vec<&str> = page["items"].as_array().expect("items").iter().map(|r| r["id"].as_str().expect("id")).collect();
+    let (_, page) = h
+        .get(&token, &format!("/v1/tasks?limit=4&cursor={cursor}"))
+        .await;
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(listed, [&ids[1], &ids[0]]);
     assert_eq!(page["next_cursor"], Value::Null);
 
@@ -249,9 +307,15 @@ async fn task_types_list_names_and_argument_schemas() {
     let (status, types) = h.get(&token, "/v1/task-types").await;
     assert_eq!(status, StatusCode::OK);
     let items = types["items"].as_array().expect("items");
-    let names: Vec<&str> = items.iter().map(|t| t["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["hold", "pipeline", "strict", "whoami"]);
-    let strict = items.iter().find(|t| t["name"] == "strict").expect("strict");
+    let strict = items
+        .iter()
+        .find(|t| t["name"] == "strict")
+        .expect("strict");
     assert_eq!(strict["schema"]["required"], json!(["count", "label"]));
     h.stop().await;
 }
@@ -260,9 +324,14 @@ async fn task_types_list_names_and_argument_schemas() {
 async fn shutdown_ends_open_event_streams() {
     let h = Harness::start().await;
     let token = h.token("alice", None, false);
-    let id = h.submit_ok(&token, json!({"name": "hold", "args": {}})).await;
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
     let mut events = h.events(&token, &id).await.expect("stream opens");
-    assert_eq!(events.next().await.expect("first").data["status"], "pending");
+    assert_eq!(
+        events.next().await.expect("first").data["status"],
+        "pending"
+    );
     let stopping = tokio::spawn(h.stop());
     // The server does not wait for the (never finishing) task: the stream ends.
     assert!(events.next().await.is_none());

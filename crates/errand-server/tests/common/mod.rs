@@ -293,11 +293,13 @@ impl Harness {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(self.url(path)).bearer_auth(token)).await
+        self.send(self.http.get(self.url(path)).bearer_auth(token))
+            .await
     }
 
     pub async fn post(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.post(self.url(path)).bearer_auth(token)).await
+        self.send(self.http.post(self.url(path)).bearer_auth(token))
+            .await
     }
 
     pub async fn submit(&self, token: &str, body: Value) -> (StatusCode, Value) {
@@ -411,7 +413,8 @@ impl SseReader {
                 .await
                 .expect("event stream stalled")
                 .expect("event stream read")?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("utf-8"));
         }
     }
 
@@ -443,7 +446,9 @@ pub fn assert_error(status: StatusCode, json: &Value, expected: StatusCode, code
     assert_eq!(status, expected, "{json}");
     assert_eq!(json["error"]["code"], code, "{json}");
     assert!(
-        json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{json}"
     );
 }
