@@ -4,25 +4,18 @@
 
 mod common;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use common::{Harness, Options, SECRET, assert_error};
-use errand_core::{
-    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Context, Enqueued,
-    EventStream, Lease, LeaseState, ListQuery, MemoryStore, NewTask, Page, QueueDepth, Reaped,
-    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
-};
+use common::{Harness, Options, SECRET, TestStore, assert_error};
+use errand_core::{Context, TaskId};
 use errand_server::{ApiError, Caller, Json};
-use futures::stream::BoxStream;
 use hmac::{Hmac, Mac};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn now() -> i64 {
@@ -400,9 +393,14 @@ async fn bodies_over_the_limit_are_413() {
     h.stop().await;
 }
 
-async fn whoami(caller: Caller) -> Json<Value> {
+async fn whoami(caller: Caller, axum::Extension(context): axum::Extension<Context>) -> Json<Value> {
     let current = Context::current().and_then(|c| c.user_id().map(str::to_string));
-    Json(json!({"user": caller.user_id(), "current": current, "admin": caller.is_admin()}))
+    Json(json!({
+        "user": caller.user_id(),
+        "current": current,
+        "extension": context.user_id(),
+        "admin": caller.is_admin(),
+    }))
 }
 
 async fn explode() -> Json<Value> {
@@ -632,105 +630,9 @@ async fn fuzzed_requests_never_get_a_5xx() {
     h.stop().await;
 }
 
-/// A store that can be switched off: every call then fails with `StoreError::Unavailable`.
-#[derive(Clone, Default)]
-struct SwitchableStore {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl SwitchableStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable(
-                "connection refused (test switch)".into(),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Store for SwitchableStore {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
-        self.check()?;
-        self.inner.enqueue(tasks).await
-    }
-    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
-        self.check()?;
-        self.inner.claim(request).await
-    }
-    async fn heartbeat(
-        &self,
-        leases: &[Lease],
-        extend: Duration,
-    ) -> Result<Vec<LeaseState>, StoreError> {
-        self.check()?;
-        self.inner.heartbeat(leases, extend).await
-    }
-    async fn report(
-        &self,
-        updates: Vec<(Lease, StatusUpdate)>,
-    ) -> Result<Vec<LeaseState>, StoreError> {
-        self.check()?;
-        self.inner.report(updates).await
-    }
-    async fn complete(
-        &self,
-        completions: Vec<Completion>,
-    ) -> Result<Vec<CompleteResult>, StoreError> {
-        self.check()?;
-        self.inner.complete(completions).await
-    }
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.check()?;
-        self.inner.list(query).await
-    }
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        self.check()?;
-        self.inner.cancel(id).await
-    }
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        self.check()?;
-        self.inner.retry(id).await
-    }
-    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
-        self.check()?;
-        self.inner.watch(id).await
-    }
-    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
-        self.check()?;
-        self.inner.cancellations().await
-    }
-    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
-        self.check()?;
-        self.inner.work_signal(queues).await
-    }
-    async fn reap(&self) -> Result<Reaped, StoreError> {
-        self.check()?;
-        self.inner.reap().await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.purge_expired().await
-    }
-    async fn depth(&self) -> Result<QueueDepth, StoreError> {
-        self.check()?;
-        self.inner.depth().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_store_is_a_503_and_the_server_keeps_serving() {
-    let store = SwitchableStore::default();
+    let store = TestStore::default();
     let h = Harness::with(Options {
         store: Arc::new(store.clone()),
         ..Default::default()

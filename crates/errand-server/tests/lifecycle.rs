@@ -3,9 +3,13 @@
 
 mod common;
 
-use common::{Harness, assert_error, status_changes};
+use common::{Harness, Options, TestStore, assert_error, status_changes};
+use errand_server::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_running_success_with_steps_progress_and_every_change_on_sse() {
@@ -339,4 +343,64 @@ async fn shutdown_ends_open_event_streams() {
         .await
         .expect("shutdown completes")
         .expect("stop task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_subscribes_before_it_reads_so_no_change_is_lost() {
+    // The store cancels the task inside `watch`, before subscribing: a server that read the
+    // record first would send `pending` and then wait for a change it had already missed.
+    let store = TestStore::default();
+    let h = Harness::with(Options {
+        store: Arc::new(store.clone()),
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("alice", None, false);
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
+    *store.cancel_on_watch.lock().expect("lock") = Some(id.parse().expect("id"));
+    let mut events = h.events(&token, &id).await.expect("stream opens");
+    let records: Vec<Value> = events.rest().await.into_iter().map(|e| e.data).collect();
+    assert_eq!(status_changes(&records), ["cancelled"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_rereads_the_record_and_keeps_the_connection_alive() {
+    // The store's watch never delivers anything: only the periodic re-read can end the stream.
+    let store = TestStore::default();
+    store.blind_watch.store(true, Ordering::SeqCst);
+    let config = ServerConfig {
+        events_resync: Duration::from_millis(100),
+        sse_keep_alive: Duration::from_millis(20),
+        ..common::config()
+    };
+    let h = Harness::with(Options {
+        store: Arc::new(store.clone()),
+        config,
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("alice", None, false);
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
+    let mut events = h.events(&token, &id).await.expect("stream opens");
+    assert_eq!(
+        events.next().await.expect("first").data["status"],
+        "pending"
+    );
+    let worker = h.worker();
+    h.wait_status(&token, &id, "running").await;
+    h.gate.open(1);
+    h.wait_status(&token, &id, "success").await;
+    let rest: Vec<Value> = events.rest().await.into_iter().map(|e| e.data).collect();
+    assert_eq!(rest.last().expect("final record")["status"], "success");
+    assert!(
+        events.comments > 0,
+        "keep-alive comments on the idle stream"
+    );
+    worker.shutdown(common::DEADLINE).await;
+    h.stop().await;
 }

@@ -3,16 +3,23 @@
 //! default), tokens for any user, and an SSE reader.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+use async_trait::async_trait;
 use errand_core::{
-    MemoryStore, Registry, SealKey, Store, Task, TaskCx, TaskError, Worker, WorkerConfig,
-    WorkerHandle,
+    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
+    LeaseState, ListQuery, MemoryStore, NewTask, Page, QueueDepth, Reaped, Registry, RetryOutcome,
+    SealKey, StatusUpdate, Store, StoreError, Task, TaskCx, TaskError, TaskId, TaskRecord,
+    WorkSignal, Worker, WorkerConfig, WorkerHandle,
 };
 use errand_server::{Server, ServerConfig};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -357,6 +364,7 @@ impl Harness {
         Ok(SseReader {
             response,
             buffer: String::new(),
+            comments: 0,
         })
     }
 
@@ -386,6 +394,8 @@ pub struct SseEvent {
 pub struct SseReader {
     response: reqwest::Response,
     buffer: String,
+    /// Comment lines (keep-alives) seen so far.
+    pub comments: usize,
 }
 
 impl SseReader {
@@ -397,7 +407,9 @@ impl SseReader {
                 let mut event = String::from("message");
                 let mut data = String::new();
                 for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                    } else if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim().to_string();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
@@ -451,4 +463,115 @@ pub fn assert_error(status: StatusCode, json: &Value, expected: StatusCode, code
             .is_some_and(|m| !m.is_empty()),
         "{json}"
     );
+}
+
+/// A MemoryStore with switches for the tests: `down` makes every call fail with
+/// `StoreError::Unavailable`; `blind_watch` makes `watch` streams that never yield;
+/// `cancel_on_watch` cancels a task inside the next `watch` call, before subscribing.
+#[derive(Clone, Default)]
+pub struct TestStore {
+    pub inner: MemoryStore,
+    pub down: Arc<AtomicBool>,
+    pub blind_watch: Arc<AtomicBool>,
+    pub cancel_on_watch: Arc<Mutex<Option<TaskId>>>,
+}
+
+impl TestStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(
+                "connection refused (test switch)".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for TestStore {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
+        self.check()?;
+        self.inner.enqueue(tasks).await
+    }
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.check()?;
+        self.inner.claim(request).await
+    }
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        self.check()?;
+        self.inner.heartbeat(leases, extend).await
+    }
+    async fn report(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        self.check()?;
+        self.inner.report(updates).await
+    }
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
+        self.check()?;
+        self.inner.complete(completions).await
+    }
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.list(query).await
+    }
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+        self.check()?;
+        self.inner.cancel(id).await
+    }
+    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+        self.check()?;
+        self.inner.retry(id).await
+    }
+    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
+        self.check()?;
+        let cancel = self
+            .cancel_on_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = cancel {
+            self.inner.cancel(task).await?;
+        }
+        if self.blind_watch.load(Ordering::SeqCst) {
+            return Ok(futures::stream::pending().boxed());
+        }
+        self.inner.watch(id).await
+    }
+    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
+        self.check()?;
+        self.inner.cancellations().await
+    }
+    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
+        self.check()?;
+        self.inner.work_signal(queues).await
+    }
+    async fn reap(&self) -> Result<Reaped, StoreError> {
+        self.check()?;
+        self.inner.reap().await
+    }
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.purge_expired().await
+    }
+    async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        self.check()?;
+        self.inner.depth().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()
+    }
 }
