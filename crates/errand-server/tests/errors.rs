@@ -444,7 +444,7 @@ async fn application_routes_share_auth_context_and_error_shape_and_panics_are_co
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         json,
-        json!({"user": "alice", "current": "alice", "admin": true})
+        json!({"user": "alice", "current": "alice", "extension": "alice", "admin": true})
     );
 
     let (status, json) = h.get(&token, "/v1/teapot").await;
