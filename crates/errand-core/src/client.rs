@@ -79,10 +79,18 @@ impl Client {
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<Enqueued>, SubmitError> {
         let ctx = Context::current();
+        // One seal for the whole batch: they share the context.
+        let sealed = ctx.as_ref().map(|c| c.seal(&self.key)).transpose()?;
         let batch = tasks
             .into_iter()
-            .map(|t| self.attach(self.new_task(&t)?, ctx.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|t| {
+                let task = self.new_task(&t)?;
+                Ok(match (&ctx, &sealed) {
+                    (Some(c), Some(s)) => task.with_sealed_context(c, s.clone()),
+                    _ => task,
+                })
+            })
+            .collect::<Result<Vec<_>, SubmitError>>()?;
         Ok(self.store.enqueue(batch).await?)
     }
 

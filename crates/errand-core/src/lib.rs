@@ -31,6 +31,8 @@ mod store;
 mod task;
 mod worker;
 
+#[cfg(feature = "bench")]
+pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

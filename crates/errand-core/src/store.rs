@@ -107,15 +107,21 @@ impl NewTask {
     }
 
     /// Attaches `ctx`, sealing its credential under `key`, and takes the owner and ids from it.
-    pub fn with_context(mut self, ctx: &Context, key: &SealKey) -> Result<Self, SealError> {
-        self.context = Some(ctx.seal(key)?);
+    pub fn with_context(self, ctx: &Context, key: &SealKey) -> Result<Self, SealError> {
+        Ok(self.with_sealed_context(ctx, ctx.seal(key)?))
+    }
+
+    /// Attaches `sealed`, which must be `ctx` sealed (see [`Context::seal`]), and takes the
+    /// owner and ids from `ctx`: seal once, attach to many tasks.
+    pub fn with_sealed_context(mut self, ctx: &Context, sealed: SealedContext) -> Self {
+        self.context = Some(sealed);
         self.owner = Owner {
             user_id: ctx.user_id().map(str::to_string),
             tenant: ctx.tenant().map(str::to_string),
         };
         self.correlation_id = ctx.correlation_id().map(str::to_string);
         self.request_id = ctx.request_id().map(str::to_string);
-        Ok(self)
+        self
     }
 
     /// The idempotency key scoped to the owner, so two users' equal keys never collide; `None`

@@ -1,0 +1,482 @@
+//! [`Library`]: each user's documents and conversations, in a SQLite file of their own (with a
+//! full-text index), so one user's data can never turn up in another's search.
+//!
+//! Writes are idempotent per task id, because errand delivers at least once: a retried or
+//! redelivered task replaces what its earlier attempt wrote instead of adding to it.
+
+use super::embed;
+use errand_core::Owner;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// The per-user data of the reference pipeline, under one directory.
+#[derive(Debug, Clone)]
+pub struct Library {
+    root: PathBuf,
+}
+
+/// A library operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// The work has no user to attribute it to.
+    #[error("the reference pipeline needs a user: the task has no user context")]
+    NoUser,
+    /// The index directory or file could not be used.
+    #[error("the index at {path} cannot be used: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("the index at {path} failed: {source}")]
+    Sqlite {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+}
+
+/// One search hit: the best-matching chunk of a document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    /// The document.
+    pub document_id: i64,
+    /// Its title.
+    pub title: String,
+    /// The task that indexed it.
+    pub task_id: String,
+    /// The matching text, terms in `[brackets]`.
+    pub snippet: String,
+    /// Relevance (higher is better): keyword rank plus embedding similarity.
+    pub score: f64,
+    /// Cosine similarity of the query's embedding and the chunk's.
+    pub similarity: f64,
+}
+
+/// One conversation message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Message {
+    /// Who said it (`user`, `assistant`, ...).
+    pub role: String,
+    /// What was said.
+    pub content: String,
+}
+
+/// A stored message, with when it was stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMessage {
+    /// Position in the conversation, from 1.
+    pub seq: i64,
+    /// Who said it.
+    pub role: String,
+    /// What was said.
+    pub content: String,
+    /// When it was stored (RFC 3339).
+    pub stored_at: String,
+}
+
+/// What indexing a document wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed {
+    /// The document's id in the user's index.
+    pub document_id: i64,
+    /// Chunks stored.
+    pub chunks: usize,
+}
+
+impl Library {
+    /// A library under `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory holding the per-user files.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file holding `owner`'s data: `<root>/<tenant>/<user>.sqlite`, names percent-encoded.
+    fn path_for(&self, owner: &Owner) -> Result<PathBuf, LibraryError> {
+        let user = owner.user_id.as_deref().ok_or(LibraryError::NoUser)?;
+        let tenant = owner.tenant.as_deref().unwrap_or("_");
+        Ok(self
+            .root
+            .join(encode(tenant))
+            .join(format!("{}.sqlite", encode(user))))
+    }
+
+    fn connect(&self, owner: &Owner, create: bool) -> Result<Option<Connection>, LibraryError> {
+        let path = self.path_for(owner)?;
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LibraryError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sqlite = |source| LibraryError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        Ok(Some(conn))
+    }
+
+    fn err(&self, owner: &Owner) -> impl Fn(rusqlite::Error) -> LibraryError {
+        let path = self.path_for(owner).unwrap_or_else(|_| self.root.clone());
+        move |source| LibraryError::Sqlite {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// Stores a document's chunks and embeddings for `owner`, replacing whatever the same task
+    /// stored before.
+    pub fn add_document(
+        &self,
+        owner: &Owner,
+        task_id: &str,
+        title: &str,
+        chunks: &[(String, Vec<f32>)],
+    ) -> Result<Indexed, LibraryError> {
+        let err = self.err(owner);
+        let Some(mut conn) = self.connect(owner, true)? else {
+            return Err(LibraryError::NoUser);
+        };
+        let tx = conn.transaction().map_err(&err)?;
+        let previous: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM documents WHERE task_id = ?1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&err)?;
+        if let Some(id) = previous {
+            tx.execute("DELETE FROM chunks WHERE document_id = ?1", [id])
+                .map_err(&err)?;
+            tx.execute("DELETE FROM chunks_fts WHERE document_id = ?1", [id])
+                .map_err(&err)?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
+                .map_err(&err)?;
+        }
+        tx.execute(
+            "INSERT INTO documents (task_id, title, indexed_at) VALUES (?1, ?2, ?3)",
+            params![task_id, title, now()],
+        )
+        .map_err(&err)?;
+        let document_id = tx.last_insert_rowid();
+        for (n, (text, vector)) in chunks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO chunks (document_id, chunk_no, embedding) VALUES (?1, ?2, ?3)",
+                params![document_id, n as i64, embed::to_bytes(vector)],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO chunks_fts (content, title, document_id, chunk_no) VALUES (?1, ?2, ?3, ?4)",
+                params![text, title, document_id, n as i64],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(Indexed {
+            document_id,
+            chunks: chunks.len(),
+        })
+    }
+
+    /// Marks `owner`'s older documents with the same title as superseded by `document_id`, so
+    /// search shows the fresh version only; returns how many were superseded.
+    pub fn supersede_older(
+        &self,
+        owner: &Owner,
+        document_id: i64,
+        title: &str,
+    ) -> Result<usize, LibraryError> {
+        let err = self.err(owner);
+        let Some(conn) = self.connect(owner, true)? else {
+            return Err(LibraryError::NoUser);
+        };
+        conn.execute(
+            "UPDATE documents SET superseded_by = ?1 WHERE title = ?2 AND id < ?1 AND superseded_by IS NULL",
+            params![document_id, title],
+        )
+        .map_err(err)
+    }
+
+    /// `owner`'s current documents matching any term of `query`, best first, one hit per
+    /// document: full-text candidates re-ranked by embedding similarity.
+    pub fn search(
+        &self,
+        owner: &Owner,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>, LibraryError> {
+        let err = self.err(owner);
+        let Some(conn) = self.connect(owner, false)? else {
+            return Ok(Vec::new());
+        };
+        let terms: Vec<String> = embed::terms(query).map(|t| format!("\"{t}\"")).collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = embed::embed(query);
+        let mut stmt = conn
+            .prepare(
+                "SELECT d.id, d.title, d.task_id,
+                        snippet(chunks_fts, 0, '[', ']', '…', 16), -bm25(chunks_fts), c.embedding
+                 FROM chunks_fts
+                 JOIN documents d ON d.id = chunks_fts.document_id
+                 JOIN chunks c ON c.document_id = chunks_fts.document_id
+                              AND c.chunk_no = chunks_fts.chunk_no
+                 WHERE chunks_fts MATCH ?1 AND d.superseded_by IS NULL
+                 ORDER BY bm25(chunks_fts) LIMIT ?2",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![terms.join(" OR "), (limit * 8) as i64], |r| {
+                let keyword: f64 = r.get(4)?;
+                let embedding: Vec<u8> = r.get(5)?;
+                let similarity =
+                    f64::from(embed::similarity(&wanted, &embed::from_bytes(&embedding)));
+                Ok(Hit {
+                    document_id: r.get(0)?,
+                    title: r.get(1)?,
+                    task_id: r.get(2)?,
+                    snippet: r.get(3)?,
+                    score: keyword + 2.0 * similarity,
+                    similarity,
+                })
+            })
+            .map_err(&err)?;
+        // Keyword candidates, re-ranked with the embedding; the best chunk per document.
+        let mut hits: Vec<Hit> = Vec::new();
+        for hit in rows {
+            let hit = hit.map_err(&err)?;
+            match hits.iter_mut().find(|h| h.document_id == hit.document_id) {
+                Some(h) if h.score < hit.score => *h = hit,
+                Some(_) => {}
+                None => hits.push(hit),
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    /// Appends `messages` to `owner`'s conversation `session_id` (idempotent per task);
+    /// returns the conversation's length.
+    pub fn append_messages(
+        &self,
+        owner: &Owner,
+        task_id: &str,
+        session_id: &str,
+        messages: &[Message],
+    ) -> Result<usize, LibraryError> {
+        let err = self.err(owner);
+        let Some(mut conn) = self.connect(owner, true)? else {
+            return Err(LibraryError::NoUser);
+        };
+        let tx = conn.transaction().map_err(&err)?;
+        let done: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1 AND task_id = ?2)",
+                params![session_id, task_id],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if !done {
+            let at = now();
+            for m in messages {
+                tx.execute(
+                    "INSERT INTO messages (session_id, seq, task_id, role, content, stored_at)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1), ?2, ?3, ?4, ?5)",
+                    params![session_id, task_id, m.role, m.content, at],
+                )
+                .map_err(&err)?;
+            }
+        }
+        let total: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE session_id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(total as usize)
+    }
+
+    /// `owner`'s conversation `session_id`, oldest first; `None` if it has no messages.
+    pub fn conversation(
+        &self,
+        owner: &Owner,
+        session_id: &str,
+    ) -> Result<Option<Vec<StoredMessage>>, LibraryError> {
+        let err = self.err(owner);
+        let Some(conn) = self.connect(owner, false)? else {
+            return Ok(None);
+        };
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, role, content, stored_at FROM messages WHERE session_id = ?1 ORDER BY seq",
+            )
+            .map_err(&err)?;
+        let messages = stmt
+            .query_map([session_id], |r| {
+                Ok(StoredMessage {
+                    seq: r.get(0)?,
+                    role: r.get(1)?,
+                    content: r.get(2)?,
+                    stored_at: r.get(3)?,
+                })
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        Ok((!messages.is_empty()).then_some(messages))
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A name safe for a file: ASCII letters, digits, `-` and `_` kept, every other byte `%XX`.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(user: &str) -> Owner {
+        Owner::new(user, Some("acme".into()))
+    }
+
+    fn chunks(text: &str) -> Vec<(String, Vec<f32>)> {
+        embed::chunk(text)
+            .into_iter()
+            .map(|c| {
+                let v = embed::embed(&c);
+                (c, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_user_searches_only_their_own_documents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = Library::new(dir.path());
+        lib.add_document(
+            &owner("alice"),
+            "t1",
+            "Otters",
+            &chunks("Otters hold hands while sleeping."),
+        )
+        .expect("index");
+        lib.add_document(
+            &owner("bob"),
+            "t2",
+            "Otters too",
+            &chunks("Bob also writes about otters."),
+        )
+        .expect("index");
+        let hits = lib
+            .search(&owner("alice"), "otters sleeping", 10)
+            .expect("search");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].title, "Otters");
+        assert!(hits[0].snippet.contains("[Otters]"));
+        assert!(
+            lib.search(&owner("carol"), "otters", 10)
+                .expect("search")
+                .is_empty()
+        );
+        assert!(
+            lib.search(&owner("alice"), "\"; DROP TABLE documents; --", 10)
+                .expect("search")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn redelivered_tasks_do_not_duplicate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = Library::new(dir.path());
+        let o = owner("alice");
+        lib.add_document(&o, "t1", "Doc", &chunks("alpha beta"))
+            .expect("index");
+        lib.add_document(&o, "t1", "Doc", &chunks("alpha beta"))
+            .expect("index again");
+        assert_eq!(lib.search(&o, "alpha", 10).expect("search").len(), 1);
+        let m = [Message {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        assert_eq!(lib.append_messages(&o, "t9", "s1", &m).expect("append"), 1);
+        assert_eq!(
+            lib.append_messages(&o, "t9", "s1", &m)
+                .expect("append again"),
+            1
+        );
+        assert_eq!(lib.append_messages(&o, "t10", "s1", &m).expect("append"), 2);
+        let conv = lib.conversation(&o, "s1").expect("read").expect("exists");
+        assert_eq!(conv.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            lib.conversation(&owner("bob"), "s1")
+                .expect("read")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn fresh_version_supersedes_older_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = Library::new(dir.path());
+        let o = owner("alice");
+        lib.add_document(&o, "t1", "Plan", &chunks("version one of the plan"))
+            .expect("index");
+        let new = lib
+            .add_document(&o, "t2", "Plan", &chunks("version two of the plan"))
+            .expect("index");
+        assert_eq!(
+            lib.supersede_older(&o, new.document_id, "Plan")
+                .expect("fresh"),
+            1
+        );
+        let hits = lib.search(&o, "plan", 10).expect("search");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].task_id, "t2");
+    }
+
+    #[test]
+    fn names_are_safe_on_disk() {
+        assert_eq!(encode("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd");
+        assert_eq!(encode("a-b_C9"), "a-b_C9");
+        let lib = Library::new("/data");
+        let p = lib.path_for(&Owner::new("../x", None)).expect("path");
+        assert!(p.starts_with("/data/_"));
+        assert!(matches!(
+            lib.path_for(&Owner::default()),
+            Err(LibraryError::NoUser)
+        ));
+    }
+}
