@@ -155,7 +155,9 @@ pub(crate) fn mint_with(
     let header = B64URL.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = B64URL.encode(Value::Object(claims).to_string());
     let signing_input = format!("{header}.{payload}");
-    let signature = B64URL.encode(mac(secret, &signing_input).finalize().into_bytes());
+    let mac = mac(secret, &signing_input)
+        .ok_or_else(|| TokenError::Mint("the secret cannot key HMAC-SHA256".into()))?;
+    let signature = B64URL.encode(mac.finalize().into_bytes());
     Ok(format!("{signing_input}.{signature}"))
 }
 
@@ -170,12 +172,12 @@ pub(crate) fn check_secret(secret: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn mac(secret: &[u8], signing_input: &str) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+/// The HMAC of `signing_input` under `secret`, ready to finalize or verify. HMAC takes keys of
+/// any length, so `None` is not expected; callers still treat it as a refusal.
+fn mac(secret: &[u8], signing_input: &str) -> Option<HmacSha256> {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).ok()?;
     mac.update(signing_input.as_bytes());
-    mac
+    Some(mac)
 }
 
 /// Checks `token`'s algorithm, signature and validity period as of `now`, allowing `leeway`
@@ -221,6 +223,7 @@ pub(crate) fn verify(
         .map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
     mac(secret, signing_input)
+        .ok_or(TokenError::Signature)?
         .verify_slice(&signature)
         .map_err(|_| TokenError::Signature)?;
     let claims = decode_object(payload_b64, "claims")?;
@@ -281,7 +284,7 @@ mod tests {
             B64URL.encode(header),
             B64URL.encode(claims.to_string())
         );
-        let sig = B64URL.encode(mac(secret, &input).finalize().into_bytes());
+        let sig = B64URL.encode(mac(secret, &input).expect("hmac").finalize().into_bytes());
         format!("{input}.{sig}")
     }
 
