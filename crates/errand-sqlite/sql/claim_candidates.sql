@@ -1,6 +1,9 @@
--- The oldest due tasks of one queue (walks tasks_ready from its left edge).
+-- The oldest due tasks of one queue with what a worker needs to run them (walks tasks_ready
+-- from its left edge, then reads each row).
 -- ?1 queue, ?2 now, ?3 limit
-SELECT due_at, id, seq FROM tasks
+SELECT due_at, id, seq, fence, attempt, name, queue, args, context, user_id, tenant,
+       correlation_id, max_attempts, timeout_ms
+FROM tasks
 WHERE queue = ?1 AND due_at <= ?2
 ORDER BY due_at, id
 LIMIT ?3

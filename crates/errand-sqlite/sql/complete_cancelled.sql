@@ -1,5 +1,5 @@
 -- Ends a running task as cancelled.
--- ?1 seq, ?2 now, ?3 progress, ?4 steps
+-- ?1 id, ?2 now, ?3 progress, ?4 steps, ?5 fence (a lost lease matches no row)
 UPDATE tasks SET
     status = 'cancelled',
     progress = coalesce(?3, progress),
@@ -11,4 +11,4 @@ UPDATE tasks SET
     due_at = NULL,
     lease_until = NULL,
     live_key = NULL
-WHERE seq = ?1
+WHERE id = ?1 AND fence = ?5 AND status = 'running'

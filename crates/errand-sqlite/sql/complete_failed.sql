@@ -1,5 +1,5 @@
 -- Ends a task with an error, for good.
--- ?1 seq, ?2 now, ?3 error, ?4 progress, ?5 steps
+-- ?1 id, ?2 now, ?3 error, ?4 progress, ?5 steps, ?6 fence (a lost lease matches no row)
 UPDATE tasks SET
     status = 'failed',
     error = ?3,
@@ -12,4 +12,4 @@ UPDATE tasks SET
     due_at = NULL,
     lease_until = NULL,
     live_key = NULL
-WHERE seq = ?1
+WHERE id = ?1 AND fence = ?6 AND status = 'running'

@@ -1,5 +1,5 @@
 -- Ends an attempt with a result; the record expires after its TTL and its key is freed.
--- ?1 seq, ?2 now, ?3 result, ?4 progress, ?5 steps
+-- ?1 id, ?2 now, ?3 result, ?4 progress, ?5 steps, ?6 fence (a lost lease matches no row)
 UPDATE tasks SET
     status = 'success',
     result = ?3,
@@ -13,4 +13,4 @@ UPDATE tasks SET
     due_at = NULL,
     lease_until = NULL,
     live_key = NULL
-WHERE seq = ?1
+WHERE id = ?1 AND fence = ?6 AND status = 'running'

@@ -5,4 +5,4 @@ UPDATE tasks SET
     steps = coalesce(?4, steps),
     updated_at = ?5
 WHERE id = ?1 AND fence = ?2 AND status = 'running'
-RETURNING seq, cancel_requested
+RETURNING cancel_requested

@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(span(Duration::from_millis(1500)), 1_500_000);
         assert_eq!(span(Duration::MAX), MAX_SPAN_US);
         let now = micros(Utc::now());
-        assert!(time(after(now, Duration::MAX)).is_ok(), "far future stays readable");
+        assert!(
+            time(after(now, Duration::MAX)).is_ok(),
+            "far future stays readable"
+        );
     }
 
     #[test]

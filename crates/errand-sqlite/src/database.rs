@@ -4,13 +4,14 @@ use crate::config::SqliteConfig;
 use crate::error::{OpError, SqliteError};
 use crate::migrations;
 use errand_core::StoreError;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Page cache of the writer connection, in KiB: the hot ends of the indexes and the rows
 /// being claimed and completed stay in memory at large backlogs.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+const WRITER_CACHE_KIB: i64 = 2 * 1024;
 /// Page cache of each read connection, in KiB.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 /// Prepared statements kept per connection (every operation's SQL fits).
@@ -41,7 +42,8 @@ impl Db {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(&self.path, flags).map_err(|e| self.opening(e))?;
+        let mut conn =
+            Connection::open_with_flags(&self.path, flags).map_err(|e| self.opening(e))?;
         self.tune(&conn, WRITER_CACHE_KIB)
             .map_err(|e| self.opening(e))?;
         let mode: String = conn
@@ -70,6 +72,9 @@ impl Db {
 
     fn tune(&self, conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
         conn.busy_timeout(self.busy_timeout)?;
+        // Plans must not depend on bound values: otherwise a new `LIMIT ?` value makes SQLite
+        // prepare the statement again on every claim.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "cache_size", -cache_kib)?;
         conn.pragma_update(None, "temp_store", "MEMORY")

@@ -9,8 +9,8 @@ use crate::sql;
 use crate::writer::WriteCx;
 use errand_core::{
     CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease, LeaseState, ListQuery,
-    NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
-    SealedContext, StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
+    NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome, SealedContext,
+    StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -28,9 +28,7 @@ pub(crate) fn enqueue(
     for t in tasks {
         let live_key = t.scoped_key();
         if let Some(k) = &live_key
-            && let Some(existing) = find
-                .query_row([k], |r| Ok(live(r)))
-                .optional()?
+            && let Some(existing) = find.query_row([k], |r| Ok(live(r))).optional()?
         {
             out.push(existing?);
             continue;
@@ -54,7 +52,9 @@ pub(crate) fn enqueue(
             now,
             run_at,
             t.max_attempts.max(1),
-            u64::try_from(t.timeout.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64),
+            u64::try_from(t.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .min(i64::MAX as u64),
             codec::span(t.ttl),
             t.args.get(),
             t.context.as_ref().map(SealedContext::as_json),
@@ -103,32 +103,37 @@ pub(crate) fn claim(
     now: i64,
 ) -> Result<Vec<Claimed>, OpError> {
     let limit = i64::try_from(spec.limit).unwrap_or(i64::MAX);
-    let mut due: Vec<(i64, [u8; 16], i64)> = Vec::with_capacity(spec.limit);
+    let lease_until = after(now, spec.lease);
+    // (due_at, id bytes, seq, task): the first two order tasks across queues.
+    let mut due: Vec<(i64, [u8; 16], i64, Claimed)> = Vec::with_capacity(spec.limit);
     {
         let mut candidates = cx.conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
         for queue in &spec.queues {
             let mut rows = candidates.query(params![queue, now, limit])?;
             while let Some(r) = rows.next()? {
-                let id: [u8; 16] = r.get_ref(1)?.as_blob()?.try_into().map_err(|_| {
-                    OpError::Corrupt("a task id that is not 16 bytes".into())
-                })?;
-                due.push((r.get(0)?, id, r.get(2)?));
+                let task = candidate(r)?;
+                let id = id_bytes(task.lease.id);
+                due.push((r.get(0)?, id, r.get(2)?, task));
             }
         }
     }
     if spec.queues.len() > 1 {
-        due.sort_unstable();
+        due.sort_unstable_by_key(|&(at, id, _, _)| (at, id));
         due.truncate(spec.limit);
     }
-    let lease_until = after(now, spec.lease);
     let mut take = cx.conn.prepare_cached(sql::CLAIM)?;
     let mut out = Vec::with_capacity(due.len());
-    for &(_, _, seq) in &due {
-        let claimed = take.query_row(params![seq, now, lease_until, spec.worker_id], |r| {
-            Ok(claimed(r))
-        })??;
-        cx.changed(seq, claimed.lease.id)?;
-        out.push(claimed);
+    for (_, _, seq, task) in due {
+        take.execute(params![
+            seq,
+            now,
+            lease_until,
+            spec.worker_id,
+            fence(&task.lease),
+            task.attempt
+        ])?;
+        cx.changed(task.lease.id)?;
+        out.push(task);
     }
     if out.len() < spec.limit {
         let mut next = cx.conn.prepare_cached(sql::NEXT_DUE)?;
@@ -140,27 +145,29 @@ pub(crate) fn claim(
     Ok(out)
 }
 
-/// Reads a claimed task from the `RETURNING` columns of `claim.sql`.
-fn claimed(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
-    let args: String = r.get(4)?;
+/// The task a row of `claim_candidates.sql` becomes once claimed: the next fence and attempt.
+fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
+    let fence: u64 = r.get(3)?;
+    let attempt: u32 = r.get(4)?;
+    let args: String = r.get(7)?;
     Ok(Claimed {
         lease: Lease {
-            id: id_at(r, 0)?,
-            fence: r.get(1)?,
+            id: id_at(r, 1)?,
+            fence: fence + 1,
         },
-        name: r.get(2)?,
-        queue: r.get(3)?,
+        name: r.get(5)?,
+        queue: r.get(6)?,
         args: RawValue::from_string(args)
             .map_err(|e| OpError::Corrupt(format!("a task's arguments are not JSON: {e}")))?,
-        context: r.get::<_, Option<String>>(5)?.map(SealedContext::from_json),
+        context: r.get::<_, Option<String>>(8)?.map(SealedContext::from_json),
         owner: Owner {
-            user_id: r.get(6)?,
-            tenant: r.get(7)?,
+            user_id: r.get(9)?,
+            tenant: r.get(10)?,
         },
-        correlation_id: r.get(8)?,
-        attempt: r.get(9)?,
-        max_attempts: r.get(10)?,
-        timeout: Duration::from_millis(r.get(11)?),
+        correlation_id: r.get(11)?,
+        attempt: attempt + 1,
+        max_attempts: r.get(12)?,
+        timeout: Duration::from_millis(r.get(13)?),
     })
 }
 
@@ -215,74 +222,88 @@ pub(crate) fn report(
     let mut states = Vec::with_capacity(updates.len());
     for (lease, update) in updates {
         let (progress, steps) = report_json(&update)?;
-        let row: Option<(i64, bool)> = merge
+        let cancel: Option<bool> = merge
             .query_row(
                 params![&id_bytes(lease.id)[..], fence(&lease), progress, steps, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
-        if let Some((seq, _)) = row {
-            cx.changed(seq, lease.id)?;
+        if cancel.is_some() {
+            cx.changed(lease.id)?;
         }
-        states.push(lease_state(row.map(|(_, cancel)| cancel)));
+        states.push(lease_state(cancel));
     }
     Ok(states)
 }
 
-/// Ends attempts whose lease is still held; stale completions change nothing.
+/// Ends attempts whose lease is still held; stale completions change nothing. A success,
+/// failure or cancellation is one fenced update; a retry or release first reads whether
+/// cancellation was requested (then the task ends `cancelled`).
 pub(crate) fn complete(
     cx: &mut WriteCx<'_>,
     completions: Vec<Completion>,
     now: i64,
 ) -> Result<Vec<CompleteResult>, OpError> {
-    let mut held = cx.conn.prepare_cached(sql::COMPLETE_LEASE)?;
     let mut results = Vec::with_capacity(completions.len());
     for c in completions {
         let id = c.lease.id;
-        let row: Option<(i64, bool, String)> = held
-            .query_row(params![&id_bytes(id)[..], fence(&c.lease)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((seq, cancel_requested, queue)) = row else {
-            results.push(CompleteResult::Stale);
-            continue;
-        };
+        let key = id_bytes(id);
+        let (key, fence) = (&key[..], fence(&c.lease));
         let (progress, steps) = report_json(&c.report)?;
         let conn = cx.conn;
-        let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<(), OpError> {
-            conn.prepare_cached(sql)?.execute(params)?;
-            Ok(())
+        let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<bool, OpError> {
+            Ok(conn.prepare_cached(sql)?.execute(params)? > 0)
         };
-        match c.outcome {
+        let cancelled = |progress, steps| {
+            exec(
+                sql::COMPLETE_CANCELLED,
+                params![key, now, progress, steps, fence],
+            )
+        };
+        let applied = match c.outcome {
             Outcome::Success(result) => exec(
                 sql::COMPLETE_SUCCESS,
-                params![seq, now, result.get(), progress, steps],
+                params![key, now, result.get(), progress, steps, fence],
             )?,
             Outcome::Failed(error) => exec(
                 sql::COMPLETE_FAILED,
-                params![seq, now, json(&error)?, progress, steps],
+                params![key, now, json(&error)?, progress, steps, fence],
             )?,
-            Outcome::Cancelled => exec(sql::COMPLETE_CANCELLED, params![seq, now, progress, steps])?,
-            Outcome::Retry { .. } | Outcome::Released if cancel_requested => {
-                exec(sql::COMPLETE_CANCELLED, params![seq, now, progress, steps])?
+            Outcome::Cancelled => cancelled(progress, steps)?,
+            outcome @ (Outcome::Retry { .. } | Outcome::Released) => {
+                let held: Option<(i64, bool, String)> = conn
+                    .prepare_cached(sql::COMPLETE_LEASE)?
+                    .query_row(params![key, fence], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                match (held, outcome) {
+                    (None, _) => false,
+                    (Some((_, true, _)), _) => cancelled(progress, steps)?,
+                    (Some((seq, false, queue)), Outcome::Retry { error, delay }) => {
+                        let next = after(now, delay);
+                        exec(
+                            sql::COMPLETE_RETRY,
+                            params![seq, now, json(&error)?, next, progress, steps],
+                        )?;
+                        cx.effects.due.push(DueChange::Added { queue, due: next });
+                        cx.effects.work = true;
+                        true
+                    }
+                    (Some((seq, false, _)), _) => {
+                        exec(sql::COMPLETE_RELEASE, params![seq, now, progress, steps])?;
+                        cx.effects.work = true;
+                        true
+                    }
+                }
             }
-            Outcome::Retry { error, delay } => {
-                let next = after(now, delay);
-                exec(
-                    sql::COMPLETE_RETRY,
-                    params![seq, now, json(&error)?, next, progress, steps],
-                )?;
-                cx.effects.due.push(DueChange::Added { queue, due: next });
-                cx.effects.work = true;
-            }
-            Outcome::Released => {
-                exec(sql::COMPLETE_RELEASE, params![seq, now, progress, steps])?;
-                cx.effects.work = true;
-            }
+        };
+        if applied {
+            cx.changed(id)?;
+            results.push(CompleteResult::Applied);
+        } else {
+            results.push(CompleteResult::Stale);
         }
-        cx.changed(seq, id)?;
-        results.push(CompleteResult::Applied);
     }
     Ok(results)
 }
@@ -309,11 +330,11 @@ pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<Cance
         sql::CANCEL_WAITING
     };
     cx.conn.prepare_cached(sql)?.execute(params![seq, now])?;
-    let record = record(cx.conn, seq)?;
+    let record = record(cx.conn, id)?;
     if requested {
         cx.effects.cancels.push(id);
     }
-    cx.changed(seq, id)?;
+    cx.changed(id)?;
     Ok(if requested {
         CancelOutcome::Requested(Box::new(record))
     } else {
@@ -324,7 +345,13 @@ pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<Cance
 /// Requeues a failed or cancelled task with a fresh set of attempts; its key becomes live
 /// again unless another live task took it meanwhile.
 pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryOutcome, OpError> {
-    type Found = (i64, Result<TaskState, OpError>, Option<i64>, Option<String>, Owner);
+    type Found = (
+        i64,
+        Result<TaskState, OpError>,
+        Option<i64>,
+        Option<String>,
+        Owner,
+    );
     let found: Option<Found> = cx
         .conn
         .prepare_cached(sql::RETRY_LOOKUP)?
@@ -366,8 +393,8 @@ pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryO
     cx.conn
         .prepare_cached(sql::RETRY)?
         .execute(params![seq, now, live_key])?;
-    let record = record(cx.conn, seq)?;
-    cx.changed(seq, id)?;
+    let record = record(cx.conn, id)?;
+    cx.changed(id)?;
     cx.effects.work = true;
     Ok(RetryOutcome::Requeued(Box::new(record)))
 }
@@ -404,7 +431,7 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64) -> Result<Reaped, OpError> {
             reaped.requeued += 1;
             cx.effects.work = true;
         }
-        cx.changed(seq, id)?;
+        cx.changed(id)?;
     }
     Ok(reaped)
 }
@@ -418,10 +445,10 @@ pub(crate) fn purge_expired(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Resul
     Ok(deleted as u64)
 }
 
-/// One record by storage key.
-pub(crate) fn record(conn: &Connection, seq: i64) -> Result<TaskRecord, OpError> {
+/// One record, expired or not.
+pub(crate) fn record(conn: &Connection, id: TaskId) -> Result<TaskRecord, OpError> {
     conn.prepare_cached(sql::RECORD)?
-        .query_row([seq], |r| Ok(codec::record(r)))?
+        .query_row([&id_bytes(id)[..]], |r| Ok(codec::record(r)))?
 }
 
 /// One unexpired record by id.
@@ -453,7 +480,9 @@ pub(crate) fn list(conn: &Connection, query: &ListQuery, now: i64) -> Result<Pag
     match &query.owner {
         OwnerFilter::Owner(o) => {
             let mut stmt = conn.prepare_cached(sql::LIST_OWNER)?;
-            push(stmt.query(params![o.tenant, o.user_id, cursor, status, name, now, fetch])?)?;
+            push(stmt.query(params![
+                o.tenant, o.user_id, cursor, status, name, now, fetch
+            ])?)?;
         }
         OwnerFilter::Any => {
             let mut stmt = conn.prepare_cached(sql::LIST_ANY)?;
@@ -484,7 +513,6 @@ pub(crate) fn ping(conn: &Connection) -> Result<(), OpError> {
     conn.prepare_cached(sql::PING)?.query_row([], |_| Ok(()))?;
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

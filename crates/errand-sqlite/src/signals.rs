@@ -137,6 +137,10 @@ mod tests {
         assert_eq!(due.earliest(&queues[..1]), Some(50));
         due.set("b".into(), None);
         due.set("a".into(), Some(90));
-        assert_eq!(due.earliest(&queues), Some(90), "a read replaces what was known");
+        assert_eq!(
+            due.earliest(&queues),
+            Some(90),
+            "a read replaces what was known"
+        );
     }
 }

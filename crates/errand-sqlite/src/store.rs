@@ -10,9 +10,9 @@ use crate::signals::Signals;
 use crate::writer::{Writer, WriterStats};
 use async_trait::async_trait;
 use errand_core::{
-    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued,
-    EventStream, Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome,
-    StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
+    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
+    Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome, StatusUpdate,
+    Store, StoreError, TaskId, TaskRecord, WorkSignal,
 };
 use futures::stream::BoxStream;
 use std::path::Path;

@@ -167,11 +167,11 @@ pub(crate) struct WriteCx<'a> {
 }
 
 impl WriteCx<'_> {
-    /// Notes that task `id` (stored at `seq`) changed: its watchers, if any, get the new
-    /// record after the commit.
-    pub(crate) fn changed(&mut self, seq: i64, id: TaskId) -> Result<(), OpError> {
+    /// Notes that task `id` changed: its watchers, if any, get the new record after the
+    /// commit.
+    pub(crate) fn changed(&mut self, id: TaskId) -> Result<(), OpError> {
         if self.signals.watchers.is_watched(id) {
-            let record = ops::record(self.conn, seq)?;
+            let record = ops::record(self.conn, id)?;
             self.effects.records.push(record);
         }
         Ok(())
