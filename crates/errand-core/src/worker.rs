@@ -321,7 +321,19 @@ impl WorkerHandle {
             .shared
             .stats
             .snapshot(status, running_at_shutdown, began.elapsed());
-        info!(?stats, "worker stopped");
+        info!(
+            status = %stats.status,
+            claimed = stats.claimed,
+            succeeded = stats.succeeded,
+            failed = stats.failed,
+            retried = stats.retried,
+            cancelled = stats.cancelled,
+            released = stats.released,
+            lost = stats.lost,
+            running_at_shutdown = stats.running_at_shutdown,
+            duration_ms = stats.duration_ms,
+            "worker stopped"
+        );
         stats
     }
 }

@@ -14,9 +14,11 @@
 
 mod embed;
 mod library;
+mod routes;
 mod tasks;
 
 pub use library::{Hit, Library, LibraryError, Message, StoredMessage};
+pub use routes::routes;
 pub use tasks::{IngestDocument, Ingested, PersistConversation, Persisted};
 
 use errand_core::{Registry, RegistryError};

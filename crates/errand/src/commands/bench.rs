@@ -1,0 +1,114 @@
+//! `errand bench`: the shared no-op benchmark on a chosen store; one JSON object as the last
+//! line of stdout, with the same keys as the peers' benchmarks.
+
+use crate::settings::{Settings, StoreArgs, StoreChoice, StoreKind};
+use crate::stores;
+use anyhow::Context as _;
+use errand_core::bench::{BenchOptions, run as run_bench};
+use errand_core::{Store, WorkerConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Measures enqueue, drain and enqueue-to-start latency on a fresh store.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Tasks to enqueue and drain.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Tasks per enqueue batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Offered rate of the latency phase, tasks per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Tasks submitted in the latency phase.
+    #[arg(long, default_value_t = 3000)]
+    pub latency_tasks: usize,
+    /// Idle time before one more task measures the wake-up latency (e.g. 2m); off by default.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_probe: Option<Duration>,
+}
+
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    // A fresh store every run: a temporary SQLite file (under --data-dir if given, to measure
+    // that disk), or a unique Redis prefix that is deleted afterwards.
+    let scratch = match &settings.global.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            tempfile::tempdir_in(dir)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let mut choice = settings.store(&args.store, StoreKind::Sqlite)?;
+    match &mut choice {
+        StoreChoice::Sqlite(path) => *path = scratch.path().join("bench.sqlite"),
+        StoreChoice::Redis { prefix, .. } => {
+            *prefix = format!("{prefix}-bench-{}", uuid::Uuid::now_v7().simple());
+        }
+        StoreChoice::Memory => {}
+    }
+    let label = match &choice {
+        StoreChoice::Sqlite(_) => "sqlite",
+        StoreChoice::Memory => "memory",
+        StoreChoice::Redis { .. } => "redis",
+    };
+    let store = stores::open(&choice).await?;
+    store
+        .ping()
+        .await
+        .with_context(|| format!("the {label} store does not answer"))?;
+    let options = BenchOptions {
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        enqueue_batch: args.batch.max(1),
+        latency_rate: args.rate,
+        latency_tasks: args.latency_tasks,
+        idle_probe: args.idle_probe,
+        worker: WorkerConfig {
+            poll_interval: Duration::from_secs(1),
+            ..WorkerConfig::default()
+        },
+        ..BenchOptions::default()
+    };
+    eprintln!(
+        "errand bench: {} jobs, concurrency {}, store {}",
+        args.jobs,
+        args.concurrency,
+        stores::describe(&choice)
+    );
+    let result = run_bench(store.clone(), label, &options).await;
+    cleanup(&choice, store).await;
+    let report = result?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Deletes a benchmark's Redis keys (a SQLite scratch file goes with its temporary directory).
+async fn cleanup(choice: &StoreChoice, store: Arc<dyn Store>) {
+    if let StoreChoice::Redis { url, prefix } = choice {
+        drop(store);
+        match errand_redis::RedisStore::connect(
+            url,
+            errand_redis::RedisConfig::default().prefix(prefix.clone()),
+        )
+        .await
+        {
+            Ok(redis) => {
+                if let Err(e) = redis.clear().await {
+                    eprintln!(
+                        "errand bench: could not delete the benchmark's keys under {prefix}: {e}"
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("errand bench: could not delete the benchmark's keys under {prefix}: {e}")
+            }
+        }
+    }
+}

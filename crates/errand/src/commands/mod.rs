@@ -1,0 +1,6 @@
+//! The `errand` subcommands that run a service: `serve`, `worker`, `token`, `bench`.
+
+pub mod bench;
+pub mod serve;
+pub mod token;
+pub mod worker;

@@ -1,0 +1,191 @@
+//! `errand serve`: the HTTP API, plus workers running the registered tasks in this process.
+
+use crate::secrets::{self, Missing};
+use crate::settings::{DEFAULT_ADDR, Settings, StoreArgs, StoreKind};
+use crate::{shutdown, stores};
+use anyhow::Context as _;
+use errand::reference::{self, Library};
+use errand_core::{HeaderAllowList, Registry, WorkerConfig};
+use errand_server::{Server, ServerConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serves the API (and runs workers unless `--workers 0`).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ERRAND_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Tasks this process runs at once; 0 runs the API only [default: 16].
+    #[arg(long, env = "ERRAND_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Queues the workers claim from, comma-separated [default: default].
+    #[arg(
+        long,
+        env = "ERRAND_QUEUES",
+        value_delimiter = ',',
+        value_name = "Q1,Q2"
+    )]
+    pub queues: Option<Vec<String>>,
+    /// Do not register the reference pipeline (ingest_document, persist_conversation).
+    #[arg(long, env = "ERRAND_NO_REFERENCE_TASKS")]
+    pub no_reference_tasks: bool,
+    /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
+    #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Option<Duration>,
+    /// Token claim holding the user id [default: sub; `oid` is the other common choice].
+    #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
+    pub user_claim: Option<String>,
+    /// Request headers copied into task contexts, comma-separated (Authorization and cookies never are).
+    #[arg(
+        long,
+        env = "ERRAND_ALLOW_HEADERS",
+        value_delimiter = ',',
+        value_name = "H1,H2"
+    )]
+    pub allow_headers: Option<Vec<String>>,
+}
+
+/// Worker settings shared by `serve` and `worker`.
+pub struct WorkerPlan {
+    /// Tasks at once (0: none).
+    pub concurrency: usize,
+    /// Queues.
+    pub queues: Vec<String>,
+    /// Drain at shutdown.
+    pub drain: Duration,
+    /// Poll fallback for work submitted by other processes.
+    pub poll: Duration,
+    /// Lease.
+    pub lease: Duration,
+}
+
+impl WorkerPlan {
+    /// The core worker configuration.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.concurrency.max(1),
+            claim_batch: self.concurrency.max(1),
+            queues: self.queues.clone(),
+            poll_interval: self.poll,
+            lease: self.lease,
+            reap_interval: self.lease / 2,
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+/// The registry of `serve` and `worker`: the reference pipeline unless turned off.
+pub fn registry(settings: &Settings, no_reference_tasks: bool) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new();
+    if !no_reference_tasks && settings.file.reference_tasks != Some(false) {
+        reference::register(&mut registry)?;
+    }
+    Ok(registry)
+}
+
+/// The reference pipeline's per-user data, shared by every process using this data directory.
+pub fn library(settings: &Settings) -> Arc<Library> {
+    Arc::new(Library::new(settings.data_dir().join("library")))
+}
+
+/// How often a worker looks for work submitted by another process. Redis wakes workers itself;
+/// SQLite only wakes workers of the same process, so others poll briefly.
+pub fn poll_interval(kind: &crate::settings::StoreChoice) -> Duration {
+    match kind {
+        crate::settings::StoreChoice::Sqlite(_) => Duration::from_millis(100),
+        _ => Duration::from_secs(1),
+    }
+}
+
+pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+    let addr = args.addr.or(settings.file.addr).unwrap_or_else(|| {
+        DEFAULT_ADDR
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    });
+    let choice = settings.store(&args.store, StoreKind::Sqlite)?;
+    let jwt_secret = secrets::jwt_secret(&settings, Missing::Generate)?;
+    let seal_key = secrets::seal_key(&settings, Missing::Generate)?;
+    let store = stores::open(&choice).await?;
+    let registry = Arc::new(registry(&settings, args.no_reference_tasks)?);
+    let library = library(&settings);
+
+    let mut config = ServerConfig {
+        jwt_secret,
+        user_claim: settings.user_claim(&args.user_claim),
+        ..ServerConfig::default()
+    };
+    if let Some(claim) = &settings.file.tenant_claim {
+        config.tenant_claim.clone_from(claim);
+    }
+    if let Some(role) = &settings.file.admin_role {
+        config.admin_role.clone_from(role);
+    }
+    if let Some(limit) = settings.file.body_limit {
+        config.body_limit = limit;
+    }
+    if let Some(headers) = args
+        .allow_headers
+        .clone()
+        .or_else(|| settings.file.allow_headers.clone())
+    {
+        config.header_allow_list = HeaderAllowList::new(headers);
+    }
+    let server = Server::new(store.clone(), registry.clone(), seal_key.clone(), config)
+        .context("invalid server configuration")?
+        .routes(reference::routes(library.clone()));
+
+    let plan = WorkerPlan {
+        concurrency: args.workers.or(settings.file.workers).unwrap_or(16),
+        queues: settings.queues(&args.queues),
+        drain: args
+            .drain_timeout
+            .or(settings.file.drain_timeout)
+            .unwrap_or(Duration::from_secs(30)),
+        poll: poll_interval(&choice),
+        lease: settings.file.lease.unwrap_or(Duration::from_secs(30)),
+    };
+    let worker = (plan.concurrency > 0).then(|| {
+        errand_core::Worker::new(store.clone(), registry.clone(), seal_key.clone())
+            .config(plan.config())
+            .resource(library.clone())
+            .start()
+    });
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(
+        addr = %local,
+        store = %stores::describe(&choice),
+        data_dir = %settings.data_dir().display(),
+        workers = plan.concurrency,
+        tasks = ?registry.names().collect::<Vec<_>>(),
+        "errand serving"
+    );
+    // A line for people and scripts, on stdout.
+    println!("errand listening on http://{local}");
+
+    let stop = shutdown::signal();
+    let api = tokio::spawn(server.serve(listener, {
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    }));
+    stop.cancelled().await;
+    tracing::info!(drain_timeout = ?plan.drain, "shutting down: no new tasks are claimed; running tasks get the drain timeout");
+    if let Some(worker) = worker {
+        // Logs its statistics ("worker stopped").
+        worker.shutdown(plan.drain).await;
+    }
+    match api.await {
+        Ok(result) => result.context("the API server failed")?,
+        Err(e) => anyhow::bail!("the API server task failed: {e}"),
+    }
+    tracing::info!("errand stopped");
+    Ok(())
+}

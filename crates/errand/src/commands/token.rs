@@ -1,0 +1,50 @@
+//! `errand token`: mints a bearer token the server accepts.
+
+use crate::secrets::{self, Missing};
+use crate::settings::Settings;
+use std::time::Duration;
+
+/// Mints a token; it is printed alone on the last line of stdout.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The user the token is for.
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+    /// The user's tenant.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// Grant the admin role (sees every user's tasks).
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// Token claim holding the user id [default: sub].
+    #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
+    pub user_claim: Option<String>,
+}
+
+pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
+    let secret = secrets::jwt_secret(&settings, Missing::Fail)?;
+    let claim = settings.user_claim(&args.user_claim);
+    let token = errand_server::mint_token(
+        &secret,
+        &args.user,
+        args.tenant.as_deref(),
+        args.admin,
+        args.ttl,
+        &claim,
+    )?;
+    eprintln!(
+        "token for {}{}{}, valid {}",
+        args.user,
+        args.tenant
+            .as_deref()
+            .map(|t| format!(" (tenant {t})"))
+            .unwrap_or_default(),
+        if args.admin { ", admin" } else { "" },
+        humantime::format_duration(args.ttl)
+    );
+    println!("{token}");
+    Ok(())
+}

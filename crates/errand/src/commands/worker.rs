@@ -1,0 +1,86 @@
+//! `errand worker`: runs the registered tasks, without an API, against a shared store.
+
+use super::serve::{WorkerPlan, library, poll_interval, registry};
+use crate::secrets::{self, Missing};
+use crate::settings::{Settings, StoreArgs, StoreKind};
+use crate::{shutdown, stores};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs workers only, with the reference tasks registered.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Tasks run at once [default: 32].
+    #[arg(long, env = "ERRAND_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Queues to claim from, comma-separated [default: default].
+    #[arg(
+        long,
+        env = "ERRAND_QUEUES",
+        value_delimiter = ',',
+        value_name = "Q1,Q2"
+    )]
+    pub queues: Option<Vec<String>>,
+    /// Do not register the reference pipeline.
+    #[arg(long, env = "ERRAND_NO_REFERENCE_TASKS")]
+    pub no_reference_tasks: bool,
+    /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
+    #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Option<Duration>,
+    /// Lease of a claimed task; a worker that dies is replaced after this long [default: 30s].
+    #[arg(long, env = "ERRAND_LEASE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease: Option<Duration>,
+}
+
+pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
+    // A worker is most often pointed at a Redis; with no URL it shares the SQLite file.
+    let default = if settings.has_redis_url(&args.store) {
+        StoreKind::Redis
+    } else {
+        StoreKind::Sqlite
+    };
+    let choice = settings.store(&args.store, default)?;
+    let seal_key = secrets::seal_key(&settings, Missing::Fail)?;
+    let store = stores::open(&choice).await?;
+    let registry = Arc::new(registry(&settings, args.no_reference_tasks)?);
+    let plan = WorkerPlan {
+        concurrency: args
+            .concurrency
+            .or(settings.file.concurrency)
+            .unwrap_or(32)
+            .max(1),
+        queues: settings.queues(&args.queues),
+        drain: args
+            .drain_timeout
+            .or(settings.file.drain_timeout)
+            .unwrap_or(Duration::from_secs(30)),
+        poll: poll_interval(&choice),
+        lease: args
+            .lease
+            .or(settings.file.lease)
+            .unwrap_or(Duration::from_secs(30)),
+    };
+    let config = plan.config();
+    let worker_id = config.id.clone();
+    let worker = errand_core::Worker::new(store, registry.clone(), seal_key)
+        .config(config)
+        .resource(library(&settings))
+        .start();
+    tracing::info!(
+        worker_id = %worker_id,
+        store = %stores::describe(&choice),
+        concurrency = plan.concurrency,
+        queues = ?plan.queues,
+        tasks = ?registry.names().collect::<Vec<_>>(),
+        "errand worker running"
+    );
+    println!("errand worker {worker_id} running");
+    shutdown::signal().cancelled().await;
+    tracing::info!(drain_timeout = ?plan.drain, "shutting down: no new tasks are claimed; running tasks get the drain timeout");
+    let stats = worker.shutdown(plan.drain).await;
+    // The stats as JSON on stdout, for scripts.
+    println!("{}", serde_json::to_string(&stats)?);
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The two secrets of a deployment: the HS256 token secret and the credential seal key.
+//!
+//! Each comes from its environment variable, else the config file, else a file in the data
+//! directory. `errand serve` generates the files on first start (mode 0600), so `errand token`
+//! and `errand worker` given the same `--data-dir` share them without any setup.
+
+use crate::settings::Settings;
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use errand_core::SealKey;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// File name of the generated token secret in the data directory.
+pub const JWT_SECRET_FILE: &str = "jwt.secret";
+/// File name of the generated seal key in the data directory.
+pub const SEAL_KEY_FILE: &str = "seal.key";
+
+/// Whether a missing secret file may be generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Generate it (`serve`).
+    Generate,
+    /// Fail with instructions (`token`, `worker`, `check`).
+    Fail,
+}
+
+/// The token secret: `ERRAND_JWT_SECRET`, else `jwt_secret` in the file, else
+/// `<data_dir>/jwt.secret`.
+pub fn jwt_secret(settings: &Settings, missing: Missing) -> anyhow::Result<Vec<u8>> {
+    if let Ok(v) = std::env::var("ERRAND_JWT_SECRET") {
+        return Ok(v.into_bytes());
+    }
+    if let Some(v) = &settings.file.jwt_secret {
+        return Ok(v.clone().into_bytes());
+    }
+    let path = settings.data_dir().join(JWT_SECRET_FILE);
+    let text = read_or_generate(&path, missing, "ERRAND_JWT_SECRET", || {
+        let bytes: [u8; 48] = rand::random();
+        B64.encode(bytes)
+    })?;
+    Ok(text.into_bytes())
+}
+
+/// The seal key: `ERRAND_SEAL_KEY`, else `seal_key` in the file, else `<data_dir>/seal.key`.
+pub fn seal_key(settings: &Settings, missing: Missing) -> anyhow::Result<SealKey> {
+    let parse = |text: &str, from: &str| {
+        SealKey::from_base64(text).with_context(|| format!("invalid seal key in {from}"))
+    };
+    if let Ok(v) = std::env::var("ERRAND_SEAL_KEY") {
+        return parse(&v, "ERRAND_SEAL_KEY");
+    }
+    if let Some(v) = &settings.file.seal_key {
+        return parse(v, "the config file");
+    }
+    let path = settings.data_dir().join(SEAL_KEY_FILE);
+    let text = read_or_generate(&path, missing, "ERRAND_SEAL_KEY", || {
+        SealKey::generate().to_base64()
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+fn read_or_generate(
+    path: &Path,
+    missing: Missing,
+    env: &str,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_string()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot read {}", path.display()));
+        }
+        Err(_) => {}
+    }
+    if missing == Missing::Fail {
+        bail!(
+            "{} does not exist: run `errand serve` once with the same --data-dir to generate it, or set {env}",
+            path.display()
+        );
+    }
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let value = generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut f) => {
+            f.write_all(value.as_bytes())
+                .and_then(|()| f.write_all(b"\n"))
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
+            Ok(value)
+        }
+        // Another process generated it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_string())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{FileConfig, GlobalArgs};
+
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            file: FileConfig::default(),
+            global: GlobalArgs {
+                config: None,
+                data_dir: Some(dir.to_path_buf()),
+                log_format: None,
+                log: None,
+            },
+        }
+    }
+
+    #[test]
+    fn generated_once_then_shared_with_mode_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        assert!(
+            seal_key(&s, Missing::Fail).is_err(),
+            "not generated on demand"
+        );
+        let key = seal_key(&s, Missing::Generate).expect("generated");
+        let again = seal_key(&s, Missing::Fail).expect("read back");
+        assert_eq!(key.to_base64(), again.to_base64());
+        let secret = jwt_secret(&s, Missing::Generate).expect("generated");
+        assert!(secret.len() >= 32);
+        assert_eq!(jwt_secret(&s, Missing::Fail).expect("read back"), secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(JWT_SECRET_FILE))
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_says_how_to_get_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = jwt_secret(&settings(dir.path()), Missing::Fail).expect_err("missing");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("errand serve") && msg.contains("ERRAND_JWT_SECRET"),
+            "{msg}"
+        );
+    }
+}
