@@ -1,4 +1,19 @@
 //! errand: background work for tokio/axum services that never forgets who it is for.
+//!
+//! This facade re-exports the core ([`Context`], [`Task`], [`Client`], [`Worker`],
+//! [`Manager`], [`Store`] and the in-memory store) and the other crates as modules:
+//! [`sqlite`] (the embedded default store), [`redis`] (the distributed store), [`server`]
+//! (the HTTP API). [`reference`] is the reference pipeline `errand serve` runs, and an example
+//! of a service's tasks.
 pub use errand_core::*;
+
+/// The embedded, durable SQLite store (`errand-sqlite`).
+pub use errand_sqlite as sqlite;
+
+/// The distributed Redis store (`errand-redis`).
+pub use errand_redis as redis;
+
+/// The HTTP API (`errand-server`).
+pub use errand_server as server;
 
 pub mod reference;
