@@ -17,3 +17,8 @@ pub use errand_redis as redis;
 pub use errand_server as server;
 
 pub mod reference;
+
+/// The README's Rust example, compiled and run as a doctest.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
