@@ -1,32 +1,35 @@
 -- Cancels one task: a waiting one at once; a running one by flagging it and telling every
 -- process on the cancel channel ARGV[3] (the worker holding it fires the task's token; its
 -- heartbeats also answer "cancel requested").
+-- A task waiting in the ready list stays there as a stale entry, counted in `stale` and
+-- dropped by the next claim that reaches it, so cancelling never scans the list.
 -- ARGV: now, task id, cancel channel.
--- Returns {'cancelled', record} | {'requested', record} | {'conflict', state} | {'missing'},
--- where record is the task's hash as a flat field/value list.
+-- Returns {'cancelled', record} | {'requested', record} | {'conflict', state} | {'missing'}.
 
 local id = ARGV[2]
 local k = task_key(id)
-local v = redis.call('HMGET', k, 's', 't', 'o', 'K', 'w', 'n')
-local state = v[1]
-if not state then
+local s = redis.call('GET', k)
+local r = s and decode(s)
+if not r then
   return { 'missing' }
 end
-if state == 'pending' or state == 'scheduled' or state == 'retrying' then
-  redis.call('ZREM', ready_key, id)
-  if v[6] then
-    redis.call('HDEL', k, 'n')
+if is_waiting(r.s) then
+  if redis.call('ZREM', schedule_key, id) == 0 then
+    redis.call('INCR', stale_key)
   end
   local expiring = {}
-  finish(k, id, 'cancelled', tonumber(v[2]), v[3], v[4], {}, expiring)
-  redis.call('ZADD', expiry_key, unpack(expiring))
-  announce(k, id, v[5])
-  return { 'cancelled', redis.call('HGETALL', k) }
+  local changed = finish(id, r, 'cancelled', expiring)
+  flush_expiring(expiring)
+  announce(id, changed)
+  return { 'cancelled', changed }
 end
-if state == 'running' then
-  redis.call('HSET', k, 'cr', 1, 'u', now)
+if r.s == 'running' then
+  r.cr = '1'
+  r.u = now
+  local changed = encode(r)
+  redis.call('SET', k, changed)
   redis.call('PUBLISH', ARGV[3], id)
-  announce(k, id, v[5])
-  return { 'requested', redis.call('HGETALL', k) }
+  announce(id, changed)
+  return { 'requested', changed }
 end
-return { 'conflict', state }
+return { 'conflict', r.s }

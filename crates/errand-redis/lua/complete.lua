@@ -6,63 +6,103 @@
 -- A retry or release of a task whose cancellation was requested ends it cancelled.
 -- Returns per completion: 1 applied, 0 stale (the lease was lost; nothing changed).
 
-local out, done, expiring, requeued = {}, {}, {}, {}
+local keys = {}
 for i = 2, #ARGV, 7 do
-  local id, fence, outcome, payload, delay, progress, steps =
-    ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local k = task_key(id)
-  local v = redis.call('HMGET', k, 's', 'f', 'cr', 't', 'o', 'K', 'w', 'c', 'a', 'e')
-  if v[1] == 'running' and tonumber(v[2]) == fence then
+  keys[#keys + 1] = task_key(ARGV[i])
+end
+local records = call_keys('MGET', keys, 1)
+
+local out, done, expiring, writes = {}, {}, {}, {}
+local fronts, backs, scheduled = {}, {}, {}
+for n = 1, #keys do
+  local i = 2 + (n - 1) * 7
+  local id, fence, outcome, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local progress, steps = ARGV[i + 5], ARGV[i + 6]
+  local s = records[n]
+  local state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos
+  if s then
+    state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos = string.match(s, HEADER)
+  end
+  if state == 'running' and tonumber(f) == fence then
     done[#done + 1] = id
-    local fields = {}
-    if progress ~= '' then
-      fields[#fields + 1] = 'p'
-      fields[#fields + 1] = progress
-    end
-    if steps ~= '' then
-      fields[#fields + 1] = 'sp'
-      fields[#fields + 1] = steps
-    end
-    local cancel = v[3] and (outcome == 'R' or outcome == 'L')
-    if outcome == 'S' then
-      fields[#fields + 1] = 'r'
-      fields[#fields + 1] = payload
-      if v[10] then
-        redis.call('HDEL', k, 'e')
+    out[n] = 1
+    local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')
+    local changed
+    if (outcome == 'S' or outcome == 'F' or outcome == 'C' or cancel)
+      and progress == '' and steps == '' then
+      -- The usual end: rewrite the header, error and result; copy the rest as it is.
+      local after_error = skip_blob(s, pos)
+      local rest = skip_blob(s, after_error)
+      local error_blob, result_blob
+      if outcome == 'S' then
+        error_blob, result_blob = '0:', #payload .. ':' .. payload
+      elseif outcome == 'F' then
+        error_blob = #payload .. ':' .. payload
+        result_blob = string.sub(s, after_error, rest - 1)
+      else
+        error_blob = string.sub(s, pos, after_error - 1)
+        result_blob = string.sub(s, after_error, rest - 1)
       end
-      finish(k, id, 'success', tonumber(v[4]), v[5], v[6], fields, expiring)
-    elseif outcome == 'F' then
-      fields[#fields + 1] = 'e'
-      fields[#fields + 1] = payload
-      finish(k, id, 'failed', tonumber(v[4]), v[5], v[6], fields, expiring)
-    elseif outcome == 'C' or cancel then
-      finish(k, id, 'cancelled', tonumber(v[4]), v[5], v[6], fields, expiring)
-    elseif outcome == 'R' then
-      local next_at = now + tonumber(delay)
-      redis.call('HSET', k, 's', 'retrying', 'e', payload, 'n', next_at, 'u', now, unpack(fields))
-      requeued[#requeued + 1] = next_at
-      requeued[#requeued + 1] = id
+      local final = outcome == 'S' and 'success' or (outcome == 'F' and 'failed' or 'cancelled')
+      local ttl = tonumber(t)
+      local expires = now + ttl
+      changed = final .. '|' .. cr .. '|' .. f .. '|' .. a .. '|' .. started .. '|' .. now
+        .. '||' .. now .. '|' .. expires .. '|' .. m .. '|' .. c .. '|' .. t .. '|' .. oh .. '\n'
+        .. error_blob .. result_blob .. string.sub(s, rest)
+      local keyname = ''
+      if string.byte(s, rest) ~= 48 then -- a key name is stored (its length is not '0')
+        keyname = blob_at(s, rest)
+      end
+      store_final(id, changed, expires, ttl, oh, keyname, expiring)
     else
-      local attempt = math.max(tonumber(v[9]) - 1, 0)
-      redis.call('HSET', k, 's', 'pending', 'a', attempt, 'u', now, unpack(fields))
-      redis.call('HDEL', k, 'st')
-      requeued[#requeued + 1] = v[8]
-      requeued[#requeued + 1] = id
+      local r = decode(s)
+      if progress ~= '' then
+        r.p = progress
+      end
+      if steps ~= '' then
+        r.sp = steps
+      end
+      if outcome == 'S' then
+        r.r = payload
+        r.e = ''
+        changed = finish(id, r, 'success', expiring)
+      elseif outcome == 'F' then
+        r.e = payload
+        changed = finish(id, r, 'failed', expiring)
+      elseif outcome == 'C' or cancel then
+        changed = finish(id, r, 'cancelled', expiring)
+      elseif outcome == 'R' then
+        local next_at = now + tonumber(ARGV[i + 4])
+        r.s = 'retrying'
+        r.e = payload
+        r.n = next_at
+        r.u = now
+        changed = encode(r)
+        writes[#writes + 1] = keys[n]
+        writes[#writes + 1] = changed
+        requeue(id, next_at, false, fronts, backs, scheduled)
+      else
+        r.s = 'pending'
+        r.a = math.max(r.a - 1, 0)
+        r.st = ''
+        r.u = now
+        changed = encode(r)
+        writes[#writes + 1] = keys[n]
+        writes[#writes + 1] = changed
+        requeue(id, tonumber(r.c), true, fronts, backs, scheduled)
+      end
     end
-    announce(k, id, v[7])
-    out[#out + 1] = 1
+    announce(id, changed)
   else
-    out[#out + 1] = 0
+    out[n] = 0
   end
 end
 if #done > 0 then
   call_chunked('ZREM', leases_key, done, 1)
 end
-if #expiring > 0 then
-  call_chunked('ZADD', expiry_key, expiring, 2)
+flush_expiring(expiring)
+if #writes > 0 then
+  call_keys('MSET', writes, 2)
 end
-if #requeued > 0 then
-  call_chunked('ZADD', ready_key, requeued, 2)
-  wake()
-end
+flush_requeued(fronts, backs, scheduled)
 return out

@@ -3,16 +3,26 @@
 -- Returns per lease: 0 lost (reclaimed or finished), 1 held, 2 held with cancellation requested.
 
 local lease_until = ARGV[2]
-local out, renewed = {}, {}
+local ids, fences, keys = {}, {}, {}
 for i = 3, #ARGV, 2 do
-  local id, fence = ARGV[i], tonumber(ARGV[i + 1])
-  local v = redis.call('HMGET', task_key(id), 's', 'f', 'cr')
-  if v[1] == 'running' and tonumber(v[2]) == fence then
+  ids[#ids + 1] = ARGV[i]
+  fences[#fences + 1] = tonumber(ARGV[i + 1])
+  keys[#keys + 1] = task_key(ARGV[i])
+end
+local records = call_keys('MGET', keys, 1)
+local out, renewed = {}, {}
+for i, id in ipairs(ids) do
+  local s = records[i]
+  local state, cr, f
+  if s then
+    state, cr, f = lease_of(s)
+  end
+  if state == 'running' and tonumber(f) == fences[i] then
     renewed[#renewed + 1] = lease_until
     renewed[#renewed + 1] = id
-    out[#out + 1] = v[3] and 2 or 1
+    out[i] = cr == '1' and 2 or 1
   else
-    out[#out + 1] = 0
+    out[i] = 0
   end
 end
 if #renewed > 0 then

@@ -1,32 +1,75 @@
 -- Deletes finished records of one queue whose expiry passed (by the store's clock; Redis's
 -- own TTL usually deleted them already) and trims the listing indexes of their ids.
--- ARGV: now, limit.
--- Returns {records purged, expiry entries examined}.
+-- Reads the head of each per-TTL list of finished tasks (see `finished_key`), which is in
+-- expiry order, so it only ever looks at entries that are due.
+-- ARGV: now, limit (entries per list and call).
+-- Returns {records purged, 1 if a list may hold more due entries else 0}.
 
 local limit = tonumber(ARGV[2])
-local entries = redis.call('ZRANGE', expiry_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
-if #entries == 0 then
-  return { 0, 0 }
-end
-local purged, keep = 0, {}
-for _, entry in ipairs(entries) do
-  local sep = string.find(entry, '|', 1, true)
-  local id, oh = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
-  local k = task_key(id)
-  local v = redis.call('HMGET', k, 's', 'x')
-  -- A record that was retried since stays; one that expires later keeps its entry.
-  if not v[1] or (v[2] and tonumber(v[2]) <= now) then
-    redis.call('DEL', k)
-    redis.call('ZREM', ids_key, id)
-    redis.call('ZREM', owner_key(oh), id)
-    purged = purged + 1
-  elseif v[2] then
-    keep[#keep + 1] = v[2]
-    keep[#keep + 1] = entry
+local ids, owners = {}, {}
+local more = 0
+for _, ttl in ipairs(redis.call('SMEMBERS', ttls_key)) do
+  local key = finished_key(ttl)
+  local head = redis.call('LRANGE', key, 0, limit - 1)
+  local due = 0
+  for _, entry in ipairs(head) do
+    local expires, id, oh = string.match(entry, '^(%d+)|([^|]+)|(%x+)$')
+    if expires and tonumber(expires) > now then
+      break
+    end
+    due = due + 1
+    if expires then -- (an unreadable entry is dropped)
+      ids[#ids + 1] = id
+      owners[#owners + 1] = oh
+    end
+  end
+  if due > 0 then
+    redis.call('LTRIM', key, due, -1)
+  end
+  if due == #head and due < limit then
+    -- Drained: forget the list until a task with this TTL finishes again.
+    redis.call('SREM', ttls_key, ttl)
+  end
+  if due == limit then
+    more = 1
   end
 end
-redis.call('ZREM', expiry_key, unpack(entries))
-if #keep > 0 then
-  redis.call('ZADD', expiry_key, unpack(keep))
+if #ids == 0 then
+  return { 0, more }
 end
-return { purged, #entries }
+
+local keys = {}
+for i, id in ipairs(ids) do
+  keys[i] = task_key(id)
+end
+local records = redis.call('MGET', unpack(keys))
+local gone, doomed, by_owner, owner_list = {}, {}, {}, {}
+for i, id in ipairs(ids) do
+  local s = records[i]
+  local state, expires
+  if s then
+    state, expires = string.match(s, '^(%a+)|%d|%d+|%d+|%d*|%d*|%d*|%d*|(%d*)|')
+  end
+  -- A record retried since is live again, or expires later with a newer entry: it stays.
+  if not s or (not is_waiting(state) and state ~= 'running'
+      and expires ~= '' and tonumber(expires) <= now) then
+    gone[#gone + 1] = id
+    doomed[#doomed + 1] = keys[i]
+    local list = by_owner[owners[i]]
+    if not list then
+      list = {}
+      by_owner[owners[i]] = list
+      owner_list[#owner_list + 1] = owners[i]
+    end
+    list[#list + 1] = id
+  end
+end
+if #gone > 0 then
+  redis.call('DEL', unpack(doomed))
+  redis.call('ZREM', ids_key, unpack(gone))
+  redis.call('HDEL', watched_key, unpack(gone))
+  for _, oh in ipairs(owner_list) do
+    redis.call('ZREM', owner_key(oh), unpack(by_owner[oh]))
+  end
+end
+return { #gone, more }

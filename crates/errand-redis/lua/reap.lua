@@ -1,8 +1,8 @@
 -- Hands back tasks of one queue whose lease lapsed: cancelled if cancellation was requested,
--- failed if no attempt is left, else pending again (due at its creation, so it goes first).
+-- failed if no attempt is left, else pending again (at the front of the ready list).
 -- Atomic, so any number of workers may run it at once: a lease is reaped exactly once.
 -- ARGV: now, limit, error JSON (retryable), error JSON (final).
--- Returns {requeued, failed, cancelled, leases examined}.
+-- Returns {requeued, failed, cancelled, 1 if more leases may have lapsed else 0}.
 
 local limit = tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', leases_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
@@ -10,33 +10,42 @@ if #ids == 0 then
   return { 0, 0, 0, 0 }
 end
 redis.call('ZREM', leases_key, unpack(ids))
+local keys = {}
+for i, id in ipairs(ids) do
+  keys[i] = task_key(id)
+end
+local records = redis.call('MGET', unpack(keys))
 
 local requeued, failed, cancelled = 0, 0, 0
-local expiring, readies = {}, {}
-for _, id in ipairs(ids) do
-  local k = task_key(id)
-  local v = redis.call('HMGET', k, 's', 'cr', 'a', 'm', 't', 'o', 'K', 'w', 'c')
-  if v[1] == 'running' then
-    if v[2] then
-      finish(k, id, 'cancelled', tonumber(v[5]), v[6], v[7], {}, expiring)
+local expiring, writes = {}, {}
+local fronts, backs, scheduled = {}, {}, {}
+for i, id in ipairs(ids) do
+  local r = records[i] and decode(records[i])
+  if r and r.s == 'running' then
+    local changed
+    if r.cr == '1' then
+      changed = finish(id, r, 'cancelled', expiring)
       cancelled = cancelled + 1
-    elseif tonumber(v[3]) >= tonumber(v[4]) then
-      finish(k, id, 'failed', tonumber(v[5]), v[6], v[7], { 'e', ARGV[4] }, expiring)
+    elseif r.a >= r.m then
+      r.e = ARGV[4]
+      changed = finish(id, r, 'failed', expiring)
       failed = failed + 1
     else
-      redis.call('HSET', k, 's', 'pending', 'e', ARGV[3], 'u', now)
-      readies[#readies + 1] = v[9]
-      readies[#readies + 1] = id
+      r.s = 'pending'
+      r.e = ARGV[3]
+      r.u = now
+      changed = encode(r)
+      writes[#writes + 1] = keys[i]
+      writes[#writes + 1] = changed
+      requeue(id, tonumber(r.c), true, fronts, backs, scheduled)
       requeued = requeued + 1
     end
-    announce(k, id, v[8])
+    announce(id, changed)
   end
 end
-if #expiring > 0 then
-  redis.call('ZADD', expiry_key, unpack(expiring))
+flush_expiring(expiring)
+if #writes > 0 then
+  redis.call('MSET', unpack(writes))
 end
-if #readies > 0 then
-  redis.call('ZADD', ready_key, unpack(readies))
-  wake()
-end
-return { requeued, failed, cancelled, #ids }
+flush_requeued(fronts, backs, scheduled)
+return { requeued, failed, cancelled, #ids == limit and 1 or 0 }

@@ -6,22 +6,33 @@
 
 local id = ARGV[2]
 local k = task_key(id)
-local v = redis.call('HMGET', k, 's', 'x', 'o', 'K', 'w')
-local state = v[1]
-if not state or (v[2] and tonumber(v[2]) <= now) then
+local s = redis.call('GET', k)
+local r = s and decode(s)
+if not r or (r.x ~= '' and tonumber(r.x) <= now) then
   return { 'missing' }
 end
-if state ~= 'failed' and state ~= 'cancelled' then
-  return { 'conflict', state }
+if r.s ~= 'failed' and r.s ~= 'cancelled' then
+  return { 'conflict', r.s }
 end
-redis.call('PERSIST', k)
-redis.call('ZREM', expiry_key, id .. '|' .. v[3])
-redis.call('HDEL', k, 'cr', 'st', 'co', 'x', 'n', 'e', 'r', 'p', 'sp')
-redis.call('HSET', k, 's', 'pending', 'a', 0, 'u', now)
-if v[4] then
-  redis.call('SET', v[4], id, 'NX')
+r.s = 'pending'
+r.cr = '0'
+r.a = 0
+r.st = ''
+r.co = ''
+r.x = ''
+r.n = ''
+r.e = ''
+r.r = ''
+r.p = ''
+r.sp = ''
+r.u = now
+local changed = encode(r)
+-- A plain SET drops the TTL the record got when it finished.
+redis.call('SET', k, changed)
+if r.kn ~= '' then
+  redis.call('SET', r.kn, id, 'NX')
 end
-redis.call('ZADD', ready_key, now, id)
+redis.call('RPUSH', ready_key, id)
 wake()
-announce(k, id, v[5])
-return { 'requeued', redis.call('HGETALL', k) }
+announce(id, changed)
+return { 'requeued', changed }

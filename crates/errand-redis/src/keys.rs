@@ -41,9 +41,19 @@ impl Keys {
         format!("{}:t:{id}", self.base(queue))
     }
 
-    /// The schedule of waiting tasks (a sorted set by due time).
+    /// Ids of tasks due now, oldest first (a list).
     pub(crate) fn ready(&self, queue: &str) -> String {
         format!("{}:ready", self.base(queue))
+    }
+
+    /// Ids of tasks due later (delayed, retrying), by due time (a sorted set).
+    pub(crate) fn schedule(&self, queue: &str) -> String {
+        format!("{}:schedule", self.base(queue))
+    }
+
+    /// How many entries of the ready list belong to tasks cancelled while waiting.
+    pub(crate) fn stale(&self, queue: &str) -> String {
+        format!("{}:stale", self.base(queue))
     }
 
     /// Running tasks by lease expiry.
@@ -136,6 +146,8 @@ mod tests {
         for key in [
             keys.task("emails", id),
             keys.ready("emails"),
+            keys.schedule("emails"),
+            keys.stale("emails"),
             keys.leases("emails"),
             keys.ids("emails"),
             keys.owner_index("emails", &Owner::default()),

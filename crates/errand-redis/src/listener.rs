@@ -10,7 +10,7 @@
 
 use crate::config::RedisConfig;
 use crate::keys::Keys;
-use crate::record::Fields;
+use crate::record::record_of;
 use crate::redis_conn::Redis;
 use errand_core::{StoreError, TaskId, TaskRecord};
 use futures::StreamExt;
@@ -134,7 +134,9 @@ impl Bus {
         watched.remove(&id).map(|w| w.queue)
     }
 
-    fn deliver(&self, id: TaskId, fields: impl FnOnce() -> Result<Fields, StoreError>) {
+    /// Hands a stored record to the process's watchers of `id`, decoding it only if there are
+    /// some.
+    fn deliver(&self, id: TaskId, stored: &[u8]) {
         let (tx, queue) = {
             let watched = lock(&self.watched);
             match watched.get(&id) {
@@ -142,7 +144,7 @@ impl Bus {
                 _ => return,
             }
         };
-        match fields().and_then(|f| f.into_record(id, &queue)) {
+        match record_of(stored, id, &queue) {
             Ok(record) => {
                 let _ = tx.send(record);
             }
@@ -366,14 +368,14 @@ impl Task {
         tokio::spawn(async move {
             let mut pipe = redis::pipe();
             for (id, queue) in &watched {
-                pipe.cmd("HGETALL").arg(keys.task(queue, *id));
+                pipe.cmd("GET").arg(keys.task(queue, *id));
             }
             let Ok(values) = redis.pipeline(&pipe).await else {
                 return;
             };
             for ((id, _), value) in watched.into_iter().zip(values) {
-                if let Ok(Some(fields)) = Fields::from_hash(value) {
-                    bus.deliver(id, || Ok(fields));
+                if let redis::Value::BulkString(stored) = value {
+                    bus.deliver(id, &stored);
                 }
             }
         });
@@ -498,7 +500,7 @@ impl Task {
                 _ => warn!("ignored a malformed cancellation message"),
             },
             Route::Work(queue) => self.bus.notify_work(queue),
-            Route::Event(id) => self.bus.deliver(*id, || Fields::from_event(payload)),
+            Route::Event(id) => self.bus.deliver(*id, payload),
         }
     }
 }

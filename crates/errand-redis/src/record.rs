@@ -1,22 +1,26 @@
-//! How a task is laid out in its Redis hash, and how hashes, script answers and event messages
-//! become [`TaskRecord`]s and [`Claimed`] tasks.
+//! How a task is laid out in Redis, and how stored records, script answers and event
+//! messages become [`TaskRecord`]s and [`Claimed`] tasks.
 //!
-//! A task's hash has one field holding everything that never changes (`d`, JSON written once
-//! at enqueue and handed back verbatim on claim) and small fields for what changes:
+//! A task is one string, so scripts read and write a whole batch of tasks with one MGET or
+//! MSET. It is a header line of `|`-separated fields, then six length-prefixed blobs:
 //!
-//! | field | holds |
+//! ```text
+//! state|cancel|fence|attempt|started|updated|next|completed|expires|max|created|ttl|owner
+//! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>
+//! ```
+//!
+//! | part | holds |
 //! |---|---|
-//! | `s` | state (`pending`, `scheduled`, `running`, `retrying`, `success`, `failed`, `cancelled`) |
-//! | `f` | fence: raised by every claim |
-//! | `a`, `m` | attempt, max attempts |
-//! | `c`, `u`, `st`, `co`, `n`, `x` | created, updated, started, completed, next attempt, expiry (ms) |
-//! | `t` | time to keep the record once finished (ms) |
-//! | `o` | owner hash (names the owner's listing index) |
-//! | `cr` | cancellation requested |
-//! | `p`, `sp`, `e`, `r` | progress, steps, error, result (JSON) |
-//! | `K` | the idempotency key's Redis key, when the task has one |
-//! | `w` | how many processes watch the task (events are published only when > 0) |
-//! | `d` | name, owner, correlation and request ids, key, run_at, timeout, args, sealed context |
+//! | `state` | `pending`, `scheduled`, `running`, `retrying`, `success`, `failed` or `cancelled` |
+//! | `cancel` | `1` once cancellation of the running task was requested |
+//! | `fence` | raised by every claim; leases carry it |
+//! | `attempt`, `max` | attempts started, attempts allowed |
+//! | `started` … `created` | times in ms (empty when unset) |
+//! | `ttl` | how long the finished record is kept (ms) |
+//! | `owner` | the owner's hash, which names its listing index |
+//! | error, result, progress, steps | JSON, empty when unset |
+//! | key name | the Redis key of the task's idempotency key, if any |
+//! | payload | JSON written once: name, owner, correlation and request ids, key, run_at, timeout, args, sealed context |
 
 use crate::error::corrupt;
 use chrono::{DateTime, Utc};
@@ -116,130 +120,122 @@ fn parse_payload(bytes: &[u8]) -> Result<PayloadIn<'_>, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(format!("unreadable task payload: {e}")))
 }
 
-/// A claim script's answer for one task (id, fence, attempt, max attempts, payload).
-pub(crate) fn claimed(queue: &str, chunk: &[Value]) -> Result<Claimed, StoreError> {
-    let [id, fence, attempt, max, payload] = chunk else {
-        return Err(corrupt("a claim answer has the wrong shape"));
-    };
-    let id = task_id(id)?;
-    let d = parse_payload(bytes(payload)?)?;
-    Ok(Claimed {
-        lease: Lease {
-            id,
-            fence: int(fence)?,
-        },
-        name: d.n.clone(),
-        queue: queue.to_string(),
-        args: d.a.to_owned(),
-        context: d.x.map(|x| SealedContext::from_json(x.get())),
-        owner: d.owner(),
-        correlation_id: d.ci.clone(),
-        attempt: u32::try_from(int(attempt)?).map_err(corrupt)?,
-        max_attempts: u32::try_from(int(max)?).map_err(corrupt)?,
-        timeout: Duration::from_millis(d.to),
-    })
+/// A task's first record, as enqueue stores it.
+pub(crate) struct NewRecord<'a> {
+    pub(crate) state: TaskState,
+    pub(crate) max_attempts: u32,
+    pub(crate) created: i64,
+    pub(crate) ttl: i64,
+    pub(crate) owner_hash: &'a str,
+    pub(crate) key_name: &'a str,
+    pub(crate) payload: &'a str,
 }
 
-/// The fields of a task's hash.
-#[derive(Default)]
-pub(crate) struct Fields {
-    s: Option<String>,
-    a: Option<String>,
-    m: Option<String>,
-    d: Option<Vec<u8>>,
-    c: Option<String>,
-    u: Option<String>,
-    st: Option<String>,
-    co: Option<String>,
-    n: Option<String>,
-    x: Option<String>,
-    cr: bool,
-    p: Option<Vec<u8>>,
-    sp: Option<Vec<u8>>,
-    e: Option<Vec<u8>>,
-    r: Option<Vec<u8>>,
+impl NewRecord<'_> {
+    /// The stored string.
+    pub(crate) fn encode(&self) -> String {
+        let Self {
+            state,
+            max_attempts,
+            created,
+            ttl,
+            owner_hash,
+            key_name,
+            payload,
+        } = self;
+        format!(
+            "{state}|0|0|0||{created}||||{max_attempts}|{created}|{ttl}|{owner_hash}\n0:0:{}:{key_name}0:0:{}:{payload}",
+            key_name.len(),
+            payload.len()
+        )
+    }
 }
 
-impl Fields {
-    fn set(&mut self, name: &[u8], value: Vec<u8>) {
-        let text = || String::from_utf8_lossy(&value).into_owned();
-        match name {
-            b"s" => self.s = Some(text()),
-            b"a" => self.a = Some(text()),
-            b"m" => self.m = Some(text()),
-            b"c" => self.c = Some(text()),
-            b"u" => self.u = Some(text()),
-            b"st" => self.st = Some(text()),
-            b"co" => self.co = Some(text()),
-            b"n" => self.n = Some(text()),
-            b"x" => self.x = Some(text()),
-            b"cr" => self.cr = true,
-            b"d" => self.d = Some(value),
-            b"p" => self.p = Some(value),
-            b"sp" => self.sp = Some(value),
-            b"e" => self.e = Some(value),
-            b"r" => self.r = Some(value),
-            _ => {}
+/// A stored record, split into its parts (borrowing the bytes).
+pub(crate) struct Stored<'a> {
+    header: [&'a str; 13],
+    blobs: [&'a [u8]; 6],
+}
+
+const STATE: usize = 0;
+const CANCEL: usize = 1;
+const FENCE: usize = 2;
+const ATTEMPT: usize = 3;
+const STARTED: usize = 4;
+const UPDATED: usize = 5;
+const NEXT: usize = 6;
+const COMPLETED: usize = 7;
+const EXPIRES: usize = 8;
+const MAX: usize = 9;
+const CREATED: usize = 10;
+
+const ERROR: usize = 0;
+const RESULT: usize = 1;
+const PROGRESS: usize = 3;
+const STEPS: usize = 4;
+const PAYLOAD: usize = 5;
+
+impl<'a> Stored<'a> {
+    /// Splits a stored record.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let bad = || corrupt("a task record does not have errand's layout");
+        let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(bad)?;
+        let head = std::str::from_utf8(&bytes[..newline]).map_err(|_| bad())?;
+        let mut header = [""; 13];
+        let mut fields = head.split('|');
+        for slot in &mut header {
+            *slot = fields.next().ok_or_else(bad)?;
         }
+        let mut rest = &bytes[newline + 1..];
+        let mut blobs: [&[u8]; 6] = [&[]; 6];
+        for slot in &mut blobs {
+            let colon = rest.iter().position(|b| *b == b':').ok_or_else(bad)?;
+            let len: usize = std::str::from_utf8(&rest[..colon])
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .ok_or_else(bad)?;
+            let end = colon + 1 + len;
+            *slot = rest.get(colon + 1..end).ok_or_else(bad)?;
+            rest = &rest[end..];
+        }
+        Ok(Self { header, blobs })
     }
 
-    /// An HGETALL answer; `None` for a missing hash.
-    pub(crate) fn from_hash(value: Value) -> Result<Option<Self>, StoreError> {
-        let mut fields = Fields::default();
-        match value {
-            Value::Nil => return Ok(None),
-            Value::Array(items) => {
-                if items.is_empty() {
-                    return Ok(None);
-                }
-                let mut it = items.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    fields.set(bytes(&k)?, into_bytes(v)?);
-                }
-            }
-            Value::Map(pairs) => {
-                if pairs.is_empty() {
-                    return Ok(None);
-                }
-                for (k, v) in pairs {
-                    fields.set(bytes(&k)?, into_bytes(v)?);
-                }
-            }
-            _ => return Err(corrupt("a task record is not a hash")),
-        }
-        Ok(Some(fields))
-    }
-
-    /// An event message: the hash as a JSON list of fields and values.
-    pub(crate) fn from_event(payload: &[u8]) -> Result<Self, StoreError> {
-        let list: Vec<String> = serde_json::from_slice(payload)
-            .map_err(|e| corrupt(format!("unreadable task event: {e}")))?;
-        let mut fields = Fields::default();
-        let mut it = list.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            fields.set(k.as_bytes(), v.into_bytes());
-        }
-        Ok(fields)
-    }
-
-    /// The expiry time (ms), when finished.
+    /// The expiry time (ms), once finished.
     pub(crate) fn expires_ms(&self) -> Option<i64> {
-        self.x.as_deref().and_then(|x| x.parse().ok())
+        self.header[EXPIRES].parse().ok()
+    }
+
+    fn payload(&self) -> Result<PayloadIn<'a>, StoreError> {
+        parse_payload(self.blobs[PAYLOAD])
+    }
+
+    /// The task as a worker gets it after a claim.
+    pub(crate) fn claimed(&self, id: TaskId, queue: &str) -> Result<Claimed, StoreError> {
+        let d = self.payload()?;
+        Ok(Claimed {
+            lease: Lease {
+                id,
+                fence: number(self.header[FENCE])?,
+            },
+            name: d.n.clone(),
+            queue: queue.to_string(),
+            args: d.a.to_owned(),
+            context: d.x.map(|x| SealedContext::from_json(x.get())),
+            owner: d.owner(),
+            correlation_id: d.ci.clone(),
+            attempt: number(self.header[ATTEMPT])?,
+            max_attempts: number(self.header[MAX])?,
+            timeout: Duration::from_millis(d.to),
+        })
     }
 
     /// The record, given its id and queue.
-    pub(crate) fn into_record(self, id: TaskId, queue: &str) -> Result<TaskRecord, StoreError> {
-        let d_bytes = self
-            .d
-            .ok_or_else(|| corrupt(format!("task {id} has no payload")))?;
-        let d = parse_payload(&d_bytes)?;
-        let status: TaskState = self
-            .s
-            .as_deref()
-            .unwrap_or_default()
-            .parse()
-            .map_err(corrupt)?;
-        let created = time(self.c.as_deref())?.ok_or_else(|| corrupt("no creation time"))?;
+    pub(crate) fn record(&self, id: TaskId, queue: &str) -> Result<TaskRecord, StoreError> {
+        let d = self.payload()?;
+        let status: TaskState = self.header[STATE].parse().map_err(corrupt)?;
+        let created = time(self.header[CREATED])?.ok_or_else(|| corrupt("no creation time"))?;
+        let result = self.blobs[RESULT];
         Ok(TaskRecord {
             id,
             name: d.n.clone(),
@@ -250,56 +246,62 @@ impl Fields {
             request_id: d.ri.clone(),
             key: d.k.clone(),
             created_at: created,
-            updated_at: time(self.u.as_deref())?.unwrap_or(created),
+            updated_at: time(self.header[UPDATED])?.unwrap_or(created),
             run_at: d.ra.map(from_millis).transpose()?,
-            started_at: time(self.st.as_deref())?,
-            completed_at: time(self.co.as_deref())?,
-            next_attempt_at: time(self.n.as_deref())?,
-            expires_at: time(self.x.as_deref())?,
-            attempt: number(self.a.as_deref())?,
-            max_attempts: number(self.m.as_deref())?,
+            started_at: time(self.header[STARTED])?,
+            completed_at: time(self.header[COMPLETED])?,
+            next_attempt_at: time(self.header[NEXT])?,
+            expires_at: time(self.header[EXPIRES])?,
+            attempt: number(self.header[ATTEMPT])?,
+            max_attempts: number(self.header[MAX])?,
             timeout_ms: d.to,
-            cancel_requested: self.cr,
-            progress: json::<Progress>(self.p.as_deref())?,
-            steps: json::<Vec<Step>>(self.sp.as_deref())?.unwrap_or_default(),
-            error: json::<ErrorInfo>(self.e.as_deref())?,
-            result: self
-                .r
-                .map(|r| {
-                    String::from_utf8(r)
-                        .map_err(corrupt)
-                        .and_then(|s| RawValue::from_string(s).map_err(corrupt))
-                })
-                .transpose()?,
+            cancel_requested: self.header[CANCEL] == "1",
+            progress: json::<Progress>(self.blobs[PROGRESS])?,
+            steps: json::<Vec<Step>>(self.blobs[STEPS])?.unwrap_or_default(),
+            error: json::<ErrorInfo>(self.blobs[ERROR])?,
+            result: if result.is_empty() {
+                None
+            } else {
+                let text = std::str::from_utf8(result).map_err(corrupt)?;
+                Some(RawValue::from_string(text.to_string()).map_err(corrupt)?)
+            },
         })
     }
+}
+
+/// The record a stored string holds.
+pub(crate) fn record_of(bytes: &[u8], id: TaskId, queue: &str) -> Result<TaskRecord, StoreError> {
+    Stored::parse(bytes)?.record(id, queue)
 }
 
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("time out of range: {ms}")))
 }
 
-fn time(field: Option<&str>) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn time(field: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    if field.is_empty() {
+        return Ok(None);
+    }
     field
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|e| corrupt(format!("bad time {s:?}: {e}")))
-                .and_then(from_millis)
-        })
-        .transpose()
+        .parse::<i64>()
+        .map_err(|e| corrupt(format!("bad time {field:?}: {e}")))
+        .and_then(from_millis)
+        .map(Some)
 }
 
-fn number(field: Option<&str>) -> Result<u32, StoreError> {
+fn number<T: std::str::FromStr>(field: &str) -> Result<T, StoreError> {
     field
-        .unwrap_or("0")
         .parse()
-        .map_err(|e| corrupt(format!("bad counter {field:?}: {e}")))
+        .map_err(|_| corrupt(format!("bad number {field:?}")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(field: Option<&[u8]>) -> Result<Option<T>, StoreError> {
-    field
-        .map(|b| serde_json::from_slice(b).map_err(|e| corrupt(format!("bad JSON field: {e}"))))
-        .transpose()
+fn json<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<Option<T>, StoreError> {
+    if blob.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(blob)
+        .map(Some)
+        .map_err(|e| corrupt(format!("bad JSON field: {e}")))
 }
 
 /// The bytes of a string answer.
@@ -308,15 +310,6 @@ pub(crate) fn bytes(value: &Value) -> Result<&[u8], StoreError> {
         Value::BulkString(b) => Ok(b),
         Value::SimpleString(s) => Ok(s.as_bytes()),
         _ => Err(corrupt(format!("expected a string, got {value:?}"))),
-    }
-}
-
-fn into_bytes(value: Value) -> Result<Vec<u8>, StoreError> {
-    match value {
-        Value::BulkString(b) => Ok(b),
-        Value::SimpleString(s) => Ok(s.into_bytes()),
-        Value::Int(i) => Ok(i.to_string().into_bytes()),
-        other => Err(corrupt(format!("expected a string, got {other:?}"))),
     }
 }
 
@@ -357,76 +350,85 @@ mod tests {
         RawValue::from_string(json.to_string()).expect("valid JSON")
     }
 
-    #[test]
-    fn payload_round_trips_through_a_claim_answer() {
-        let mut task = NewTask::new("resize", raw(r#"{"w": 10}"#));
-        task.owner = Owner::new("alice", Some("acme".into()));
-        task.correlation_id = Some("corr".into());
-        task.context = Some(SealedContext::from_json(r#"{"user_id":"alice"}"#));
-        task.timeout = Duration::from_secs(7);
-        let d = payload(&task, None).expect("encodes");
-        let answer = [
-            Value::BulkString(task.id.to_string().into_bytes()),
-            Value::Int(3),
-            Value::Int(2),
-            Value::BulkString(b"5".to_vec()),
-            Value::BulkString(d.into_bytes()),
-        ];
-        let c = claimed("default", &answer).expect("decodes");
-        assert_eq!(
-            c.lease,
-            Lease {
-                id: task.id,
-                fence: 3
-            }
-        );
-        assert_eq!((c.attempt, c.max_attempts), (2, 5));
-        assert_eq!(c.args.get(), r#"{"w": 10}"#, "args are kept byte for byte");
-        assert_eq!(
-            c.context.expect("context").as_json(),
-            r#"{"user_id":"alice"}"#
-        );
-        assert_eq!(c.owner, task.owner);
-        assert_eq!(c.timeout, Duration::from_secs(7));
+    fn stored(task: &NewTask, key_name: &str) -> String {
+        NewRecord {
+            state: TaskState::Pending,
+            max_attempts: 5,
+            created: 1_700_000_000_000,
+            ttl: 60_000,
+            owner_hash: "0123456789abcdef",
+            key_name,
+            payload: &payload(task, Some(1_700_000_000_500)).expect("encodes"),
+        }
+        .encode()
     }
 
     #[test]
-    fn an_event_becomes_a_record() {
-        let task = NewTask::new("ping", raw("null"));
-        let d = payload(&task, Some(1_700_000_000_500)).expect("encodes");
-        let event = serde_json::to_vec(&[
-            "s",
-            "running",
-            "a",
-            "1",
-            "m",
-            "3",
-            "c",
-            "1700000000000",
-            "u",
-            "1700000000100",
-            "st",
-            "1700000000100",
-            "cr",
-            "1",
-            "p",
-            r#"{"current":1,"total":2}"#,
-            "d",
-            &d,
-        ])
-        .expect("json");
-        let r = Fields::from_event(&event)
-            .expect("parses")
-            .into_record(task.id, "default")
-            .expect("record");
-        assert_eq!(r.status, TaskState::Running);
-        assert_eq!((r.attempt, r.max_attempts), (1, 3));
-        assert!(r.cancel_requested);
-        assert_eq!(r.progress.map(|p| p.total), Some(2));
+    fn a_new_record_reads_back() {
+        let mut task = NewTask::new("resize", raw(r#"{"w": "a|b\nc:d"}"#));
+        task.owner = Owner::new("alice", Some("acme".into()));
+        task.correlation_id = Some("corr".into());
+        task.key = Some("k".into());
+        task.context = Some(SealedContext::from_json(r#"{"user_id":"alice"}"#));
+        task.timeout = Duration::from_secs(7);
+        let s = stored(&task, "{errand:default}:k:x");
+        let r = record_of(s.as_bytes(), task.id, "default").expect("reads");
+        assert_eq!(r.status, TaskState::Pending);
+        assert_eq!((r.attempt, r.max_attempts, r.timeout_ms), (0, 5, 7000));
+        assert_eq!(r.owner, task.owner);
+        assert_eq!(r.key.as_deref(), Some("k"));
+        assert_eq!(r.created_at.timestamp_millis(), 1_700_000_000_000);
         assert_eq!(
             r.run_at.map(|t| t.timestamp_millis()),
             Some(1_700_000_000_500)
         );
-        assert!(r.steps.is_empty() && r.result.is_none());
+        assert!(r.started_at.is_none() && r.expires_at.is_none() && r.progress.is_none());
+
+        let c = Stored::parse(s.as_bytes())
+            .expect("parses")
+            .claimed(task.id, "default")
+            .expect("claimed");
+        assert_eq!(
+            c.args.get(),
+            r#"{"w": "a|b\nc:d"}"#,
+            "args are kept byte for byte"
+        );
+        assert_eq!(
+            c.context.expect("context").as_json(),
+            r#"{"user_id":"alice"}"#
+        );
+        assert_eq!(c.timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_finished_record_reads_back() {
+        let task = NewTask::new("ping", raw("null"));
+        let d = payload(&task, None).expect("encodes");
+        let progress = r#"{"current":1,"total":2}"#;
+        let s = format!(
+            "success|1|3|2|1700000000100|1700000000200||1700000000200|1700000060200|3|1700000000000|60000|00ff\n0:2:{{}}0:{}:{progress}0:{}:{d}",
+            progress.len(),
+            d.len()
+        );
+        let r = record_of(s.as_bytes(), task.id, "default").expect("reads");
+        assert_eq!(r.status, TaskState::Success);
+        assert!(r.cancel_requested);
+        assert_eq!((r.attempt, r.max_attempts), (2, 3));
+        assert_eq!(r.progress.map(|p| p.total), Some(2));
+        assert_eq!(r.result.map(|v| v.get().to_string()).as_deref(), Some("{}"));
+        assert_eq!(
+            r.expires_at.map(|t| t.timestamp_millis()),
+            Some(1_700_000_060_200)
+        );
+        assert!(r.steps.is_empty() && r.error.is_none());
+    }
+
+    #[test]
+    fn a_truncated_record_is_corrupt_not_a_panic() {
+        let task = NewTask::new("ping", raw("null"));
+        let s = stored(&task, "");
+        for cut in [0, 10, s.len() / 2, s.len() - 1] {
+            assert!(record_of(&s.as_bytes()[..cut], task.id, "q").is_err());
+        }
     }
 }

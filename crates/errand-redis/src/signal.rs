@@ -4,7 +4,8 @@
 //! queue's work channel; the store's pub/sub connection turns each message into a change of
 //! an in-process `watch` value, which a waiting worker sees at once and a busy worker sees on
 //! its next wait, so no wake-up is lost. A task that becomes due later (delay, backoff) is
-//! covered by waiting no longer than until the earliest due time in the schedule.
+//! covered by waiting no longer than until the earliest due time in the schedule; a non-empty
+//! ready list means "now".
 
 use crate::keys::Keys;
 use crate::listener::Subscription;
@@ -44,21 +45,23 @@ impl RedisSignal {
     async fn next_due(&self) -> Option<Duration> {
         let mut pipe = redis::pipe();
         for q in &self.queues {
+            pipe.cmd("LLEN").arg(self.keys.ready(q));
             pipe.cmd("ZRANGE")
-                .arg(self.keys.ready(q))
+                .arg(self.keys.schedule(q))
                 .arg(0)
                 .arg(0)
                 .arg("WITHSCORES");
         }
         let values = self.redis.pipeline(&pipe).await.ok()?;
+        let now = self.clock.now().timestamp_millis();
         let earliest = values
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::Array(items) => items.get(1).and_then(score),
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [Value::Int(ready), _] if *ready > 0 => Some(now),
+                [_, Value::Array(items)] => items.get(1).and_then(score),
                 _ => None,
             })
             .min()?;
-        let now = self.clock.now().timestamp_millis();
         Some(Duration::from_millis(
             u64::try_from(earliest.saturating_sub(now)).unwrap_or(0),
         ))

@@ -4,7 +4,7 @@ use crate::config::RedisConfig;
 use crate::error::{RedisStoreError, corrupt};
 use crate::keys::{Keys, check_queue, owner_hash};
 use crate::listener::{Bus, Listener, Route};
-use crate::record::{self, Fields, array, int, millis, task_id, text};
+use crate::record::{self, NewRecord, Stored, array, bytes, int, millis, record_of, task_id, text};
 use crate::redis_conn::Redis;
 use crate::scripts::Call;
 use crate::signal::RedisSignal;
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use errand_core::{
     CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
     Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped,
-    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
+    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
     lease_expired_error,
 };
 use futures::StreamExt;
@@ -80,10 +80,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Where a task was found: its queue and, when asked for, its whole record.
+/// Where a task was found: its queue and, when asked for, its stored record.
 struct Found {
     queue: Arc<str>,
-    fields: Option<Fields>,
+    stored: Option<Vec<u8>>,
 }
 
 impl RedisStore {
@@ -190,28 +190,24 @@ impl RedisStore {
     /// unless a queue appeared that this process did not know yet.
     async fn find(&self, id: TaskId, full: bool) -> Result<Option<Found>, StoreError> {
         let probe = |pipe: &mut redis::Pipeline, queue: &str| {
-            let key = self.keys().task(queue, id);
-            if full {
-                pipe.cmd("HGETALL").arg(key);
-            } else {
-                pipe.cmd("HGET").arg(key).arg("s");
-            }
+            pipe.cmd(if full { "GET" } else { "EXISTS" })
+                .arg(self.keys().task(queue, id));
         };
-        let pick = |queues: &[Arc<str>], values: Vec<Value>| -> Result<Option<Found>, StoreError> {
-            for (queue, value) in queues.iter().zip(values) {
-                let found = if full {
-                    Fields::from_hash(value)?.map(Some)
-                } else {
-                    (value != Value::Nil).then_some(None)
-                };
-                if let Some(fields) = found {
-                    return Ok(Some(Found {
+        let pick = |queues: &[Arc<str>], values: Vec<Value>| -> Option<Found> {
+            queues
+                .iter()
+                .zip(values)
+                .find_map(|(queue, value)| match value {
+                    Value::BulkString(stored) => Some(Found {
                         queue: queue.clone(),
-                        fields,
-                    }));
-                }
-            }
-            Ok(None)
+                        stored: Some(stored),
+                    }),
+                    Value::Int(1) => Some(Found {
+                        queue: queue.clone(),
+                        stored: None,
+                    }),
+                    _ => None,
+                })
         };
         let cached = self.cached_queues();
         let mut pipe = redis::pipe();
@@ -224,7 +220,7 @@ impl RedisStore {
             Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
             None => return Err(corrupt("empty answer to a lookup")),
         };
-        if let Some(found) = pick(&cached, values.collect())? {
+        if let Some(found) = pick(&cached, values.collect()) {
             return Ok(Some(found));
         }
         let fresh = self.learn_queues(members);
@@ -236,7 +232,7 @@ impl RedisStore {
             probe(&mut pipe, q);
         }
         let values = self.inner.redis.pipeline(&pipe).await?;
-        pick(&fresh, values)
+        Ok(pick(&fresh, values))
     }
 
     /// Groups leases by queue, keeping their positions; a lease whose task cannot be found
@@ -325,8 +321,11 @@ impl RedisStore {
         let mut claimed = Vec::new();
         for ((queue, _), value) in requests.iter().zip(values) {
             let answer = array(value)?;
-            for chunk in answer.chunks(5) {
-                claimed.push(record::claimed(queue, chunk)?);
+            for pair in answer.chunks(2) {
+                let [id, stored] = pair else {
+                    return Err(corrupt("a claim answer has the wrong shape"));
+                };
+                claimed.push(Stored::parse(bytes(stored)?)?.claimed(task_id(id)?, queue)?);
             }
         }
         let mut held = lock(&self.inner.held);
@@ -337,8 +336,8 @@ impl RedisStore {
     }
 
     /// Runs a sweeping script (reap, purge) over every queue until each is done; returns the
-    /// sum of each answer's counters (all but the last, which says how many entries the call
-    /// examined).
+    /// sum of each answer's counters (all but the last value, which is 1 while the queue may
+    /// have more to sweep).
     async fn sweep<'s>(
         &'s self,
         make: impl Fn(&str, i64) -> Call<'s>,
@@ -362,20 +361,13 @@ impl RedisStore {
                 for (total, v) in totals.iter_mut().zip(&answer) {
                     *total += int(v)?;
                 }
-                if int(&answer[counters])? >= SWEEP_CHUNK as u64 {
+                if int(&answer[counters])? == 1 {
                     again.push(queue.clone());
                 }
             }
             pending = again;
         }
         Ok(totals)
-    }
-
-    /// The record in a script's answer (a flat field/value list).
-    fn record_of(&self, id: TaskId, queue: &str, value: Value) -> Result<TaskRecord, StoreError> {
-        Fields::from_hash(value)?
-            .ok_or_else(|| corrupt(format!("task {id} vanished")))?
-            .into_record(id, queue)
     }
 
     /// Fetches records in one round trip; missing or expired ones are skipped.
@@ -386,15 +378,16 @@ impl RedisStore {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut pipe = redis::pipe();
         for (id, queue) in ids {
-            pipe.cmd("HGETALL").arg(self.keys().task(queue, *id));
+            pipe.cmd("GET").arg(self.keys().task(queue, *id));
         }
         let values = self.inner.redis.pipeline(&pipe).await?;
         let mut out = Vec::with_capacity(ids.len());
         for ((id, queue), value) in ids.iter().zip(values) {
-            if let Some(fields) = Fields::from_hash(value)?
-                && fields.expires_ms().is_none_or(|x| x > now)
-            {
-                out.push(fields.into_record(*id, queue)?);
+            if let Value::BulkString(raw) = value {
+                let stored = Stored::parse(&raw)?;
+                if stored.expires_ms().is_none_or(|x| x > now) {
+                    out.push(stored.record(*id, queue)?);
+                }
             }
         }
         Ok(out)
@@ -461,33 +454,43 @@ impl Store for RedisStore {
         let scripts = self.inner.redis.scripts();
         let mut calls = Vec::new();
         let mut positions = Vec::new();
+        let mut fresh: Vec<TaskState> = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            fresh.push(match t.delay {
+                Some(d) if !d.is_zero() => TaskState::Scheduled,
+                _ => TaskState::Pending,
+            });
+        }
         for (queue, list) in &groups {
             let base = self.keys().base(queue);
             for chunk in list.chunks(ENQUEUE_CHUNK) {
+                let keyed = chunk.iter().any(|&i| tasks[i].key.is_some());
                 let mut call = scripts.enqueue.call(&base, now);
-                call.arg(chunk.len());
+                call.arg(chunk.len()).arg(u8::from(keyed));
                 for &i in chunk {
                     let t = &tasks[i];
-                    let run_at = t
-                        .delay
-                        .filter(|d| !d.is_zero())
-                        .map(|d| now + millis(d).max(1));
-                    let key = t
+                    let run_at = (fresh[i] == TaskState::Scheduled)
+                        .then(|| now + t.delay.map_or(0, millis).max(1));
+                    let key_name = t
                         .scoped_key()
                         .map(|k| self.keys().idempotency(queue, &k))
                         .unwrap_or_default();
+                    let owner = owner_hash(&t.owner);
+                    let stored = NewRecord {
+                        state: fresh[i],
+                        max_attempts: t.max_attempts.max(1),
+                        created: now,
+                        ttl: millis(t.ttl),
+                        owner_hash: &owner,
+                        key_name: &key_name,
+                        payload: &record::payload(t, run_at)?,
+                    }
+                    .encode();
                     call.arg(t.id.to_string())
-                        .arg(if run_at.is_some() {
-                            "scheduled"
-                        } else {
-                            "pending"
-                        })
-                        .arg(run_at.unwrap_or(now))
-                        .arg(t.max_attempts.max(1))
-                        .arg(millis(t.ttl))
-                        .arg(owner_hash(&t.owner))
-                        .arg(key)
-                        .arg(record::payload(t, run_at)?);
+                        .arg(run_at.unwrap_or(0))
+                        .arg(&owner)
+                        .arg(&key_name)
+                        .arg(stored);
                 }
                 calls.push(call);
                 positions.push(chunk);
@@ -500,23 +503,33 @@ impl Store for RedisStore {
             register.arg(*queue);
         }
         let values = self.inner.redis.run(calls, &[register]).await?;
-        let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
+        let mut out: Vec<Enqueued> = tasks
+            .iter()
+            .zip(&fresh)
+            .map(|(t, status)| Enqueued {
+                id: t.id,
+                status: *status,
+                deduplicated: false,
+            })
+            .collect();
         for (value, chunk) in values.into_iter().zip(positions) {
+            // Empty: every task of the chunk was stored as given.
             let answer = array(value)?;
+            if answer.is_empty() {
+                continue;
+            }
             if answer.len() != chunk.len() * 3 {
                 return Err(corrupt("enqueue answered for the wrong number of tasks"));
             }
             for (triple, &i) in answer.chunks(3).zip(chunk) {
-                out[i] = Some(Enqueued {
+                out[i] = Enqueued {
                     id: task_id(&triple[0])?,
                     status: text(&triple[1])?.parse().map_err(corrupt)?,
                     deduplicated: int(&triple[2])? == 1,
-                });
+                };
             }
         }
-        out.into_iter()
-            .map(|e| e.ok_or_else(|| corrupt("a task got no enqueue answer")))
-            .collect()
+        Ok(out)
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
@@ -534,43 +547,39 @@ impl Store for RedisStore {
                 .claim_from(&[(queue.as_str().into(), limit)], now, until)
                 .await;
         }
-        // Several queues: look at each one's oldest due tasks, then claim the oldest overall
-        // from each (one script per queue, as a queue is a cluster slot).
+        // Several queues: a queue is a cluster slot, so each gets its own claim script. Look
+        // at what each has due (the head of its ready list and what fell due in its schedule)
+        // and share the limit oldest first across them, by id (ids are creation-ordered).
         let mut pipe = redis::pipe();
         for q in &req.queues {
-            pipe.cmd("ZRANGE")
+            pipe.cmd("LRANGE")
                 .arg(self.keys().ready(q))
+                .arg(0)
+                .arg(limit - 1);
+            pipe.cmd("ZRANGE")
+                .arg(self.keys().schedule(q))
                 .arg("-inf")
                 .arg(now)
                 .arg("BYSCORE")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(limit)
-                .arg("WITHSCORES");
+                .arg(limit);
         }
         let values = self.inner.redis.pipeline(&pipe).await?;
-        let mut due: Vec<(i64, String, usize)> = Vec::new();
+        let mut due: Vec<(Vec<u8>, usize)> = Vec::new();
         for (qi, value) in values.into_iter().enumerate() {
-            let items = array(value)?;
-            for pair in items.chunks(2) {
-                let [member, score] = pair else { continue };
-                let score: f64 = text(score)?.parse().map_err(corrupt)?;
-                due.push((score as i64, text(member)?.to_string(), qi));
+            for id in array(value)? {
+                due.push((bytes(&id)?.to_vec(), qi / 2));
             }
         }
         due.sort();
         due.truncate(limit);
-        let order: HashMap<&str, usize> = due
-            .iter()
-            .enumerate()
-            .map(|(rank, (_, id, _))| (id.as_str(), rank))
-            .collect();
         let requests: Vec<(Arc<str>, usize)> = req
             .queues
             .iter()
             .enumerate()
             .filter_map(|(qi, q)| {
-                let n = due.iter().filter(|(_, _, i)| *i == qi).count();
+                let n = due.iter().filter(|(_, i)| *i == qi).count();
                 (n > 0).then(|| (q.as_str().into(), n))
             })
             .collect();
@@ -578,12 +587,7 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let mut claimed = self.claim_from(&requests, now, until).await?;
-        claimed.sort_by_key(|c| {
-            order
-                .get(c.lease.id.to_string().as_str())
-                .copied()
-                .unwrap_or(usize::MAX)
-        });
+        claimed.sort_by_key(|c| c.lease.id);
         Ok(claimed)
     }
 
@@ -711,15 +715,16 @@ impl Store for RedisStore {
         let now = self.now_ms();
         let Some(Found {
             queue,
-            fields: Some(fields),
+            stored: Some(raw),
         }) = self.find(id, true).await?
         else {
             return Ok(None);
         };
-        if fields.expires_ms().is_some_and(|x| x <= now) {
+        let stored = Stored::parse(&raw)?;
+        if stored.expires_ms().is_some_and(|x| x <= now) {
             return Ok(None);
         }
-        fields.into_record(id, &queue).map(Some)
+        stored.record(id, &queue).map(Some)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -836,10 +841,10 @@ impl Store for RedisStore {
         let rest = answer.next();
         Ok(match (text(&kind)?, rest) {
             ("cancelled", Some(r)) => {
-                CancelOutcome::Cancelled(Box::new(self.record_of(id, &found.queue, r)?))
+                CancelOutcome::Cancelled(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
             }
             ("requested", Some(r)) => {
-                CancelOutcome::Requested(Box::new(self.record_of(id, &found.queue, r)?))
+                CancelOutcome::Requested(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
             }
             ("conflict", Some(s)) => CancelOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
             ("missing", _) => CancelOutcome::NotFound,
@@ -870,7 +875,7 @@ impl Store for RedisStore {
         let rest = answer.next();
         Ok(match (text(&kind)?, rest) {
             ("requeued", Some(r)) => {
-                RetryOutcome::Requeued(Box::new(self.record_of(id, &found.queue, r)?))
+                RetryOutcome::Requeued(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
             }
             ("conflict", Some(s)) => RetryOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
             ("missing", _) => RetryOutcome::NotFound,
@@ -996,14 +1001,17 @@ impl Store for RedisStore {
         }
         let mut pipe = redis::pipe();
         for q in &queues {
-            pipe.cmd("ZCARD").arg(self.keys().ready(q));
+            pipe.cmd("LLEN").arg(self.keys().ready(q));
+            pipe.cmd("ZCARD").arg(self.keys().schedule(q));
+            pipe.cmd("GET").arg(self.keys().stale(q));
             pipe.cmd("ZCARD").arg(self.keys().leases(q));
         }
         let values = self.inner.redis.pipeline(&pipe).await?;
         let mut depth = QueueDepth::default();
-        for pair in values.chunks(2) {
-            if let [waiting, running] = pair {
-                depth.waiting += int(waiting)?;
+        for four in values.chunks(4) {
+            if let [ready, scheduled, stale, running] = four {
+                let stale = if *stale == Value::Nil { 0 } else { int(stale)? };
+                depth.waiting += (int(ready)? + int(scheduled)?).saturating_sub(stale);
                 depth.running += int(running)?;
             }
         }
