@@ -29,26 +29,32 @@
 //!   with EVALSHA and loaded again on NOSCRIPT). Scripts receive "now" from the store's
 //!   [`Clock`](errand_core::Clock), never Redis's, so a manual clock drives leases, delays,
 //!   backoff and expiry in tests.
-//! - The hot path is batched: an enqueue batch is one round trip (one script call per queue
-//!   and 500 tasks); a claim is one script call returning up to N tasks; heartbeats, reports
-//!   and completions are one script call per queue per batch. Inside the scripts a task
-//!   costs a handful of Redis commands, and nothing is encoded or published per task unless
-//!   somebody watches it.
+//! - The hot path is batched. A task is one string (see the `record` module), so a script
+//!   reads and writes a whole batch with one MGET/MSET: an enqueue batch is one round trip
+//!   (one script call per queue and 500 tasks, one MSETNX inside); a claim is one script call
+//!   returning up to N tasks; heartbeats, reports and completions are one script call per
+//!   queue per batch. The only Redis command paid per task is the final `SET … PX ttl` that
+//!   gives a finished record its TTL. Nothing is published per task unless somebody watches
+//!   it.
 //!
 //! ## Key layout
 //!
-//! Every per-queue key starts with the queue's hash tag `{prefix:queue}`, so a queue lives in
-//! one Redis Cluster slot and every script touches one slot only.
+//! Every per-queue key starts with the queue's hash tag `{p:q}` (prefix and queue), so a
+//! queue lives in one Redis Cluster slot and every script touches one slot only.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p:q}:t:<id>` | hash | a task's record (fields in the `record` module docs); a TTL once finished |
-//! | `{p:q}:ready` | sorted set | waiting tasks (pending, scheduled, retrying) scored by due time (ms): claims take the due ones, oldest first, so delayed and retrying tasks need no promotion |
-//! | `{p:q}:leases` | sorted set | running tasks scored by lease expiry (ms): the reaper's work list |
-//! | `{p:q}:expiry` | sorted set | finished tasks (`<id>\|<owner hash>`) scored by expiry: what `purge_expired` trims from the listing indexes |
+//! | `{p:q}:t:<id>` | string | a task's record: a header line and length-prefixed blobs (state, fence, attempts, times, error, result, progress, steps, payload); a Redis TTL once finished |
+//! | `{p:q}:ready` | list | ids due now, oldest first: claims pop from the head; released and reaped tasks go back to the head |
+//! | `{p:q}:schedule` | sorted set | ids due later (delayed, retrying) by due time; each claim first moves the due ones to `ready`, so nothing polls |
+//! | `{p:q}:stale` | string | how many `ready` entries belong to tasks cancelled while waiting (claims drop them; cancelling never scans the list) |
+//! | `{p:q}:leases` | sorted set | running ids by lease expiry: the reaper's work list |
+//! | `{p:q}:finished:<ttl>` | list | `expires\|id\|owner hash` of finished tasks with that TTL, in finishing (so expiry) order: what `purge_expired` reads from the head |
+//! | `{p:q}:ttls` | set | the TTLs that have a `finished` list |
 //! | `{p:q}:o:<owner hash>` | sorted set | one owner's task ids (score 0, read newest first by id) |
-//! | `{p:q}:ids` | sorted set | every task id of the queue (for admin listings) |
+//! | `{p:q}:ids` | sorted set | every task id of the queue (admin listings) |
 //! | `{p:q}:k:<scoped key>` | string | an idempotency key (scoped to its owner) → its live task |
+//! | `{p:q}:watched` | hash | id → how many processes watch it; scripts publish a task's changes only while it is here |
 //! | `{p}:queues` | set | every queue name used, so any process can find a task by id |
 //!
 //! | channel | carries |
@@ -57,8 +63,8 @@
 //! | `{p:q}:ev:<id>` | a watched task's record after each change |
 //! | `p:cancel` | ids of running tasks whose cancellation was requested |
 //!
-//! What cannot live in the queue's slot is looked up without a script: a task is found by id
-//! by probing each known queue (one pipelined round trip; queues are few), and leases claimed
+//! What cannot live in the queue's slot is found without a script: a task is found by id by
+//! probing each known queue (one pipelined round trip; queues are few), and leases claimed
 //! through a store are remembered in process. Idempotency keys are unique per owner *within a
 //! queue*: a key is live while its task is pending, scheduled, running or retrying.
 //!
@@ -67,7 +73,15 @@
 //! A finished record gets a Redis TTL equal to its task's TTL, so nothing needs a sweeper
 //! for the records themselves; readers also compare the record's `expires_at` with the
 //! store's clock. [`purge_expired`](errand_core::Store::purge_expired) (run by workers'
-//! maintenance) removes the ids of expired records from the listing indexes.
+//! maintenance) deletes what expired by that clock and removes expired ids from the listing
+//! indexes.
+//!
+//! ## Delivery
+//!
+//! At-least-once, as errand promises everywhere: a claim takes a lease that heartbeats renew;
+//! a lease that lapses (worker killed, partitioned) is reaped by any worker and the task runs
+//! again with the same context; every heartbeat, report and completion carries the claim's
+//! fence and is refused once the task was claimed again.
 #![warn(missing_docs)]
 
 mod config;
