@@ -42,7 +42,7 @@ local keys = {}
 for i, id in ipairs(ids) do
   keys[i] = task_key(id)
 end
-local records = redis.call('MGET', unpack(keys))
+local records = call_keys('MGET', keys, 1)
 local gone, doomed, by_owner, owner_list = {}, {}, {}, {}
 for i, id in ipairs(ids) do
   local s = records[i]
@@ -65,11 +65,11 @@ for i, id in ipairs(ids) do
   end
 end
 if #gone > 0 then
-  redis.call('DEL', unpack(doomed))
-  redis.call('ZREM', ids_key, unpack(gone))
-  redis.call('HDEL', watched_key, unpack(gone))
+  call_keys('DEL', doomed, 1)
+  call_chunked('ZREM', ids_key, gone, 1)
+  call_chunked('HDEL', watched_key, gone, 1)
   for _, oh in ipairs(owner_list) do
-    redis.call('ZREM', owner_key(oh), unpack(by_owner[oh]))
+    call_chunked('ZREM', owner_key(oh), by_owner[oh], 1)
   end
 end
 return { #gone, more }

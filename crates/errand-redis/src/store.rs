@@ -235,17 +235,51 @@ impl RedisStore {
         Ok(pick(&fresh, values))
     }
 
-    /// Groups leases by queue, keeping their positions; a lease whose task cannot be found
-    /// is lost (`None`).
+    /// The queue of each task, in order: from the leases this store holds, else found by
+    /// probing the known queues for all the others in one round trip. A task that cannot be
+    /// found gets `None` (its lease is lost).
     async fn route(&self, ids: &[TaskId]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
         let mut out: Vec<Option<Arc<str>>> = {
             let held = lock(&self.inner.held);
             ids.iter().map(|id| held.get(id).cloned()).collect()
         };
-        for (i, id) in ids.iter().enumerate() {
-            if out[i].is_none() {
-                out[i] = self.find(*id, false).await?.map(|f| f.queue);
+        let unknown: Vec<usize> = (0..ids.len()).filter(|&i| out[i].is_none()).collect();
+        if unknown.is_empty() {
+            return Ok(out);
+        }
+        let mut queues = self.cached_queues();
+        let mut probed: Vec<Arc<str>> = Vec::new();
+        // Twice at most: with the queues known here, then with the ones Redis adds.
+        for _ in 0..2 {
+            let fresh: Vec<Arc<str>> = queues
+                .iter()
+                .filter(|q| !probed.contains(q))
+                .cloned()
+                .collect();
+            let mut pipe = redis::pipe();
+            pipe.cmd("SMEMBERS").arg(self.keys().queues());
+            for &i in &unknown {
+                for q in &fresh {
+                    pipe.cmd("EXISTS").arg(self.keys().task(q, ids[i]));
+                }
             }
+            let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
+            let members: Vec<String> = match values.next() {
+                Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
+                None => return Err(corrupt("empty answer to a lookup")),
+            };
+            for &i in &unknown {
+                for q in &fresh {
+                    if values.next() == Some(Value::Int(1)) {
+                        out[i] = Some(q.clone());
+                    }
+                }
+            }
+            probed.extend(fresh);
+            if self.learn_queues(members).is_empty() || unknown.iter().all(|&i| out[i].is_some()) {
+                break;
+            }
+            queues = self.cached_queues();
         }
         Ok(out)
     }
