@@ -13,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
@@ -112,7 +112,8 @@ pub struct Manager {
 struct Inner {
     config: ManagerConfig,
     tasks: Mutex<HashMap<u64, Tracked>>,
-    live: watch::Sender<usize>,
+    /// Woken whenever the last task finishes.
+    idle: Notify,
     next_id: AtomicU64,
     accepting: AtomicBool,
     counters: Counters,
@@ -122,7 +123,7 @@ struct Tracked {
     name: String,
     created: Instant,
     timeout: Option<Duration>,
-    context: Option<ContextSummary>,
+    context: Option<Context>,
     metadata: BTreeMap<String, serde_json::Value>,
     token: CancellationToken,
     done: CancellationToken,
@@ -215,7 +216,7 @@ impl Manager {
             inner: Arc::new(Inner {
                 config,
                 tasks: Mutex::new(HashMap::new()),
-                live: watch::channel(0).0,
+                idle: Notify::new(),
                 next_id: AtomicU64::new(1),
                 accepting: AtomicBool::new(true),
                 counters: Counters::default(),
@@ -259,7 +260,7 @@ impl Manager {
                 name: t.name.clone(),
                 age_s: t.created.elapsed().as_secs_f64(),
                 timeout_s: t.timeout.map(|d| d.as_secs_f64()),
-                context: t.context.clone(),
+                context: t.context.as_ref().map(Context::summary),
                 metadata: t.metadata.clone(),
                 state: if t.token.is_cancelled() {
                     "cancelling"
@@ -307,10 +308,18 @@ impl Manager {
     /// Waits until no task runs, at most `timeout`; never cancels anything. Returns whether
     /// every task finished.
     pub async fn wait_for_all(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.live.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
-            .await
-            .is_ok()
+        let idle = async {
+            loop {
+                let notified = self.inner.idle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.is_empty() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, idle).await.is_ok()
     }
 
     /// Stops accepting tasks, lets running ones finish within `drain`, cancels the rest, and
@@ -448,28 +457,24 @@ impl SpawnBuilder<'_> {
                     name: self.name.clone(),
                     created: Instant::now(),
                     timeout: self.timeout,
-                    context: self.context.as_ref().map(Context::summary),
+                    context: self.context.clone(),
                     metadata: self.metadata,
                     token: token.clone(),
                     done: done.clone(),
                 },
             );
-            inner.live.send_replace(tasks.len());
         }
         inner.counters.created.fetch_add(1, Ordering::Relaxed);
 
-        let summary = self
-            .context
-            .as_ref()
-            .map(Context::summary)
-            .unwrap_or_default();
+        let field =
+            |f: fn(&Context) -> Option<&str>| self.context.as_ref().and_then(f).unwrap_or("");
         let span = tracing::info_span!(
             "background_task",
             task = %self.name,
             task_id = id,
-            user_id = %summary.user_id.as_deref().unwrap_or(""),
-            tenant = %summary.tenant.as_deref().unwrap_or(""),
-            correlation_id = %summary.correlation_id.as_deref().unwrap_or(""),
+            user_id = %field(Context::user_id),
+            tenant = %field(Context::tenant),
+            correlation_id = %field(Context::correlation_id),
         );
         let work = Context::scope_opt(
             self.context,
@@ -543,7 +548,9 @@ impl Manager {
         if let Some(t) = tasks.remove(&id) {
             t.done.cancel();
         }
-        self.inner.live.send_replace(tasks.len());
+        if tasks.is_empty() {
+            self.inner.idle.notify_waiters();
+        }
     }
 }
 
