@@ -6,7 +6,7 @@
 
 use super::embed;
 use errand_core::Owner;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -154,7 +154,7 @@ impl Library {
         let Some(mut conn) = self.connect(owner, true)? else {
             return Err(LibraryError::NoUser);
         };
-        let tx = conn.transaction().map_err(&err)?;
+        let tx = write_transaction(&mut conn).map_err(&err)?;
         let previous: Option<i64> = tx
             .query_row(
                 "SELECT id FROM documents WHERE task_id = ?1",
@@ -288,7 +288,7 @@ impl Library {
         let Some(mut conn) = self.connect(owner, true)? else {
             return Err(LibraryError::NoUser);
         };
-        let tx = conn.transaction().map_err(&err)?;
+        let tx = write_transaction(&mut conn).map_err(&err)?;
         let done: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1 AND task_id = ?2)",
@@ -347,6 +347,13 @@ impl Library {
             .map_err(&err)?;
         Ok((!messages.is_empty()).then_some(messages))
     }
+}
+
+/// A transaction that takes the write lock at once. A deferred one reads first and upgrades
+/// later, and SQLite fails such an upgrade with "database is locked" at once (without the busy
+/// timeout) when another task of the same user wrote in between.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 fn now() -> String {
@@ -444,6 +451,38 @@ mod tests {
             lib.conversation(&owner("bob"), "s1")
                 .expect("read")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_user_wait_for_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = Library::new(dir.path());
+        let o = owner("alice");
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let (lib, o) = (lib.clone(), o.clone());
+                std::thread::spawn(move || {
+                    let doc = chunks(&format!("document number {i} about kestrels"));
+                    lib.add_document(&o, &format!("d{i}"), &format!("Doc {i}"), &doc)?;
+                    let m = [Message {
+                        role: "user".into(),
+                        content: format!("message {i}"),
+                    }];
+                    lib.append_messages(&o, &format!("m{i}"), "s1", &m)
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join()
+                .expect("no panic")
+                .expect("a writer waits for the lock instead of failing");
+        }
+        assert_eq!(lib.search(&o, "kestrels", 100).expect("search").len(), 8);
+        let conv = lib.conversation(&o, "s1").expect("read").expect("exists");
+        assert_eq!(
+            conv.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<_>>()
         );
     }
 
