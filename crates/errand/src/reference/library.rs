@@ -13,6 +13,10 @@ use std::time::Duration;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
+/// The directory of users without a tenant: [`encode`] escapes `@`, so no tenant's directory
+/// can have this name (a tenant named `_` or `@none` gets a directory of its own).
+const NO_TENANT_DIR: &str = "@none";
+
 /// The per-user data of the reference pipeline, under one directory.
 #[derive(Debug, Clone)]
 pub struct Library {
@@ -102,13 +106,17 @@ impl Library {
         &self.root
     }
 
-    /// The file holding `owner`'s data: `<root>/<tenant>/<user>.sqlite`, names percent-encoded.
+    /// The file holding `owner`'s data: `<root>/<tenant>/<user>.sqlite`, names percent-encoded;
+    /// users without a tenant are under [`NO_TENANT_DIR`].
     fn path_for(&self, owner: &Owner) -> Result<PathBuf, LibraryError> {
         let user = owner.user_id.as_deref().ok_or(LibraryError::NoUser)?;
-        let tenant = owner.tenant.as_deref().unwrap_or("_");
+        let tenant = owner
+            .tenant
+            .as_deref()
+            .map_or_else(|| NO_TENANT_DIR.to_string(), encode);
         Ok(self
             .root
-            .join(encode(tenant))
+            .join(tenant)
             .join(format!("{}.sqlite", encode(user))))
     }
 
@@ -512,7 +520,13 @@ mod tests {
         assert_eq!(encode("a-b_C9"), "a-b_C9");
         let lib = Library::new("/data");
         let p = lib.path_for(&Owner::new("../x", None)).expect("path");
-        assert!(p.starts_with("/data/_"));
+        assert_eq!(p, Path::new("/data/@none/%2E%2E%2Fx.sqlite"));
+        let dir = |tenant: Option<&str>| {
+            lib.path_for(&Owner::new("alice", tenant.map(str::to_string)))
+                .expect("path")
+        };
+        assert_ne!(dir(None), dir(Some("_")), "no tenant is not tenant `_`");
+        assert_ne!(dir(None), dir(Some("@none")));
         assert!(matches!(
             lib.path_for(&Owner::default()),
             Err(LibraryError::NoUser)
