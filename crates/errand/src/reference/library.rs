@@ -368,11 +368,13 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// A name safe for a file: ASCII letters, digits, `-` and `_` kept, every other byte `%XX`.
+/// A name safe for a file: lower-case ASCII letters, digits, `-` and `_` kept, every other
+/// byte `%XX`. Upper-case letters are escaped too, so two names never share a file on a
+/// case-insensitive file system (macOS, Windows): `Alice` is `%41lice`, `alice` is `alice`.
 fn encode(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -517,7 +519,13 @@ mod tests {
     #[test]
     fn names_are_safe_on_disk() {
         assert_eq!(encode("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd");
-        assert_eq!(encode("a-b_C9"), "a-b_C9");
+        assert_eq!(encode("a-b_c9"), "a-b_c9");
+        assert_eq!(encode("Alice"), "%41lice");
+        assert_ne!(
+            encode("Alice").to_lowercase(),
+            encode("alice").to_lowercase(),
+            "distinct on a case-insensitive file system"
+        );
         let lib = Library::new("/data");
         let p = lib.path_for(&Owner::new("../x", None)).expect("path");
         assert_eq!(p, Path::new("/data/@none/%2E%2E%2Fx.sqlite"));
