@@ -68,6 +68,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(library_error)
 }
 
+/// Stops the work once the task is cancelled (by its user, or by a worker shutting down), so a
+/// cancelled document does not land in the index. The worker records the outcome.
+fn stop_if_cancelled(cx: &TaskCx) -> Result<(), TaskError> {
+    if cx.is_cancelled() {
+        return Err(TaskError::retryable("the task was cancelled").with_kind("cancelled"));
+    }
+    Ok(())
+}
+
 /// Checks the content before chunking; the error says what is wrong and where.
 fn validate(title: &str, content: &str) -> Result<(), TaskError> {
     let invalid = |kind: &str, message: String, details: serde_json::Value| {
@@ -134,6 +143,7 @@ impl Task for IngestDocument {
                     vocabulary.extend(embed::terms(&text));
                     let vector = embed::embed(&text);
                     out.push((text, vector));
+                    stop_if_cancelled(&cx)?;
                     cx.progress(
                         i as u64 + 1,
                         total,
@@ -153,6 +163,7 @@ impl Task for IngestDocument {
             .await?;
         let (embedded, terms) = embedded;
         let chunk_count = embedded.len();
+        stop_if_cancelled(&cx)?;
 
         let indexed = cx
             .step("index", {
@@ -298,6 +309,34 @@ mod tests {
                 .collect();
             assert_eq!(failed, [step]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_ingestion_stops_before_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = Library::new(dir.path());
+        let c = cx(Some("alice"), &lib);
+        c.cancellation_token().cancel();
+        let err = IngestDocument {
+            title: "t".into(),
+            content: "Cormorants dry their wings in the sun.".into(),
+        }
+        .run(c.clone())
+        .await
+        .expect_err("stops");
+        assert_eq!(err.kind(), "cancelled");
+        let owner = Owner::new("alice", Some("acme".into()));
+        assert!(
+            lib.search(&owner, "cormorants", 5)
+                .expect("search")
+                .is_empty()
+        );
+        let steps = c.draft().steps.expect("steps");
+        assert!(
+            steps
+                .iter()
+                .all(|s| !(s.name == "index" && s.status == StepStatus::Success))
+        );
     }
 
     #[tokio::test]
