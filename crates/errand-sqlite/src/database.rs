@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Page cache of the writer connection, in KiB: the hot ends of the indexes and the rows
 /// being claimed and completed stay in memory at large backlogs.
-const WRITER_CACHE_KIB: i64 = 2 * 1024;
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// Page cache of each read connection, in KiB.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 /// Prepared statements kept per connection (every operation's SQL fits).
