@@ -4,15 +4,18 @@
 //!
 //! ```text
 //! cargo bench -p errand-redis --bench drain -- [--jobs 20000] [--concurrency 128]
-//!     [--batch 1000] [--inflight 1] [--url redis://127.0.0.1:6379] [--context]
+//!     [--batch 1000] [--inflight 1] [--url redis://127.0.0.1:6379] [--context] [--raw]
 //!     [--latency-rate 1000 --latency-secs 5 --idle-secs 30]
 //! ```
 //!
 //! Besides the rates it reports where the CPU went: Redis's own CPU (`INFO cpu`, user + sys)
-//! and this process's (getrusage), per task, for each phase.
+//! and this process's (getrusage), per task, for each phase. `--raw` adds a second drain of
+//! as many tasks by two bare claim → complete loops (no `Worker`), which shows how much of
+//! the drain time is the store's and how much the worker runtime's.
 
 use errand_core::{
-    Context, NewTask, Registry, SealKey, Store, Task, TaskCx, TaskError, Worker, WorkerConfig,
+    ClaimRequest, Completion, Context, DEFAULT_QUEUE, NewTask, Outcome, Registry, SealKey,
+    StatusUpdate, Store, Task, TaskCx, TaskError, Worker, WorkerConfig,
 };
 use errand_redis::{RedisConfig, RedisStore};
 use serde_json::json;
@@ -68,6 +71,7 @@ struct Args {
     inflight: usize,
     url: String,
     context: bool,
+    raw: bool,
     latency_rate: u64,
     latency_secs: u64,
     idle_secs: u64,
@@ -81,6 +85,7 @@ fn parse_args() -> Args {
         inflight: 1,
         url: "redis://127.0.0.1:6379".into(),
         context: false,
+        raw: false,
         latency_rate: 0,
         latency_secs: 5,
         idle_secs: 0,
@@ -95,6 +100,7 @@ fn parse_args() -> Args {
             "--inflight" => a.inflight = value().parse().unwrap_or(a.inflight),
             "--url" => a.url = value(),
             "--context" => a.context = true,
+            "--raw" => a.raw = true,
             "--latency-rate" => a.latency_rate = value().parse().unwrap_or(0),
             "--latency-secs" => a.latency_secs = value().parse().unwrap_or(a.latency_secs),
             "--idle-secs" => a.idle_secs = value().parse().unwrap_or(0),
@@ -131,6 +137,86 @@ async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
         .sum()
 }
 
+/// A worker running the bench's tasks.
+fn start_worker(
+    store: &RedisStore,
+    key: &SealKey,
+    concurrency: usize,
+    latencies: &Arc<Latencies>,
+) -> errand_core::WorkerHandle {
+    let mut registry = Registry::new();
+    registry.register::<Noop>().expect("register");
+    registry.register::<Timed>().expect("register");
+    let store: Arc<dyn Store> = Arc::new(store.clone());
+    Worker::new(store, Arc::new(registry), key.clone())
+        .config(WorkerConfig {
+            concurrency,
+            claim_batch: concurrency,
+            ..WorkerConfig::default()
+        })
+        .resource(latencies.clone())
+        .start()
+}
+
+/// Enqueues `args.jobs` no-op tasks in batches; returns the seconds it took.
+async fn enqueue_all(store: &RedisStore, args: &Args, ctx: &Context, key: &SealKey) -> f64 {
+    let started = Instant::now();
+    let mut next = 0u64;
+    while next < args.jobs {
+        let mut rounds = Vec::new();
+        for _ in 0..args.inflight.max(1) {
+            if next >= args.jobs {
+                break;
+            }
+            let n = (args.jobs - next).min(args.batch as u64);
+            let batch: Vec<NewTask> = (next..next + n)
+                .map(|i| {
+                    let t = NewTask::new(Noop::NAME, raw(json!({ "i": i })));
+                    if args.context {
+                        t.with_context(ctx, key).expect("seal")
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            next += n;
+            let store = store.clone();
+            rounds.push(tokio::spawn(async move { store.enqueue(batch).await }));
+        }
+        for r in rounds {
+            r.await.expect("join").expect("enqueue");
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Claims and completes until the queue is empty; returns how many tasks it took.
+async fn raw_drain(store: &RedisStore, limit: usize) -> u64 {
+    let request = ClaimRequest {
+        queues: vec![DEFAULT_QUEUE.into()],
+        limit,
+        lease: Duration::from_secs(30),
+        worker_id: "raw".into(),
+    };
+    let mut drained = 0;
+    loop {
+        let claimed = store.claim(&request).await.expect("claim");
+        if claimed.is_empty() {
+            return drained;
+        }
+        drained += claimed.len() as u64;
+        let done = claimed
+            .iter()
+            .map(|c| Completion {
+                lease: c.lease,
+                outcome: Outcome::Success(raw(json!(null))),
+                report: StatusUpdate::default(),
+            })
+            .collect();
+        store.complete(done).await.expect("complete");
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -164,51 +250,13 @@ async fn main() {
 
     // Enqueue.
     let (cpu0, rcpu0) = (process_cpu(), redis_cpu(&mut info).await);
-    let started = Instant::now();
-    let mut next = 0u64;
-    while next < args.jobs {
-        let mut rounds = Vec::new();
-        for _ in 0..args.inflight.max(1) {
-            if next >= args.jobs {
-                break;
-            }
-            let n = (args.jobs - next).min(args.batch as u64);
-            let batch: Vec<NewTask> = (next..next + n)
-                .map(|i| {
-                    let t = NewTask::new(Noop::NAME, raw(json!({ "i": i })));
-                    if args.context {
-                        t.with_context(&ctx, &key).expect("seal")
-                    } else {
-                        t
-                    }
-                })
-                .collect();
-            next += n;
-            let store = store.clone();
-            rounds.push(tokio::spawn(async move { store.enqueue(batch).await }));
-        }
-        for r in rounds {
-            r.await.expect("join").expect("enqueue");
-        }
-    }
-    let enqueue_s = started.elapsed().as_secs_f64();
+    let enqueue_s = enqueue_all(&store, &args, &ctx, &key).await;
     let (cpu1, rcpu1) = (process_cpu(), redis_cpu(&mut info).await);
 
     // Drain.
-    let mut registry = Registry::new();
-    registry.register::<Noop>().expect("register");
-    registry.register::<Timed>().expect("register");
     let latencies = Arc::new(Latencies(Mutex::new(Vec::new())));
-    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let drain_began = Instant::now();
-    let worker = Worker::new(dyn_store.clone(), Arc::new(registry), key.clone())
-        .config(WorkerConfig {
-            concurrency: args.concurrency,
-            claim_batch: args.concurrency,
-            ..WorkerConfig::default()
-        })
-        .resource(latencies.clone())
-        .start();
+    let worker = start_worker(&store, &key, args.concurrency, &latencies);
     while worker.stats().succeeded < args.jobs {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -239,8 +287,38 @@ async fn main() {
         "process_cpu_us_per_task_drain": (per_task_us(cpu2 - cpu1) * 100.0).round() / 100.0,
     });
 
+    worker.shutdown(Duration::from_secs(5)).await;
+
+    // The same drain without the worker runtime: two loops claiming a batch and completing
+    // it at once.
+    if args.raw {
+        enqueue_all(&store, &args, &ctx, &key).await;
+        let (cpu3, rcpu3) = (process_cpu(), redis_cpu(&mut info).await);
+        let began = Instant::now();
+        let loops: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                let limit = args.concurrency;
+                tokio::spawn(async move { raw_drain(&store, limit).await })
+            })
+            .collect();
+        let mut drained = 0;
+        for l in loops {
+            drained += l.await.expect("join");
+        }
+        assert_eq!(drained, args.jobs, "the raw drain took every task");
+        let raw_s = began.elapsed().as_secs_f64();
+        let (cpu4, rcpu4) = (process_cpu(), redis_cpu(&mut info).await);
+        out["raw_drain_per_s"] = json!((args.jobs as f64 / raw_s).round());
+        out["raw_redis_cpu_us_per_task"] =
+            json!((per_task_us(rcpu4 - rcpu3) * 100.0).round() / 100.0);
+        out["raw_process_cpu_us_per_task"] =
+            json!((per_task_us(cpu4 - cpu3) * 100.0).round() / 100.0);
+    }
+
     // Latency at a steady rate, one task per enqueue call, then after idleness.
     if args.latency_rate > 0 {
+        let worker = start_worker(&store, &key, args.concurrency, &latencies);
         let total = args.latency_rate * args.latency_secs;
         let every = Duration::from_secs_f64(1.0 / args.latency_rate as f64);
         let mut tick = tokio::time::interval(every);
@@ -278,9 +356,9 @@ async fn main() {
             out["idle_secs"] = json!(args.idle_secs);
             out["idle_latency_max_ms"] = json!(idle.last().map_or(0.0, |v| *v as f64 / 1000.0));
         }
+        worker.shutdown(Duration::from_secs(5)).await;
     }
 
-    worker.shutdown(Duration::from_secs(5)).await;
     store.clear().await.expect("clean up the bench's keys");
     println!("{out}");
 }

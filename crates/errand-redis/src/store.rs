@@ -353,19 +353,19 @@ impl RedisStore {
             .collect();
         let values = self.inner.redis.run(calls, &[]).await?;
         let mut claimed = Vec::new();
+        let mut held = Vec::new();
         for ((queue, _), value) in requests.iter().zip(values) {
             let answer = array(value)?;
             for pair in answer.chunks(2) {
                 let [id, stored] = pair else {
                     return Err(corrupt("a claim answer has the wrong shape"));
                 };
-                claimed.push(Stored::parse(bytes(stored)?)?.claimed(task_id(id)?, queue)?);
+                let id = task_id(id)?;
+                claimed.push(Stored::parse(bytes(stored)?)?.claimed(id, queue)?);
+                held.push((id, queue.clone()));
             }
         }
-        let mut held = lock(&self.inner.held);
-        for c in &claimed {
-            held.insert(c.lease.id, c.queue.as_str().into());
-        }
+        lock(&self.inner.held).extend(held);
         Ok(claimed)
     }
 
