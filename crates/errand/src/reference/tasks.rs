@@ -70,11 +70,16 @@ async fn blocking<T: Send + 'static>(
 
 /// Stops the work once the task is cancelled (by its user, or by a worker shutting down), so a
 /// cancelled document does not land in the index. The worker records the outcome.
-fn stop_if_cancelled(cx: &TaskCx) -> Result<(), TaskError> {
-    if cx.is_cancelled() {
-        return Err(TaskError::retryable("the task was cancelled").with_kind("cancelled"));
+async fn stop_if_cancelled(cx: &TaskCx) -> Result<(), TaskError> {
+    if !cx.is_cancelled() {
+        return Ok(());
     }
-    Ok(())
+    // Yield once before failing. The worker tells a stop from a failure by seeing its token
+    // fired before the task's future completes; a task that fails within the very poll in
+    // which the token fired would be taken for an ordinary failure, and a shutdown would spend
+    // its attempt instead of handing it back.
+    tokio::task::yield_now().await;
+    Err(TaskError::retryable("the task was cancelled").with_kind("cancelled"))
 }
 
 /// Checks the content before chunking; the error says what is wrong and where.
@@ -143,7 +148,7 @@ impl Task for IngestDocument {
                     vocabulary.extend(embed::terms(&text));
                     let vector = embed::embed(&text);
                     out.push((text, vector));
-                    stop_if_cancelled(&cx)?;
+                    stop_if_cancelled(&cx).await?;
                     cx.progress(
                         i as u64 + 1,
                         total,
@@ -163,7 +168,7 @@ impl Task for IngestDocument {
             .await?;
         let (embedded, terms) = embedded;
         let chunk_count = embedded.len();
-        stop_if_cancelled(&cx)?;
+        stop_if_cancelled(&cx).await?;
 
         let indexed = cx
             .step("index", {
