@@ -59,12 +59,13 @@ pub(crate) fn enqueue(
             t.args.get(),
             t.context.as_ref().map(SealedContext::as_json),
         ])?;
-        match run_at {
-            Some(due) => cx.effects.due.push(DueChange::Added {
+        // Even a delayed task wakes idle workers: they recompute how long to sleep.
+        cx.effects.work = true;
+        if let Some(due) = run_at {
+            cx.effects.due.push(DueChange::Added {
                 queue: t.queue,
                 due,
-            }),
-            None => cx.effects.work = true,
+            });
         }
         out.push(Enqueued {
             id: t.id,

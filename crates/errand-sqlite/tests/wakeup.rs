@@ -81,19 +81,37 @@ async fn the_wait_ends_when_a_delayed_or_retrying_task_falls_due() {
         .await
         .expect("signal");
 
+    signal.wait(Duration::from_millis(1)).await; // a fresh signal wakes once
+    assert!(claim(&store, 10).await.is_empty());
+
+    // A worker already asleep hears of a delayed task at once, and sleeps again until it is
+    // due.
     let mut delayed = task_for("alice", &key);
     delayed.delay = Some(Duration::from_secs(20));
-    store.enqueue(vec![delayed]).await.expect("enqueue");
-    // A fresh signal and the enqueue each wake the worker once; its claim finds nothing due
-    // yet, then it waits (at most its poll interval).
-    signal.wait(Duration::from_millis(1)).await;
-    assert!(claim(&store, 10).await.is_empty());
     let began = tokio::time::Instant::now();
+    let enqueue = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // On a blocking thread, so paused time does not jump ahead while the writer works.
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            futures::executor::block_on(store.enqueue(vec![delayed]))
+        })
+        .await
+        .expect("join")
+        .expect("enqueue");
+    };
+    tokio::join!(signal.wait(Duration::from_secs(3600)), enqueue);
+    assert!(
+        began.elapsed() < Duration::from_secs(6),
+        "woken by the enqueue: {:?}",
+        began.elapsed()
+    );
+    assert!(claim(&store, 10).await.is_empty(), "not due yet");
     signal.wait(Duration::from_secs(3600)).await;
     let waited = began.elapsed();
     assert!(
-        waited >= Duration::from_secs(19) && waited <= Duration::from_secs(21),
-        "woke when the delayed task fell due: {waited:?}"
+        waited >= Duration::from_secs(24) && waited <= Duration::from_secs(26),
+        "woke when the delayed task fell due, 20 s after its enqueue: {waited:?}"
     );
     let c = claim(&store, 10).await;
     assert_eq!(c.len(), 1, "and it is claimable then");
