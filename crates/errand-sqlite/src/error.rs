@@ -192,6 +192,9 @@ impl OpError {
             Some(ErrorCode::TooBig) => {
                 StoreError::Invalid(format!("a value is too large for the task database: {e}"))
             }
+            Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(format!(
+                "the task database {path} refused the write (a task with this id exists?): {e}"
+            )),
             _ => StoreError::Backend(format!("SQLite error on the task database {path}: {e}")),
         }
     }

@@ -246,6 +246,16 @@ impl Drop for AliveGuard {
     }
 }
 
+/// What became of one job in the batch's transaction.
+enum Ran {
+    /// It succeeded; its changes stay and its effects are announced after the commit.
+    Kept(Box<dyn Answer>, Effects),
+    /// It failed and its changes were undone; the rest of the batch goes on.
+    Undone(Box<dyn Answer>),
+    /// The transaction itself is lost: the batch fails with the error.
+    Lost(Option<Box<dyn Answer>>, StoreError),
+}
+
 struct WriterThread {
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
@@ -313,13 +323,12 @@ impl WriterThread {
                 continue;
             }
             match self.one(job) {
-                Ok((answer, job_effects)) => {
-                    if let Some(e) = job_effects {
-                        effects.extend(e);
-                    }
+                Ran::Kept(answer, job_effects) => {
+                    effects.extend(job_effects);
                     answers.push(answer);
                 }
-                Err((answer, error)) => {
+                Ran::Undone(answer) => answers.push(answer),
+                Ran::Lost(answer, error) => {
                     answers.extend(answer);
                     failure = Some(error);
                 }
@@ -355,17 +364,13 @@ impl WriterThread {
         }
     }
 
-    /// Runs one job inside a savepoint. `Err` when the whole transaction is lost (SQLite
-    /// rolled it back, or a savepoint could not be managed): the batch must fail.
-    #[allow(clippy::type_complexity)]
-    fn one(
-        &self,
-        job: Box<dyn Job>,
-    ) -> Result<(Box<dyn Answer>, Option<Effects>), (Option<Box<dyn Answer>>, StoreError)> {
+    /// Runs one job inside a savepoint, which is released if the job succeeded and rolled
+    /// back if it failed.
+    fn one(&self, job: Box<dyn Job>) -> Ran {
         if let Err(e) = self.exec("SAVEPOINT op") {
             let error = self.db.error(e.into());
             job.refuse(duplicate(&error));
-            return Err((None, error));
+            return Ran::Lost(None, error);
         }
         let mut cx = WriteCx {
             conn: &self.conn,
@@ -376,26 +381,24 @@ impl WriterThread {
         let effects = cx.effects;
         if answer.succeeded() {
             return match self.exec("RELEASE op") {
-                Ok(()) => Ok((answer, Some(effects))),
-                Err(e) => Err((Some(answer), self.db.error(e.into()))),
+                Ok(()) => Ran::Kept(answer, effects),
+                Err(e) => Ran::Lost(Some(answer), self.db.error(e.into())),
             };
         }
         if self.conn.is_autocommit() {
             // A failure such as a full disk made SQLite roll back the whole transaction.
-            return Err((
-                Some(answer),
-                StoreError::Unavailable(format!(
-                    "the transaction on the task database {} was rolled back by SQLite",
-                    self.db.path.display()
-                )),
+            let error = StoreError::Unavailable(format!(
+                "the transaction on the task database {} was rolled back by SQLite",
+                self.db.path.display()
             ));
+            return Ran::Lost(Some(answer), error);
         }
         match self
             .exec("ROLLBACK TO op")
             .and_then(|()| self.exec("RELEASE op"))
         {
-            Ok(()) => Ok((answer, None)),
-            Err(e) => Err((Some(answer), self.db.error(e.into()))),
+            Ok(()) => Ran::Undone(answer),
+            Err(e) => Ran::Lost(Some(answer), self.db.error(e.into())),
         }
     }
 

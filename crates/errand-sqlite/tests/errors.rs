@@ -159,3 +159,26 @@ async fn a_closed_store_answers_unavailable() {
         assert!(err.to_string().contains("errand.db"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_enqueue_stores_none_of_its_tasks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = SealKey::generate();
+    let store = open(&dir.path().join("errand.db"), Arc::new(ManualClock::new()));
+    let first = task_for("alice", &key);
+    let mut duplicate = task_for("alice", &key);
+    duplicate.id = first.id;
+    store.enqueue(vec![first]).await.expect("enqueue");
+    let fresh = task_for("alice", &key);
+    let fresh_id = fresh.id;
+    let err = store
+        .enqueue(vec![fresh, duplicate])
+        .await
+        .expect_err("an id that exists is refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(
+        store.get(fresh_id).await.expect("get").is_none(),
+        "the whole call is undone, not just the bad task"
+    );
+    assert_eq!(store.depth().await.expect("depth").waiting, 1);
+}
