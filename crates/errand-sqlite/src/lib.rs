@@ -16,6 +16,21 @@
 //! - **Versioned migrations** under `sql/migrations/`, and every operation's SQL in a file
 //!   named for it under `sql/`.
 //!
+//! What to expect in operation:
+//! - **Durability:** with the default `synchronous=NORMAL`, every acknowledged write survives a
+//!   crash of the process; a power cut can lose the last commits but never corrupts the file.
+//!   [`Synchronous::Full`] makes commits survive power cuts too, at some throughput.
+//! - **Several processes** may share the file. Each has its own writer; SQLite serialises
+//!   their transactions. Wake-ups, watch events and cancellation signals stay within a process:
+//!   workers elsewhere find new work at their poll interval and learn of a cancellation at
+//!   their next heartbeat.
+//! - **Expiry:** finished records are hidden once their TTL passes and deleted by
+//!   [`Store::purge_expired`](errand_core::Store::purge_expired), which every
+//!   [`Worker`](errand_core::Worker) runs in the background.
+//! - **Failures** never panic: a locked, unwritable or damaged file gives a [`SqliteError`]
+//!   at open, or a [`StoreError`](errand_core::StoreError) naming the file and the cause
+//!   (`Unavailable` for locks and I/O failures) during operation.
+//!
 //! ```
 //! use errand_core::{NewTask, Store};
 //! use errand_sqlite::{SqliteConfig, SqliteStore};

@@ -52,9 +52,7 @@ pub(crate) fn enqueue(
             now,
             run_at,
             t.max_attempts.max(1),
-            u64::try_from(t.timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .min(i64::MAX as u64),
+            i64::try_from(t.timeout.as_millis()).unwrap_or(i64::MAX),
             codec::span(t.ttl),
             t.args.get(),
             t.context.as_ref().map(SealedContext::as_json),
@@ -76,6 +74,7 @@ pub(crate) fn enqueue(
     Ok(out)
 }
 
+/// The live task a key matched, from a row of `enqueue_find_key.sql`.
 fn live(row: &rusqlite::Row<'_>) -> Result<Enqueued, OpError> {
     Ok(Enqueued {
         id: id_at(row, 0)?,
@@ -245,32 +244,24 @@ pub(crate) fn complete(
     completions: Vec<Completion>,
     now: i64,
 ) -> Result<Vec<CompleteResult>, OpError> {
+    let conn = cx.conn;
+    let mut success = conn.prepare_cached(sql::COMPLETE_SUCCESS)?;
+    let mut failed = conn.prepare_cached(sql::COMPLETE_FAILED)?;
+    let mut cancelled = conn.prepare_cached(sql::COMPLETE_CANCELLED)?;
     let mut results = Vec::with_capacity(completions.len());
     for c in completions {
         let id = c.lease.id;
         let key = id_bytes(id);
         let (key, fence) = (&key[..], fence(&c.lease));
         let (progress, steps) = report_json(&c.report)?;
-        let conn = cx.conn;
-        let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<bool, OpError> {
-            Ok(conn.prepare_cached(sql)?.execute(params)? > 0)
-        };
-        let cancelled = |progress, steps| {
-            exec(
-                sql::COMPLETE_CANCELLED,
-                params![key, now, progress, steps, fence],
-            )
-        };
         let applied = match c.outcome {
-            Outcome::Success(result) => exec(
-                sql::COMPLETE_SUCCESS,
-                params![key, now, result.get(), progress, steps, fence],
-            )?,
-            Outcome::Failed(error) => exec(
-                sql::COMPLETE_FAILED,
-                params![key, now, json(&error)?, progress, steps, fence],
-            )?,
-            Outcome::Cancelled => cancelled(progress, steps)?,
+            Outcome::Success(result) => {
+                success.execute(params![key, now, result.get(), progress, steps, fence])?
+            }
+            Outcome::Failed(error) => {
+                failed.execute(params![key, now, json(&error)?, progress, steps, fence])?
+            }
+            Outcome::Cancelled => cancelled.execute(params![key, now, progress, steps, fence])?,
             outcome @ (Outcome::Retry { .. } | Outcome::Released) => {
                 let held: Option<(i64, bool, String)> = conn
                     .prepare_cached(sql::COMPLETE_LEASE)?
@@ -279,27 +270,32 @@ pub(crate) fn complete(
                     })
                     .optional()?;
                 match (held, outcome) {
-                    (None, _) => false,
-                    (Some((_, true, _)), _) => cancelled(progress, steps)?,
+                    (None, _) => 0,
+                    (Some((_, true, _)), _) => {
+                        cancelled.execute(params![key, now, progress, steps, fence])?
+                    }
                     (Some((seq, false, queue)), Outcome::Retry { error, delay }) => {
                         let next = after(now, delay);
-                        exec(
-                            sql::COMPLETE_RETRY,
-                            params![seq, now, json(&error)?, next, progress, steps],
-                        )?;
                         cx.effects.due.push(DueChange::Added { queue, due: next });
                         cx.effects.work = true;
-                        true
+                        conn.prepare_cached(sql::COMPLETE_RETRY)?.execute(params![
+                            seq,
+                            now,
+                            json(&error)?,
+                            next,
+                            progress,
+                            steps
+                        ])?
                     }
                     (Some((seq, false, _)), _) => {
-                        exec(sql::COMPLETE_RELEASE, params![seq, now, progress, steps])?;
                         cx.effects.work = true;
-                        true
+                        conn.prepare_cached(sql::COMPLETE_RELEASE)?
+                            .execute(params![seq, now, progress, steps])?
                     }
                 }
             }
         };
-        if applied {
+        if applied > 0 {
             cx.changed(id)?;
             results.push(CompleteResult::Applied);
         } else {
