@@ -168,10 +168,12 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand serving"
     );
+    // Signals are handled before the server says it is ready: a SIGTERM right after the line
+    // below is a graceful shutdown.
+    let stop = shutdown::signal();
     // A line for people and scripts, on stdout.
     println!("errand listening on http://{local}");
 
-    let stop = shutdown::signal();
     let api = tokio::spawn(server.serve(listener, {
         let stop = stop.clone();
         async move { stop.cancelled().await }

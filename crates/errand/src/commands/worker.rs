@@ -76,8 +76,10 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand worker running"
     );
+    // Signals are handled before the worker says it runs.
+    let stop = shutdown::signal();
     println!("errand worker {worker_id} running");
-    shutdown::signal().cancelled().await;
+    stop.cancelled().await;
     tracing::info!(drain_timeout = ?plan.drain, "shutting down: no new tasks are claimed; running tasks get the drain timeout");
     let stats = worker.shutdown(plan.drain).await;
     // The stats as JSON on stdout, for scripts.
