@@ -3,6 +3,7 @@
 //! machine: bind 127.0.0.1, the embedded SQLite store under `./errand-data`.
 
 use anyhow::{Context as _, bail};
+use errand_server::ServerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -238,6 +239,25 @@ impl Settings {
             .or_else(|| self.file.user_claim.clone())
             .unwrap_or_else(|| "sub".into())
     }
+
+    /// How tokens are signed and read: `jwt_secret`, with the claim names and admin role of
+    /// the configuration (`user_claim` also from a flag or `ERRAND_USER_CLAIM`). `serve`
+    /// verifies with it; `token` and `check` mint with it, so their tokens carry the user,
+    /// tenant and admin role where the server reads them.
+    pub fn token_config(&self, jwt_secret: Vec<u8>, user_claim: &Option<String>) -> ServerConfig {
+        let mut config = ServerConfig {
+            jwt_secret,
+            user_claim: self.user_claim(user_claim),
+            ..ServerConfig::default()
+        };
+        if let Some(claim) = &self.file.tenant_claim {
+            config.tenant_claim.clone_from(claim);
+        }
+        if let Some(role) = &self.file.admin_role {
+            config.admin_role.clone_from(role);
+        }
+        config
+    }
 }
 
 /// A store to open.
@@ -333,6 +353,41 @@ mod tests {
         assert_eq!(s.log_format(), LogFormat::Pretty);
         assert_eq!(s.user_claim(&None), "sub");
         assert!(DEFAULT_ADDR.starts_with("127.0.0.1:"));
+    }
+
+    #[test]
+    fn tokens_use_the_configured_claims_and_role() {
+        let file: FileConfig =
+            toml::from_str("user_claim = \"oid\"\ntenant_claim = \"org\"\nadmin_role = \"boss\"")
+                .expect("valid toml");
+        let s = Settings {
+            file,
+            global: global(),
+        };
+        let config = s.token_config(vec![7; 32], &None);
+        assert_eq!(
+            (
+                config.user_claim.as_str(),
+                config.tenant_claim.as_str(),
+                config.admin_role.as_str()
+            ),
+            ("oid", "org", "boss")
+        );
+        assert_eq!(config.roles_claim, "roles");
+        assert_eq!(
+            s.token_config(vec![7; 32], &Some("upn".into())).user_claim,
+            "upn",
+            "a flag beats the file"
+        );
+        let defaults = Settings {
+            file: FileConfig::default(),
+            global: global(),
+        }
+        .token_config(vec![7; 32], &None);
+        assert_eq!(
+            (defaults.user_claim.as_str(), defaults.tenant_claim.as_str()),
+            ("sub", "tenant")
+        );
     }
 
     #[test]

@@ -107,11 +107,9 @@ pub async fn run(settings: Settings, command: ClientCommand) -> anyhow::Result<E
             let base = base_url(&settings, &client);
             let secret = secrets::jwt_secret(&settings, Missing::Fail)
                 .context("errand check mints tokens with the server's secret")?;
-            let claim = settings.user_claim(&None);
+            let config = settings.token_config(secret, &args.user_claim);
             let ttl = Duration::from_secs(3600);
-            let mint = |user: &str| {
-                errand_server::mint_token(&secret, user, args.tenant.as_deref(), false, ttl, &claim)
-            };
+            let mint = |user: &str| config.mint_token(user, args.tenant.as_deref(), false, ttl);
             let user = ApiClient::new(&base, Some(mint(&args.user_id)?))?;
             let other = user.with_token(mint(&check::other_user(&args))?);
             if let Err(e) = user.list(None, None, 1, None).await {

@@ -6,7 +6,7 @@ use crate::{shutdown, stores};
 use anyhow::Context as _;
 use errand::reference::{self, Library};
 use errand_core::{HeaderAllowList, Registry, WorkerConfig};
-use errand_server::{Server, ServerConfig};
+use errand_server::Server;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,17 +114,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(registry(&settings, args.no_reference_tasks)?);
     let library = library(&settings);
 
-    let mut config = ServerConfig {
-        jwt_secret,
-        user_claim: settings.user_claim(&args.user_claim),
-        ..ServerConfig::default()
-    };
-    if let Some(claim) = &settings.file.tenant_claim {
-        config.tenant_claim.clone_from(claim);
-    }
-    if let Some(role) = &settings.file.admin_role {
-        config.admin_role.clone_from(role);
-    }
+    let mut config = settings.token_config(jwt_secret, &args.user_claim);
     if let Some(limit) = settings.file.body_limit {
         config.body_limit = limit;
     }

@@ -19,21 +19,18 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub ttl: Duration,
-    /// Token claim holding the user id [default: sub].
+    /// Token claim holding the user id [default: the config file's `user_claim`, else sub].
     #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
     pub user_claim: Option<String>,
 }
 
 pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
     let secret = secrets::jwt_secret(&settings, Missing::Fail)?;
-    let claim = settings.user_claim(&args.user_claim);
-    let token = errand_server::mint_token(
-        &secret,
+    let token = settings.token_config(secret, &args.user_claim).mint_token(
         &args.user,
         args.tenant.as_deref(),
         args.admin,
         args.ttl,
-        &claim,
     )?;
     eprintln!(
         "token for {}{}{}, valid {}",
