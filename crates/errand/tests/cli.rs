@@ -433,3 +433,78 @@ async fn every_subcommand_has_help() {
     let out = run(dir.path(), &["no-such-command"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "a usage error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_check_use_the_configured_claim_names_and_admin_role() {
+    let dir = tempdir();
+    let data = dir.path().to_string_lossy().into_owned();
+    let config = dir.path().join("claims.toml");
+    std::fs::write(
+        &config,
+        "user_claim = \"oid\"\ntenant_claim = \"org\"\nadmin_role = \"boss\"\n",
+    )
+    .expect("write");
+    let config = config.to_string_lossy().into_owned();
+    let server = Serve::start(dir.path(), &["--config", &config]);
+    let token = async |user: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            &config,
+            "--data-dir",
+            &data,
+            "token",
+            "--user",
+            user,
+        ];
+        args.extend(extra);
+        let out = run(dir.path(), &args, &[]).await;
+        out.expect_code(0, "errand token");
+        out.last_line().to_string()
+    };
+    let alice = token("alice", &["--tenant", "acme"]).await;
+    let (_, c) = claims(&alice);
+    assert_eq!(
+        (c["oid"].as_str(), c["org"].as_str()),
+        (Some("alice"), Some("acme")),
+        "{c}"
+    );
+    let alice = server.client(&alice);
+    let id = alice.persist("s", &[("user", "hi")]).await;
+    assert_eq!(
+        alice.wait_done(&id).await["owner"],
+        json!({"user_id": "alice", "tenant": "acme"}),
+        "the tenant reached the server"
+    );
+    let boss = token("root", &["--admin"]).await;
+    assert_eq!(claims(&boss).1["roles"], json!(["boss"]));
+    let (status, page) = server.client(&boss).get("/v1/tasks").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        page["items"][0]["id"],
+        id.as_str(),
+        "the admin sees alice's task"
+    );
+
+    let out = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "--data-dir",
+            &data,
+            "check",
+            "--url",
+            &server.base,
+            "--user-id",
+            "checker",
+            "--tenant",
+            "acme",
+            "--test",
+            "chat",
+        ],
+        &[],
+    )
+    .await;
+    out.expect_code(0, "errand check with configured claims");
+    assert!(out.stdout.contains("chat: PASSED"), "{}", out.stdout);
+}
