@@ -396,11 +396,11 @@ pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryO
     Ok(RetryOutcome::Requeued(Box::new(record)))
 }
 
-/// Hands tasks whose lease lapsed back (or ends them).
-pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64) -> Result<Reaped, OpError> {
+/// Hands up to `limit` tasks whose lease lapsed back (or ends them).
+pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped, OpError> {
     let lapsed: Vec<(i64, TaskId, bool, u32, u32)> = {
         let mut stmt = cx.conn.prepare_cached(sql::REAP_LAPSED)?;
-        let mut rows = stmt.query([now])?;
+        let mut rows = stmt.query(params![now, limit])?;
         let mut lapsed = Vec::new();
         while let Some(r) = rows.next()? {
             lapsed.push((r.get(0)?, id_at(r, 1)?, r.get(2)?, r.get(3)?, r.get(4)?));

@@ -19,6 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Lapsed leases handled per writer transaction by a reaper pass, so that reclaiming the
+/// tasks of many crashed workers never holds the writer for long.
+const REAP_CHUNK: i64 = 1_000;
+
 /// Expired records deleted per writer transaction by a purge, so a large purge never holds
 /// the writer for long.
 const PURGE_CHUNK: i64 = 5_000;
@@ -254,7 +258,20 @@ impl Store for SqliteStore {
 
     async fn reap(&self) -> Result<Reaped, StoreError> {
         let now = self.now();
-        self.inner.writer.run(move |cx| ops::reap(cx, now)).await
+        let mut reaped = Reaped::default();
+        loop {
+            let r = self
+                .inner
+                .writer
+                .run(move |cx| ops::reap(cx, now, REAP_CHUNK))
+                .await?;
+            reaped.requeued += r.requeued;
+            reaped.failed += r.failed;
+            reaped.cancelled += r.cancelled;
+            if r.requeued + r.failed + r.cancelled < REAP_CHUNK as u64 {
+                return Ok(reaped);
+            }
+        }
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
