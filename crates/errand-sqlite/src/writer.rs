@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tracing::warn;
 
 /// What the writer did since the store was opened: how many transactions, how big, and where
 /// their time went. See [`SqliteStore::writer_stats`](crate::SqliteStore::writer_stats).
@@ -309,6 +310,7 @@ impl WriterThread {
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             c.failed_transactions.fetch_add(1, Ordering::Relaxed);
             let error = self.db.error(e.into());
+            warn!(%error, operations = count, "task database write failed");
             for job in jobs.drain(..) {
                 job.refuse(duplicate(&error));
             }
@@ -354,6 +356,7 @@ impl WriterThread {
             }
             Some(error) => {
                 c.failed_transactions.fetch_add(1, Ordering::Relaxed);
+                warn!(%error, operations = count, "task database write failed");
                 if !self.conn.is_autocommit() {
                     let _ = self.exec("ROLLBACK");
                 }
