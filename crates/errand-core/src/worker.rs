@@ -646,7 +646,13 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
             let late = tokio::time::timeout(shared.config.cancel_grace, &mut work).await.ok();
             Ended::Stopped(reason, late)
         }
-        r = &mut work => Ended::Finished(r),
+        // The token can fire while the task is being polled, and the task return because of
+        // it in that same poll: that is a stop, not the task's own outcome.
+        r = &mut work => if running.token.is_cancelled() {
+            Ended::Stopped(running.reason(), Some(r))
+        } else {
+            Ended::Finished(r)
+        },
         _ = tokio::time::sleep(task.timeout) => Ended::TimedOut,
     };
     let took_ms = began.elapsed().as_millis() as u64;

@@ -354,6 +354,29 @@ async fn shutdown_past_the_drain_hands_tasks_back_without_spending_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_returning_as_shutdown_stops_it_is_handed_back_not_failed() {
+    let s = setup(Arc::new(MemoryStore::new()));
+    let worker = s.worker(config(1));
+    let id = s
+        .client
+        .submit(SpinUntilCancelled)
+        .await
+        .expect("submit")
+        .id;
+    until(&s.store, id, LONG, |r| r.status == TaskState::Running).await;
+    // The shutdown's cancel fires on another thread while the task spins inside its poll; the
+    // task then returns an error in that same poll.
+    let stats = worker.shutdown(Duration::from_millis(50)).await;
+    assert_eq!((stats.released, stats.retried, stats.failed), (1, 0, 0));
+    let r = s.store.get(id).await.expect("get").expect("rec");
+    assert_eq!(
+        (r.status, r.attempt),
+        (TaskState::Pending, 0),
+        "no attempt spent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_lost_its_lease_cannot_complete() {
     let clock = Arc::new(ManualClock::new());
     let s = setup(Arc::new(MemoryStore::with_clock(clock.clone())));

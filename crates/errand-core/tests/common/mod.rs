@@ -119,6 +119,23 @@ impl Task for Sleepy {
     }
 }
 
+/// Spins inside one poll until its token fires, then fails at once: the token fires *while the
+/// task is being polled*, from another thread, and the task returns in that same poll.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SpinUntilCancelled;
+
+impl Task for SpinUntilCancelled {
+    const NAME: &'static str = "spin_until_cancelled";
+    type Output = ();
+    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
+        cx.resource::<Journal>()?.record(&cx);
+        while !cx.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Err(TaskError::retryable("stopped: my token fired"))
+    }
+}
+
 /// Panics on its first attempt.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PanicOnce;
@@ -211,6 +228,7 @@ pub fn registry() -> Arc<Registry> {
         .and_then(|r| r.register::<Pipeline>())
         .and_then(|r| r.register::<Chatty>())
         .and_then(|r| r.register::<UseCredential>())
+        .and_then(|r| r.register::<SpinUntilCancelled>())
         .expect("unique names");
     Arc::new(r)
 }
