@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
     #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Option<Duration>,
+    /// Lease of a claimed task; a worker that dies is replaced after this long [default: 30s].
+    #[arg(long, env = "ERRAND_LEASE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease: Option<Duration>,
     /// Token claim holding the user id [default: sub; `oid` is the other common choice].
     #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
     pub user_claim: Option<String>,
@@ -137,7 +140,10 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
             .or(settings.file.drain_timeout)
             .unwrap_or(Duration::from_secs(30)),
         poll: poll_interval(&choice),
-        lease: settings.file.lease.unwrap_or(Duration::from_secs(30)),
+        lease: args
+            .lease
+            .or(settings.file.lease)
+            .unwrap_or(Duration::from_secs(30)),
     };
     let worker = (plan.concurrency > 0).then(|| {
         errand_core::Worker::new(store.clone(), registry.clone(), seal_key.clone())

@@ -15,30 +15,45 @@ pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+/// Text being gathered into one chunk, with its length in characters (counted once per piece,
+/// so long documents chunk in linear time).
+#[derive(Default)]
+struct Gather {
+    text: String,
+    chars: usize,
+}
+
+impl Gather {
+    fn push(&mut self, piece: &str, chars: usize) {
+        self.text.push_str(piece);
+        self.chars += chars;
+    }
+
+    fn take(&mut self) -> String {
+        self.chars = 0;
+        std::mem::take(&mut self.text)
+    }
+}
+
 /// Splits text into chunks of at most [`CHUNK_CHARS`] characters: paragraphs are kept whole
 /// when they fit, long ones are cut at sentence ends, then at spaces.
 pub fn chunk(text: &str) -> Vec<String> {
     let mut chunks = Vec::new();
-    let mut current = String::new();
-    let mut push = |piece: &str, current: &mut String| {
-        let extra = if current.is_empty() { 0 } else { 2 };
-        if current.chars().count() + extra + piece.chars().count() > CHUNK_CHARS
-            && !current.is_empty()
-        {
-            chunks.push(std::mem::take(current));
-        }
-        if !current.is_empty() {
-            current.push_str("\n\n");
-        }
-        current.push_str(piece);
-    };
+    let mut current = Gather::default();
     for paragraph in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
         for piece in split_long(paragraph) {
-            push(&piece, &mut current);
+            let n = piece.chars().count();
+            if !current.text.is_empty() && current.chars + 2 + n > CHUNK_CHARS {
+                chunks.push(current.take());
+            }
+            if !current.text.is_empty() {
+                current.push("\n\n", 2);
+            }
+            current.push(&piece, n);
         }
     }
-    if !current.is_empty() {
-        chunks.push(current);
+    if !current.text.is_empty() {
+        chunks.push(current.take());
     }
     chunks
 }
@@ -49,30 +64,35 @@ fn split_long(paragraph: &str) -> Vec<String> {
         return vec![paragraph.to_string()];
     }
     let mut out = Vec::new();
-    let mut current = String::new();
-    for word in paragraph.split_inclusive([' ', '\n']) {
-        if current.chars().count() + word.chars().count() > CHUNK_CHARS && !current.is_empty() {
-            out.push(current.trim().to_string());
-            current.clear();
+    let mut current = Gather::default();
+    let flush = |current: &mut Gather, out: &mut Vec<String>| {
+        let text = current.take();
+        if !text.trim().is_empty() {
+            out.push(text.trim().to_string());
         }
-        if word.chars().count() > CHUNK_CHARS {
+    };
+    for word in paragraph.split_inclusive([' ', '\n']) {
+        let n = word.chars().count();
+        if current.chars + n > CHUNK_CHARS {
+            flush(&mut current, &mut out);
+        }
+        if n > CHUNK_CHARS {
             // A single "word" longer than a chunk (e.g. a URL or base64): cut it.
             let chars: Vec<char> = word.chars().collect();
-            for part in chars.chunks(CHUNK_CHARS) {
-                out.push(part.iter().collect());
-            }
+            out.extend(
+                chars
+                    .chunks(CHUNK_CHARS)
+                    .map(|part| part.iter().collect::<String>()),
+            );
             continue;
         }
-        current.push_str(word);
+        current.push(word, n);
         let ends_sentence = word.trim_end().ends_with(['.', '!', '?']);
-        if ends_sentence && current.chars().count() > CHUNK_CHARS / 2 {
-            out.push(current.trim().to_string());
-            current.clear();
+        if ends_sentence && current.chars > CHUNK_CHARS / 2 {
+            flush(&mut current, &mut out);
         }
     }
-    if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
-    }
+    flush(&mut current, &mut out);
     out
 }
 
@@ -154,6 +174,8 @@ mod tests {
             "no text is lost or reordered"
         );
         assert_eq!(chunk("one\n\ntwo"), ["one\n\ntwo"]);
+        let big = "word ".repeat(400_000);
+        assert!(chunk(&big).iter().all(|c| c.chars().count() <= CHUNK_CHARS));
         assert!(chunk("   \n\n  ").is_empty());
     }
 }

@@ -8,7 +8,9 @@ use super::embed;
 use errand_core::Owner;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -21,6 +23,8 @@ const NO_TENANT_DIR: &str = "@none";
 #[derive(Debug, Clone)]
 pub struct Library {
     root: PathBuf,
+    /// Files this process has already brought to the current schema.
+    ready: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// A library operation failed.
@@ -98,7 +102,10 @@ pub struct Indexed {
 impl Library {
     /// A library under `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            ready: Arc::default(),
+        }
     }
 
     /// The directory holding the per-user files.
@@ -137,7 +144,14 @@ impl Library {
         };
         let conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite)?;
+        // The schema (and WAL mode, which the file keeps) once per file and process.
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if !ready.contains(&path) {
+            conn.execute_batch(SCHEMA).map_err(sqlite)?;
+            ready.insert(path.clone());
+        }
         Ok(Some(conn))
     }
 

@@ -1,6 +1,6 @@
--- One user's documents and conversations (reference pipeline). Idempotent: run on every open.
+-- One user's documents and conversations (reference pipeline). Idempotent: run once per file
+-- and process.
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
 
 CREATE TABLE IF NOT EXISTS documents (
     id            INTEGER PRIMARY KEY,
