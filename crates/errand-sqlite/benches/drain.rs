@@ -14,9 +14,11 @@
 //! repeat this in rounds until 100,000 tasks were drained, so every figure covers enough work.
 //! Each backlog line gives: `enqueue_per_s` (batches of 1,000 with a sealed context),
 //! `drain_per_s` (all rounds), `drain_round_per_s`, `drain_deciles_per_s` (the rate over each
-//! tenth of the first round: flat when the claim path does not slow down as the backlog
-//! shrinks), the writer's transactions and time per task, and the CPU time of the writer
-//! thread against the whole process. Then one line with single-task submissions from concurrent callers, enqueue-to-start
+//! tenth of the first round), `writer_us_per_task_deciles` (the writer thread's SQL and commit
+//! time per task over each tenth: flat when the claim path does not depend on the backlog, and
+//! less disturbed than wall-clock rates by other load on the machine), the writer's
+//! transactions and time per task, and the CPU time of the writer thread against the whole
+//! process. Then one line with single-task submissions from concurrent callers, enqueue-to-start
 //! latency at a steady 1,000 tasks/s and after idleness, and one line draining the in-memory
 //! store with the same worker (the worker's own ceiling).
 
@@ -151,15 +153,29 @@ async fn enqueue(client: &Client, jobs: usize) -> Result<Duration, Error> {
     Ok(began.elapsed())
 }
 
-/// Waits until the worker has run `target` tasks; the times at which it passed each tenth.
-async fn drained(worker: &WorkerHandle, target: u64) -> Result<Vec<Duration>, Error> {
+/// Where a drain was when it passed a tenth of its tasks: the time, and the writer's
+/// counters when a store is given.
+struct Mark {
+    at: Duration,
+    writer: Option<WriterStats>,
+}
+
+/// Waits until the worker has run `target` tasks, marking each tenth.
+async fn drained(
+    worker: &WorkerHandle,
+    target: u64,
+    store: Option<&SqliteStore>,
+) -> Result<Vec<Mark>, Error> {
     let began = Instant::now();
     let mut marks = Vec::with_capacity(10);
     let mut last = (0, Instant::now());
     loop {
         let done = worker.stats().succeeded;
         while marks.len() < 10 && done >= target * (marks.len() as u64 + 1) / 10 {
-            marks.push(began.elapsed());
+            marks.push(Mark {
+                at: began.elapsed(),
+                writer: store.map(SqliteStore::writer_stats),
+            });
         }
         if done >= target {
             return Ok(marks);
@@ -208,7 +224,7 @@ async fn backlog_run(
     let (mut enqueue_time, mut drain_time) = (Duration::ZERO, Duration::ZERO);
     let (mut writer, mut cpu, mut writer_cpu) = (WriterStats::default(), 0.0, 0.0);
     let mut round_rates = Vec::with_capacity(rounds);
-    let mut deciles = Vec::new();
+    let (mut deciles, mut writer_deciles) = (Vec::new(), Vec::new());
     let mut claimed = 0;
     for round in 0..rounds {
         enqueue_time += enqueue(&client, backlog).await?;
@@ -219,7 +235,7 @@ async fn backlog_run(
         let worker = Worker::new(shared.clone(), registry()?, key.clone())
             .concurrency(concurrency)
             .start();
-        let marks = drained(&worker, backlog as u64).await?;
+        let marks = drained(&worker, backlog as u64, Some(&store)).await?;
         let took = began.elapsed();
         let (cpu1, writer1) = cpu_seconds();
         writer = sum(&writer, &delta(&before, &store.writer_stats()));
@@ -230,14 +246,17 @@ async fn backlog_run(
         round_rates.push(per_s(backlog as u64, took));
         if round == 0 {
             let tenth = backlog as u64 / 10;
-            deciles = marks
-                .iter()
-                .scan(Duration::ZERO, |prev, &t| {
-                    let rate = per_s(tenth, t - *prev);
-                    *prev = t;
-                    Some(rate)
-                })
-                .collect();
+            let (mut at, mut stats) = (Duration::ZERO, before);
+            for m in &marks {
+                deciles.push(per_s(tenth, m.at - at));
+                if let Some(w) = m.writer {
+                    let d = delta(&stats, &w);
+                    let us = (d.execute_micros + d.commit_micros) as f64 / tenth as f64;
+                    writer_deciles.push((us * 100.0).round() / 100.0);
+                    stats = w;
+                }
+                at = m.at;
+            }
         }
     }
     let total = (backlog * rounds) as u64;
@@ -259,6 +278,7 @@ async fn backlog_run(
             "end_to_end_per_s": per_s(total, enqueue_time + drain_time),
             "drain_round_per_s": round_rates,
             "drain_deciles_per_s": deciles,
+            "writer_us_per_task_deciles": writer_deciles,
             "claimed": claimed,
             "writer_transactions": writer.transactions,
             "writer_ops_per_transaction": (writer.operations as f64 / writer.transactions.max(1) as f64 * 10.0).round() / 10.0,
@@ -351,7 +371,7 @@ async fn latency_run(
         .concurrency(concurrency)
         .resource(latencies.clone())
         .start();
-    drained(&worker, SINGLES as u64).await?;
+    drained(&worker, SINGLES as u64, None).await?;
 
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     for _ in 0..PROBES {
@@ -362,7 +382,7 @@ async fn latency_run(
             })
             .await?;
     }
-    drained(&worker, (SINGLES + PROBES) as u64).await?;
+    drained(&worker, (SINGLES + PROBES) as u64, None).await?;
     let mut sorted = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|p| p.into_inner()));
     sorted.sort_unstable();
 
@@ -415,7 +435,7 @@ async fn memory_run(backlog: usize, concurrency: usize) -> Result<(), Error> {
     let worker = Worker::new(store, registry()?, key)
         .concurrency(concurrency)
         .start();
-    drained(&worker, backlog as u64).await?;
+    drained(&worker, backlog as u64, None).await?;
     let drain_time = began.elapsed();
     let (cpu1, _) = cpu_seconds();
     worker.shutdown(Duration::from_secs(5)).await;
