@@ -76,6 +76,23 @@
 //! maintenance) deletes what expired by that clock and removes expired ids from the listing
 //! indexes.
 //!
+//! ## Watching
+//!
+//! A process that watches a task subscribes to the task's channel on its pub/sub connection
+//! and counts itself in `{p:q}:watched`; scripts publish the task's record after each change
+//! only while it is counted there (one EXISTS per script call when nobody watches a task of
+//! the queue). When the process's last watcher of a task goes away, the count is lowered.
+//! A process killed while watching leaves its count behind: the task then publishes to
+//! nobody until `purge_expired` removes it, which costs a little and loses nothing. After a
+//! reconnection, each watched task's current record is sent to its watchers, so a stream's
+//! last item is always the latest state.
+//!
+//! ## Redis Cluster
+//!
+//! The layout is cluster-ready (one hash tag per queue, no script crossing slots), but the
+//! store connects with a single-node client: running on a cluster needs redis-rs's cluster
+//! client behind the same scripts.
+//!
 //! ## Delivery
 //!
 //! At-least-once, as errand promises everywhere: a claim takes a lease that heartbeats renew;
