@@ -65,7 +65,8 @@ pub struct NewTask {
     /// The context's request id.
     pub request_id: Option<String>,
     /// Idempotency key: while a task with the same owner and key is live (not finished),
-    /// enqueueing returns that task instead of a new one.
+    /// enqueueing returns that task instead of a new one. Keys are always scoped to the owner;
+    /// a sharded store (Redis) also scopes them to the task's queue.
     pub key: Option<String>,
     /// Do not run before this delay has passed.
     pub delay: Option<Duration>,
@@ -396,8 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores new tasks; for each, the new id, or the live task with the same owner and key.
     async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError>;
 
-    /// Claims up to `limit` due tasks from the queues, oldest first, each with a new lease
-    /// and its attempt counter raised by one.
+    /// Claims up to `limit` due tasks from the queues, oldest first within a queue (across
+    /// several queues, a sharded store orders best-effort), each with a new lease and its
+    /// attempt counter raised by one.
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
 
     /// Renews leases by `extend` from now; one state per lease, in order.
