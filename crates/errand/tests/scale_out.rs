@@ -707,9 +707,10 @@ async fn redis_restart_scenario(rounds: usize, per_phase: usize) -> Restarted {
         )
         .await;
         redis.restart().await;
+        let seconds = |d: Duration| (d.as_secs_f64() * 100.0).round() / 100.0;
         outages.push((
-            down.duration_since(started).as_secs_f64(),
-            started.elapsed().as_secs_f64(),
+            seconds(down.duration_since(started)),
+            seconds(started.elapsed()),
         ));
     }
     let target = acked_count() + per_phase;
