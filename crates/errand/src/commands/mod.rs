@@ -1,6 +1,7 @@
 //! The `errand` subcommands that run a service: `serve`, `worker`, `token`, `bench`.
 
 pub mod bench;
+pub mod runtime;
 pub mod serve;
 pub mod token;
 pub mod worker;

@@ -1,15 +1,15 @@
 //! `errand serve`: the HTTP API, plus workers running the registered tasks in this process.
 
+use super::runtime::{RunArgs, WorkerPlan, library, registry};
 use crate::secrets::{self, Missing};
 use crate::settings::{DEFAULT_ADDR, Settings, StoreArgs, StoreKind};
 use crate::{shutdown, stores};
 use anyhow::Context as _;
-use errand::reference::{self, Library};
-use errand_core::{HeaderAllowList, Registry, WorkerConfig};
+use errand::reference;
+use errand_core::HeaderAllowList;
 use errand_server::Server;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Serves the API (and runs workers unless `--workers 0`).
 #[derive(Debug, clap::Args)]
@@ -22,23 +22,8 @@ pub struct ServeArgs {
     /// Tasks this process runs at once; 0 runs the API only [default: 16].
     #[arg(long, env = "ERRAND_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// Queues the workers claim from, comma-separated [default: default].
-    #[arg(
-        long,
-        env = "ERRAND_QUEUES",
-        value_delimiter = ',',
-        value_name = "Q1,Q2"
-    )]
-    pub queues: Option<Vec<String>>,
-    /// Do not register the reference pipeline (ingest_document, persist_conversation).
-    #[arg(long, env = "ERRAND_NO_REFERENCE_TASKS")]
-    pub no_reference_tasks: bool,
-    /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
-    #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub drain_timeout: Option<Duration>,
-    /// Lease of a claimed task; a worker that dies is replaced after this long [default: 30s].
-    #[arg(long, env = "ERRAND_LEASE", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub lease: Option<Duration>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Token claim holding the user id [default: sub; `oid` is the other common choice].
     #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
     pub user_claim: Option<String>,
@@ -52,58 +37,6 @@ pub struct ServeArgs {
     pub allow_headers: Option<Vec<String>>,
 }
 
-/// Worker settings shared by `serve` and `worker`.
-pub struct WorkerPlan {
-    /// Tasks at once (0: none).
-    pub concurrency: usize,
-    /// Queues.
-    pub queues: Vec<String>,
-    /// Drain at shutdown.
-    pub drain: Duration,
-    /// Poll fallback for work submitted by other processes.
-    pub poll: Duration,
-    /// Lease.
-    pub lease: Duration,
-}
-
-impl WorkerPlan {
-    /// The core worker configuration.
-    pub fn config(&self) -> WorkerConfig {
-        WorkerConfig {
-            concurrency: self.concurrency.max(1),
-            claim_batch: self.concurrency.max(1),
-            queues: self.queues.clone(),
-            poll_interval: self.poll,
-            lease: self.lease,
-            reap_interval: self.lease / 2,
-            ..WorkerConfig::default()
-        }
-    }
-}
-
-/// The registry of `serve` and `worker`: the reference pipeline unless turned off.
-pub fn registry(settings: &Settings, no_reference_tasks: bool) -> anyhow::Result<Registry> {
-    let mut registry = Registry::new();
-    if !no_reference_tasks && settings.file.reference_tasks != Some(false) {
-        reference::register(&mut registry)?;
-    }
-    Ok(registry)
-}
-
-/// The reference pipeline's per-user data, shared by every process using this data directory.
-pub fn library(settings: &Settings) -> Arc<Library> {
-    Arc::new(Library::new(settings.data_dir().join("library")))
-}
-
-/// How often a worker looks for work submitted by another process. Redis wakes workers itself;
-/// SQLite only wakes workers of the same process, so others poll briefly.
-pub fn poll_interval(kind: &crate::settings::StoreChoice) -> Duration {
-    match kind {
-        crate::settings::StoreChoice::Sqlite(_) => Duration::from_millis(100),
-        _ => Duration::from_secs(1),
-    }
-}
-
 pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let addr = args.addr.or(settings.file.addr).unwrap_or_else(|| {
         DEFAULT_ADDR
@@ -114,7 +47,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let jwt_secret = secrets::jwt_secret(&settings, Missing::Generate)?;
     let seal_key = secrets::seal_key(&settings, Missing::Generate)?;
     let store = stores::open(&choice).await?;
-    let registry = Arc::new(registry(&settings, args.no_reference_tasks)?);
+    let registry = Arc::new(registry(&settings, &args.run)?);
     let library = library(&settings);
 
     let mut config = settings.token_config(jwt_secret, &args.user_claim);
@@ -132,19 +65,8 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         .context("invalid server configuration")?
         .routes(reference::routes(library.clone()));
 
-    let plan = WorkerPlan {
-        concurrency: args.workers.or(settings.file.workers).unwrap_or(16),
-        queues: settings.queues(&args.queues),
-        drain: args
-            .drain_timeout
-            .or(settings.file.drain_timeout)
-            .unwrap_or(Duration::from_secs(30)),
-        poll: poll_interval(&choice),
-        lease: args
-            .lease
-            .or(settings.file.lease)
-            .unwrap_or(Duration::from_secs(30)),
-    };
+    let concurrency = args.workers.or(settings.file.workers).unwrap_or(16);
+    let plan = WorkerPlan::new(&settings, &args.run, concurrency, &choice);
     let worker = (plan.concurrency > 0).then(|| {
         errand_core::Worker::new(store.clone(), registry.clone(), seal_key.clone())
             .config(plan.config())

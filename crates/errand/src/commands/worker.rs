@@ -1,11 +1,10 @@
 //! `errand worker`: runs the registered tasks, without an API, against a shared store.
 
-use super::serve::{WorkerPlan, library, poll_interval, registry};
+use super::runtime::{RunArgs, WorkerPlan, library, registry};
 use crate::secrets::{self, Missing};
 use crate::settings::{Settings, StoreArgs, StoreKind};
 use crate::{shutdown, stores};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Runs workers only, with the reference tasks registered.
 #[derive(Debug, clap::Args)]
@@ -15,23 +14,8 @@ pub struct WorkerArgs {
     /// Tasks run at once [default: 32].
     #[arg(long, env = "ERRAND_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
-    /// Queues to claim from, comma-separated [default: default].
-    #[arg(
-        long,
-        env = "ERRAND_QUEUES",
-        value_delimiter = ',',
-        value_name = "Q1,Q2"
-    )]
-    pub queues: Option<Vec<String>>,
-    /// Do not register the reference pipeline.
-    #[arg(long, env = "ERRAND_NO_REFERENCE_TASKS")]
-    pub no_reference_tasks: bool,
-    /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
-    #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub drain_timeout: Option<Duration>,
-    /// Lease of a claimed task; a worker that dies is replaced after this long [default: 30s].
-    #[arg(long, env = "ERRAND_LEASE", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub lease: Option<Duration>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
@@ -44,24 +28,13 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
     let choice = settings.store(&args.store, default)?;
     let seal_key = secrets::seal_key(&settings, Missing::Fail)?;
     let store = stores::open(&choice).await?;
-    let registry = Arc::new(registry(&settings, args.no_reference_tasks)?);
-    let plan = WorkerPlan {
-        concurrency: args
-            .concurrency
-            .or(settings.file.concurrency)
-            .unwrap_or(32)
-            .max(1),
-        queues: settings.queues(&args.queues),
-        drain: args
-            .drain_timeout
-            .or(settings.file.drain_timeout)
-            .unwrap_or(Duration::from_secs(30)),
-        poll: poll_interval(&choice),
-        lease: args
-            .lease
-            .or(settings.file.lease)
-            .unwrap_or(Duration::from_secs(30)),
-    };
+    let registry = Arc::new(registry(&settings, &args.run)?);
+    let concurrency = args
+        .concurrency
+        .or(settings.file.concurrency)
+        .unwrap_or(32)
+        .max(1);
+    let plan = WorkerPlan::new(&settings, &args.run, concurrency, &choice);
     let config = plan.config();
     let worker_id = config.id.clone();
     let worker = errand_core::Worker::new(store, registry.clone(), seal_key)
