@@ -861,18 +861,7 @@ impl Store for RedisStore {
             .cancel
             .call(&self.keys().base(&found.queue), self.now_ms());
         call.arg(id.to_string()).arg(self.keys().cancel_channel());
-        let value = self
-            .inner
-            .redis
-            .run(vec![call], &[])
-            .await?
-            .pop()
-            .ok_or_else(|| corrupt("no answer to cancel"))?;
-        let mut answer = array(value)?.into_iter();
-        let kind = answer
-            .next()
-            .ok_or_else(|| corrupt("empty answer to cancel"))?;
-        let rest = answer.next();
+        let (kind, rest) = self.verdict(call, "cancel").await?;
         Ok(match (text(&kind)?, rest) {
             ("cancelled", Some(r)) => {
                 CancelOutcome::Cancelled(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
@@ -895,18 +884,7 @@ impl Store for RedisStore {
             .retry
             .call(&self.keys().base(&found.queue), self.now_ms());
         call.arg(id.to_string());
-        let value = self
-            .inner
-            .redis
-            .run(vec![call], &[])
-            .await?
-            .pop()
-            .ok_or_else(|| corrupt("no answer to retry"))?;
-        let mut answer = array(value)?.into_iter();
-        let kind = answer
-            .next()
-            .ok_or_else(|| corrupt("empty answer to retry"))?;
-        let rest = answer.next();
+        let (kind, rest) = self.verdict(call, "retry").await?;
         Ok(match (text(&kind)?, rest) {
             ("requeued", Some(r)) => {
                 RetryOutcome::Requeued(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
@@ -1062,6 +1040,26 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one script call whose answer is `[verdict, detail?]` (cancel, retry).
+    async fn verdict(
+        &self,
+        call: Call<'_>,
+        what: &str,
+    ) -> Result<(Value, Option<Value>), StoreError> {
+        let value = self
+            .inner
+            .redis
+            .run(vec![call], &[])
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt(format!("no answer to {what}")))?;
+        let mut answer = array(value)?.into_iter();
+        let kind = answer
+            .next()
+            .ok_or_else(|| corrupt(format!("empty answer to {what}")))?;
+        Ok((kind, answer.next()))
+    }
+
     /// Raises or lowers how many processes watch `id`; -1 when the task does not exist.
     async fn watch_count(&self, queue: &str, id: TaskId, delta: i64) -> Result<i64, StoreError> {
         let scripts = self.inner.redis.scripts();
