@@ -274,7 +274,7 @@ pub struct WorkerStats {
 }
 
 impl WorkerHandle {
-    /// Tasks running now.
+    /// Attempts this worker holds: running, or finished with their result not yet written.
     pub fn running(&self) -> usize {
         self.shared.lock_running().len()
     }
@@ -310,12 +310,12 @@ impl WorkerHandle {
             }
             shared.tasks.wait().await;
         }
-        // Every task has queued its completion: stop the side loops, then let the completer
-        // flush what is queued.
-        self.stop_loops.cancel();
-        self.loops.wait().await;
+        // Every attempt has ended and queued its completion: write them while the heartbeat
+        // still renews their leases, then stop the side loops.
         self.stop_completer.cancel();
         let _ = self.completer.await;
+        self.stop_loops.cancel();
+        self.loops.wait().await;
         let status = if drained { "completed" } else { "timeout" };
         let stats = self
             .shared
@@ -347,7 +347,7 @@ struct Shared {
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<TaskId, Arc<Running>>>,
     report_wake: Arc<Notify>,
-    done_tx: mpsc::UnboundedSender<Completion>,
+    done_tx: mpsc::UnboundedSender<Done>,
     tasks: TaskTracker,
     stats: Counters,
 }
@@ -437,14 +437,16 @@ impl Counters {
 struct Outage {
     what: &'static str,
     pause: Duration,
+    max_pause: Duration,
     since: Option<Instant>,
 }
 
 impl Outage {
-    fn new(what: &'static str) -> Self {
+    fn new(what: &'static str, max_pause: Duration) -> Self {
         Self {
             what,
             pause: Duration::from_millis(50),
+            max_pause: max_pause.max(Duration::from_millis(50)),
             since: None,
         }
     }
@@ -471,13 +473,13 @@ impl Outage {
             _ = tokio::time::sleep(self.pause) => {}
             _ = stop.cancelled() => {}
         }
-        self.pause = (self.pause * 2).min(Duration::from_secs(5));
+        self.pause = (self.pause * 2).min(self.max_pause);
     }
 }
 
 async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let cfg = &shared.config;
-    let mut outage = Outage::new("claim");
+    let mut outage = Outage::new("claim", Duration::from_secs(5));
     let mut signal = None;
     let request = |limit| ClaimRequest {
         queues: cfg.queues.clone(),
@@ -568,12 +570,27 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
     });
     shared.lock_running().insert(id, running.clone());
     let completion = execute(&shared, task, &running).instrument(span).await;
-    shared.lock_running().remove(&id);
-    if let Some(c) = completion {
-        // The completer outlives every task (it stops only after they all ended).
-        let _ = shared.done_tx.send(c);
+    // Until its completion is written, the attempt keeps its lease (the heartbeat renews it)
+    // and its slot (so a slow or unreachable store stops new claims instead of letting results
+    // pile up until their leases lapse and the tasks run again).
+    let unsent = match completion {
+        Some(completion) => shared
+            .done_tx
+            .send(Done { completion, permit })
+            .err()
+            .map(|e| e.0.permit),
+        None => Some(permit),
+    };
+    if let Some(permit) = unsent {
+        shared.lock_running().remove(&id);
+        drop(permit);
     }
-    drop(permit);
+}
+
+/// A finished attempt on its way to the store, holding its worker slot until it is written.
+struct Done {
+    completion: Completion,
+    permit: OwnedSemaphorePermit,
 }
 
 /// Runs one attempt and decides its outcome; `None` when the lease was lost.
@@ -722,44 +739,68 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> TaskError {
 
 async fn complete_loop(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Completion>,
+    mut rx: mpsc::UnboundedReceiver<Done>,
     stop: CancellationToken,
 ) {
-    let mut outage = Outage::new("complete");
-    let never = CancellationToken::new();
-    let mut batch = Vec::with_capacity(256);
+    // Pauses stay well under a lease, so results are written soon after the store is back.
+    let mut outage = Outage::new("complete", shared.config.lease / 3);
+    let mut batch: Vec<Done> = Vec::with_capacity(256);
+    let mut give_up: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
             n = rx.recv_many(&mut batch, 256) => if n == 0 { return },
-            _ = stop.cancelled() => {
-                // Shutting down: every task has ended, so what is queued is all there is.
-                while let Ok(c) = rx.try_recv() {
-                    batch.push(c);
-                }
-                if batch.is_empty() {
-                    return;
+            _ = stop.cancelled(), if give_up.is_none() => {
+                // Shutting down: every attempt has ended, so what is queued is all there is.
+                // Keep trying for one lease; after that the leases lapse anyway.
+                give_up = Some(tokio::time::Instant::now() + shared.config.lease);
+                while let Ok(d) = rx.try_recv() {
+                    batch.push(d);
                 }
             }
         }
+        if batch.is_empty() {
+            return;
+        }
+        let (completions, permits): (Vec<Completion>, Vec<OwnedSemaphorePermit>) =
+            batch.drain(..).map(|d| (d.completion, d.permit)).unzip();
         loop {
-            match shared.store.complete(batch.clone()).await {
+            match shared.store.complete(completions.clone()).await {
                 Ok(results) => {
                     outage.ok();
-                    for (c, r) in batch.iter().zip(results) {
+                    for (c, r) in completions.iter().zip(results) {
                         if r == CompleteResult::Stale {
                             warn!(task_id = %c.lease.id, "completion rejected: the lease was lost to a newer attempt");
                         }
                     }
                     break;
                 }
-                // A completion is never dropped: keep trying until the store answers. If the
-                // lease lapses meanwhile, the store rejects it as stale and the newer attempt
-                // wins.
-                Err(e) => outage.failed(&e, &never).await,
+                Err(e) if give_up.is_some_and(|at| tokio::time::Instant::now() >= at) => {
+                    error!(
+                        error = %e,
+                        tasks = completions.len(),
+                        "shutting down without writing these results; their leases will lapse and the tasks run again"
+                    );
+                    break;
+                }
+                // A completion is never dropped while the worker runs: keep trying until the
+                // store answers. If the lease lapses meanwhile, the store rejects it as stale
+                // and the newer attempt wins.
+                Err(e) => outage.failed(&e, &CancellationToken::new()).await,
             }
         }
-        batch.clear();
+        // Written: the leases and slots are free.
+        let mut running = shared.lock_running();
+        for c in &completions {
+            if running.get(&c.lease.id).is_some_and(|r| r.lease == c.lease) {
+                running.remove(&c.lease.id);
+            }
+        }
+        drop(running);
+        drop(permits);
+        if give_up.is_some() && rx.is_empty() {
+            return;
+        }
     }
 }
 
@@ -818,7 +859,7 @@ async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 async fn cancel_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut outage = Outage::new("cancellations");
+    let mut outage = Outage::new("cancellations", Duration::from_secs(5));
     loop {
         let mut stream = match shared.store.cancellations().await {
             Ok(s) => {

@@ -589,10 +589,11 @@ async fn a_failed_step_is_recorded_and_later_steps_are_skipped() {
     worker.shutdown(LONG).await;
 }
 
-/// Counts `report` calls, delegating everything to a memory store.
+/// A memory store that counts `report` calls and can make completions slow to write.
 struct CountingStore {
     inner: MemoryStore,
     reports: std::sync::atomic::AtomicUsize,
+    complete_delay: Duration,
 }
 
 #[async_trait::async_trait]
@@ -612,6 +613,7 @@ impl Store for CountingStore {
         self.inner.report(u).await
     }
     async fn complete(&self, c: Vec<Completion>) -> Result<Vec<CompleteResult>, StoreError> {
+        tokio::time::sleep(self.complete_delay).await;
         self.inner.complete(c).await
     }
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -656,6 +658,7 @@ async fn status_reports_are_coalesced() {
     let counting = Arc::new(CountingStore {
         inner: MemoryStore::new(),
         reports: Default::default(),
+        complete_delay: Duration::ZERO,
     });
     let s = setup(counting.clone());
     let worker = s.worker(WorkerConfig {
@@ -681,4 +684,36 @@ async fn status_reports_are_coalesced() {
         (1..=30).contains(&writes),
         "{writes} report writes for 1,200 progress calls"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_attempt_keeps_its_lease_until_its_result_is_written() {
+    // Every result takes three leases to write (a slow or briefly unreachable store); the
+    // worker's own reaper runs often. No task may run twice.
+    let slow = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        reports: Default::default(),
+        complete_delay: Duration::from_millis(900),
+    });
+    let s = setup(slow);
+    let worker = s.worker(WorkerConfig {
+        lease: Duration::from_millis(300),
+        reap_interval: Duration::from_millis(50),
+        ..config(2)
+    });
+    let ids: Vec<TaskId> = s
+        .client
+        .submit_batch((0..6).map(|_| Observe { sleep_ms: 0 }))
+        .await
+        .expect("submit")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for id in &ids {
+        let r = finished(&s.store, *id, LONG).await;
+        assert_eq!((r.status, r.attempt), (TaskState::Success, 1), "{id}");
+        assert_eq!(s.journal.of(*id).len(), 1, "task {id} ran more than once");
+    }
+    let stats = worker.shutdown(LONG).await;
+    assert_eq!((stats.claimed, stats.succeeded), (6, 6));
 }
