@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::seal::{SealError, SealKey};
-use crate::store::{Enqueued, NewTask, Store, StoreError};
+use crate::store::{Enqueued, MAX_DURATION, NewTask, Store, StoreError};
 use crate::task::{Policy, Task};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -144,7 +144,7 @@ impl Submit<'_> {
 
     /// Do not run before `delay` has passed.
     pub fn delay(self, delay: Duration) -> Self {
-        self.edit(|t| t.delay = Some(delay))
+        self.edit(|t| t.delay = Some(delay.min(MAX_DURATION)))
     }
 
     /// Overrides the task's `max_attempts`.
@@ -154,7 +154,7 @@ impl Submit<'_> {
 
     /// Overrides the task's timeout.
     pub fn timeout(self, timeout: Duration) -> Self {
-        self.edit(|t| t.timeout = timeout)
+        self.edit(|t| t.timeout = timeout.min(MAX_DURATION))
     }
 }
 

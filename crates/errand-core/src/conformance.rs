@@ -46,7 +46,17 @@ macro_rules! store_conformance {
             finished_records_expire,
             release_does_not_spend_attempt,
             work_signal_wakes_idle_worker,
-            concurrent_users_never_mix
+            concurrent_users_never_mix,
+            a_watcher_leaving_does_not_end_the_others,
+            stale_leases_are_rejected_for_every_outcome,
+            lapsed_lease_of_a_cancel_requested_task_is_cancelled,
+            keys_are_freed_by_every_final_state,
+            manual_retry_of_cancelled_expired_and_contested_tasks,
+            cancel_then_retry_then_backoff_is_respected,
+            claims_skip_cancelled_entries,
+            claims_across_queues_take_the_oldest,
+            listing_owners_without_tenant_and_filtered_pages,
+            durations_are_clamped_not_overflowed
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -892,15 +902,17 @@ impl Task for WhoAmI {
         let before = Context::current().and_then(|c| c.user_id().map(String::from));
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         let after = Context::current().and_then(|c| c.user_id().map(String::from));
-        let token = cx
+        // Whether the credential is the submitter's, without putting it into the result.
+        let expected = format!("token-of-{}", self.submitted_by);
+        let token_matches = cx
             .context()
             .and_then(|c| c.credential().ok())
-            .map(|s| s.expose().to_string());
+            .is_some_and(|s| s.expose() == expected);
         Ok(serde_json::json!({
             "before": before,
             "after": after,
             "cx": cx.user_id(),
-            "token": token,
+            "token_matches": token_matches,
         }))
     }
 }
@@ -957,13 +969,324 @@ pub async fn concurrent_users_never_mix(store: S, _clock: C) {
         assert_eq!(record.status, TaskState::Success, "{:?}", record.error);
         let seen: serde_json::Value =
             serde_json::from_str(record.result.as_ref().expect("result").get()).expect("json");
-        let token = format!("token-of-{user}");
         let views = [&seen["before"], &seen["after"], &seen["cx"]];
         mismatches += views.iter().filter(|v| v.as_str() != Some(user)).count();
-        mismatches += usize::from(seen["token"].as_str() != Some(&token));
+        mismatches += usize::from(seen["token_matches"] != true);
         mismatches += usize::from(record.owner.user_id.as_deref() != Some(user));
     }
     let stats = worker.shutdown(Duration::from_secs(10)).await;
     assert_eq!(mismatches, 0, "tasks saw another user's identity");
     assert_eq!(stats.succeeded, USERS as u64);
+}
+
+async fn claim_from(store: &S, queues: &[&str], limit: usize) -> Vec<Claimed> {
+    store
+        .claim(&ClaimRequest {
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            limit,
+            lease: LEASE,
+            worker_id: "conformance".into(),
+        })
+        .await
+        .expect("claim")
+}
+
+async fn next_event(events: &mut crate::EventStream) -> crate::TaskRecord {
+    tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream is open")
+}
+
+/// Two watchers follow one task; when one goes away, the other still gets every change.
+pub async fn a_watcher_leaving_does_not_end_the_others(store: S, _clock: C) {
+    let key = SealKey::generate();
+    let e = enqueue_one(&store, task_for("alice", &key)).await;
+    let mut stays = store.watch(e.id).await.expect("watch");
+    let leaves = store.watch(e.id).await.expect("watch");
+    drop(leaves);
+    let c = claim_one(&store).await;
+    assert_eq!(next_event(&mut stays).await.status, TaskState::Running);
+    complete(
+        &store,
+        c.lease,
+        Outcome::Success(args(serde_json::json!(1))),
+    )
+    .await;
+    let mut last = next_event(&mut stays).await;
+    while !last.status.is_terminal() {
+        last = next_event(&mut stays).await;
+    }
+    assert_eq!(last.status, TaskState::Success);
+}
+
+/// Once a task has been claimed again, its old lease can end it no way at all.
+pub async fn stale_leases_are_rejected_for_every_outcome(store: S, clock: C) {
+    let key = SealKey::generate();
+    let e = enqueue_one(&store, task_for("alice", &key)).await;
+    let old = claim_one(&store).await.lease;
+    clock.advance(LEASE + Duration::from_secs(1));
+    store.reap().await.expect("reap");
+    let new = claim_one(&store).await.lease;
+    let outcomes = [
+        Outcome::Success(args(serde_json::json!(1))),
+        Outcome::Failed(error("broken", false)),
+        Outcome::Cancelled,
+        Outcome::Retry {
+            error: error("flaky", true),
+            delay: Duration::ZERO,
+        },
+        Outcome::Released,
+    ];
+    for outcome in outcomes {
+        let what = format!("{outcome:?}");
+        assert_eq!(
+            complete(&store, old, outcome).await,
+            CompleteResult::Stale,
+            "{what}"
+        );
+        let r = get(&store, e.id).await;
+        assert_eq!((r.status, r.attempt), (TaskState::Running, 2), "{what}");
+    }
+    assert_eq!(
+        complete(&store, new, Outcome::Success(args(serde_json::json!(2)))).await,
+        CompleteResult::Applied
+    );
+}
+
+/// A task whose cancellation was requested, and whose worker then vanished, ends `cancelled`
+/// when its lease lapses; a release after a cancel request ends it `cancelled` too.
+pub async fn lapsed_lease_of_a_cancel_requested_task_is_cancelled(store: S, clock: C) {
+    let key = SealKey::generate();
+    let a = enqueue_one(&store, task_for("alice", &key)).await;
+    let b = enqueue_one(&store, task_for("bob", &key)).await;
+    let claimed = claim(&store, 2).await;
+    for id in [a.id, b.id] {
+        assert!(matches!(
+            store.cancel(id).await.expect("cancel"),
+            CancelOutcome::Requested(_)
+        ));
+    }
+    let b_lease = claimed
+        .iter()
+        .find(|c| c.lease.id == b.id)
+        .expect("claimed b")
+        .lease;
+    assert_eq!(
+        complete(&store, b_lease, Outcome::Released).await,
+        CompleteResult::Applied
+    );
+    assert_eq!(get(&store, b.id).await.status, TaskState::Cancelled);
+    clock.advance(LEASE + Duration::from_secs(1));
+    let reaped = store.reap().await.expect("reap");
+    assert_eq!(
+        (reaped.cancelled, reaped.requeued, reaped.failed),
+        (1, 0, 0)
+    );
+    assert_eq!(get(&store, a.id).await.status, TaskState::Cancelled);
+    assert!(claim(&store, 10).await.is_empty());
+}
+
+/// A key is free again after every final state: failed, cancelled while waiting, and failed
+/// by the reaper.
+pub async fn keys_are_freed_by_every_final_state(store: S, clock: C) {
+    let key = SealKey::generate();
+    let keyed = |k: &str, attempts: u32| {
+        let mut t = task_for("alice", &key);
+        t.key = Some(k.into());
+        t.max_attempts = attempts;
+        t
+    };
+    let failed = enqueue_one(&store, keyed("k-failed", 3)).await;
+    let c = claim_one(&store).await;
+    complete(&store, c.lease, Outcome::Failed(error("broken", false))).await;
+    let cancelled = enqueue_one(&store, keyed("k-cancelled", 3)).await;
+    store.cancel(cancelled.id).await.expect("cancel");
+    let reaped = enqueue_one(&store, keyed("k-reaped", 1)).await;
+    claim_one(&store).await;
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(store.reap().await.expect("reap").failed, 1);
+    for (k, old) in [
+        ("k-failed", failed.id),
+        ("k-cancelled", cancelled.id),
+        ("k-reaped", reaped.id),
+    ] {
+        let again = enqueue_one(&store, keyed(k, 3)).await;
+        assert!(!again.deduplicated, "{k} is free again");
+        assert_ne!(again.id, old);
+    }
+}
+
+/// Manual retry: a cancelled task comes back; an expired record is gone; a task whose key was
+/// taken by another live task meanwhile comes back without taking the key.
+pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clock: C) {
+    let key = SealKey::generate();
+    let mut t = task_for("alice", &key);
+    t.key = Some("contested".into());
+    t.ttl = Duration::from_secs(3600);
+    let first = enqueue_one(&store, t).await;
+    store.cancel(first.id).await.expect("cancel");
+    let mut t = task_for("alice", &key);
+    t.key = Some("contested".into());
+    let second = enqueue_one(&store, t).await;
+    assert!(!second.deduplicated);
+    match store.retry(first.id).await.expect("retry") {
+        RetryOutcome::Requeued(r) => assert_eq!(r.status, TaskState::Pending),
+        other => panic!("expected Requeued, got {other:?}"),
+    }
+    let mut t = task_for("alice", &key);
+    t.key = Some("contested".into());
+    let third = enqueue_one(&store, t).await;
+    assert!(third.deduplicated);
+    assert_eq!(
+        third.id, second.id,
+        "the key stayed with the task that held it"
+    );
+
+    let mut t = task_for("alice", &key);
+    t.ttl = Duration::from_secs(60);
+    let short = enqueue_one(&store, t).await;
+    store.cancel(short.id).await.expect("cancel");
+    clock.advance(Duration::from_secs(61));
+    assert!(matches!(
+        store.retry(short.id).await.expect("retry"),
+        RetryOutcome::NotFound
+    ));
+}
+
+/// A task cancelled while pending, retried by hand, then failing with a backoff, is not
+/// claimable before its backoff (no leftover queue entry may run it early).
+pub async fn cancel_then_retry_then_backoff_is_respected(store: S, clock: C) {
+    let key = SealKey::generate();
+    let e = enqueue_one(&store, task_for("alice", &key)).await;
+    store.cancel(e.id).await.expect("cancel");
+    store.retry(e.id).await.expect("retry");
+    let c = claim_one(&store).await;
+    assert_eq!(c.lease.id, e.id);
+    let retry = Outcome::Retry {
+        error: error("flaky", true),
+        delay: Duration::from_secs(60),
+    };
+    complete(&store, c.lease, retry).await;
+    assert!(claim(&store, 10).await.is_empty(), "not before the backoff");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(claim_one(&store).await.lease.id, e.id);
+    assert!(claim(&store, 10).await.is_empty(), "exactly once");
+}
+
+/// Cancelled waiting tasks never take a claim's place: `claim(1)` returns the next live one.
+pub async fn claims_skip_cancelled_entries(store: S, _clock: C) {
+    let key = SealKey::generate();
+    let batch: Vec<NewTask> = (0..3).map(|i| task_for(&format!("u{i}"), &key)).collect();
+    let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
+    store.enqueue(batch).await.expect("enqueue");
+    store.cancel(ids[0]).await.expect("cancel");
+    store.cancel(ids[1]).await.expect("cancel");
+    let got = claim(&store, 1).await;
+    assert_eq!(got.iter().map(|c| c.lease.id).collect::<Vec<_>>(), [ids[2]]);
+    let depth = store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (0, 1));
+}
+
+/// A claim over several queues takes the oldest tasks among them.
+pub async fn claims_across_queues_take_the_oldest(store: S, _clock: C) {
+    let key = SealKey::generate();
+    let mut ids = Vec::new();
+    for (i, q) in ["q-a", "q-b", "q-a", "q-b"].iter().enumerate() {
+        let mut t = task_for(&format!("u{i}"), &key);
+        t.queue = (*q).into();
+        ids.push(t.id);
+        enqueue_one(&store, t).await;
+    }
+    let got = claim_from(&store, &["q-a", "q-b"], 3).await;
+    assert_eq!(got.iter().map(|c| c.lease.id).collect::<Vec<_>>(), ids[..3]);
+    assert_eq!(got[1].queue, "q-b");
+}
+
+/// Listing an owner without a tenant, and a status filter across pages.
+pub async fn listing_owners_without_tenant_and_filtered_pages(store: S, _clock: C) {
+    let key = SealKey::generate();
+    let no_tenant = Context::builder().user_id("nomad").build();
+    let tasks: Vec<NewTask> = (0..7)
+        .map(|_| {
+            NewTask::new("conformance", args(serde_json::json!({})))
+                .with_context(&no_tenant, &key)
+                .expect("seal")
+        })
+        .collect();
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    store.enqueue(tasks).await.expect("enqueue");
+    // The same user in a tenant is someone else.
+    enqueue_one(&store, {
+        let ctx = Context::builder().user_id("nomad").tenant("acme").build();
+        NewTask::new("conformance", args(serde_json::json!({})))
+            .with_context(&ctx, &key)
+            .expect("seal")
+    })
+    .await;
+    for id in [ids[1], ids[3], ids[5]] {
+        store.cancel(id).await.expect("cancel");
+    }
+    let owner = OwnerFilter::Owner(crate::Owner {
+        user_id: Some("nomad".into()),
+        tenant: None,
+    });
+    let all = store
+        .list(&ListQuery {
+            limit: 100,
+            ..ListQuery::owner(owner.clone())
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 7);
+    let mut q = ListQuery::owner(owner);
+    q.status = Some(TaskState::Cancelled);
+    q.limit = 2;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list(&q).await.expect("list");
+        assert!(page.items.iter().all(|r| r.status == TaskState::Cancelled));
+        seen.extend(page.items.iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [ids[5], ids[3], ids[1]]);
+}
+
+/// "Forever" as `Duration::MAX` is clamped to [`MAX_DURATION`](crate::MAX_DURATION), and every
+/// store handles it.
+pub async fn durations_are_clamped_not_overflowed(store: S, _clock: C) {
+    let key = SealKey::generate();
+    let policy = crate::Policy {
+        queue: "default".into(),
+        max_attempts: 1,
+        timeout: Duration::MAX,
+        ttl: Duration::MAX,
+        backoff: crate::Backoff::none(),
+    };
+    let t = task_for("alice", &key).with_policy(&policy);
+    assert_eq!(
+        (t.ttl, t.timeout),
+        (crate::MAX_DURATION, crate::MAX_DURATION)
+    );
+    let e = enqueue_one(&store, t).await;
+    let c = claim_one(&store).await;
+    complete(
+        &store,
+        c.lease,
+        Outcome::Success(args(serde_json::json!(1))),
+    )
+    .await;
+    let r = get(&store, e.id).await;
+    assert_eq!(r.status, TaskState::Success);
+    let years = (r.expires_at.expect("expiry") - r.completed_at.expect("done")).num_days() / 365;
+    assert!(years >= 99, "kept about a century: {years} years");
+    let mut later = task_for("alice", &key);
+    later.delay = Some(crate::MAX_DURATION);
+    assert_eq!(
+        enqueue_one(&store, later).await.status,
+        TaskState::Scheduled
+    );
 }

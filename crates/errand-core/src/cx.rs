@@ -69,13 +69,25 @@ impl TaskCx {
         context: Option<Context>,
         resources: Resources,
     ) -> Self {
+        Self::detached_with_token(id, name, context, resources, CancellationToken::new())
+    }
+
+    /// Like [`TaskCx::detached`], with the attempt's token given: cancel it to see how the
+    /// task stops.
+    pub fn detached_with_token(
+        id: TaskId,
+        name: &str,
+        context: Option<Context>,
+        resources: Resources,
+        token: CancellationToken,
+    ) -> Self {
         Self::new(CxParts {
             id,
             name: name.to_string(),
             attempt: 1,
             max_attempts: 1,
             context,
-            token: CancellationToken::new(),
+            token,
             reporter: Arc::new(Reporter::new(None)),
             resources: Arc::new(resources),
         })
@@ -124,10 +136,18 @@ impl TaskCx {
         })
     }
 
-    /// Fires when the task is cancelled, times out, or its worker shuts down past its drain
-    /// timeout. Long-running work should watch it and stop early.
-    pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.inner.token
+    /// A token that fires when the task is cancelled, or its worker shuts down past its drain
+    /// timeout (or loses its lease): long-running work should watch it and stop early. It is a
+    /// child of the attempt's own token, so cancelling it does not cancel the attempt. When
+    /// the attempt times out, its future is dropped at once; the token then fires for whatever
+    /// the task spawned with it.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.token.child_token()
+    }
+
+    /// Completes when the attempt's token fires (see [`TaskCx::cancellation_token`]).
+    pub async fn cancelled(&self) {
+        self.inner.token.cancelled().await
     }
 
     /// Whether the token has fired.
@@ -293,6 +313,30 @@ impl Reporter {
         d.progress_dirty = false;
         d.steps_dirty = false;
         Some(update)
+    }
+
+    /// Marks the parts of `update` dirty again, after writing it failed: the next report
+    /// carries them (with whatever changed since).
+    pub(crate) fn redirty(&self, update: &StatusUpdate) {
+        let mut d = self.lock();
+        d.progress_dirty |= update.progress.is_some();
+        d.steps_dirty |= update.steps.is_some();
+    }
+
+    /// The status of an attempt handed back unfinished: a step it was running goes back to
+    /// `pending`, since the next attempt starts it over.
+    pub(crate) fn release(&self) -> StatusUpdate {
+        let mut d = self.lock();
+        for step in &mut d.steps {
+            if step.status == StepStatus::Running {
+                step.status = StepStatus::Pending;
+                step.started_at = None;
+            }
+        }
+        StatusUpdate {
+            progress: d.progress.clone(),
+            steps: (!d.steps.is_empty()).then(|| d.steps.clone()),
+        }
     }
 
     /// The final status of the attempt: a step left running is marked failed with `error`

@@ -84,10 +84,11 @@ impl Drop for Unwatch {
             .channels
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        // This guard's receiver is dropped just after; 1 means it was the last one.
+        // The stream drops its receiver before this guard (a struct's fields drop in order,
+        // and the receiver sits in the inner stream), so 0 means it was the last watcher.
         if channels
             .get(&self.id)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
+            .is_some_and(|tx| tx.receiver_count() == 0)
         {
             channels.remove(&self.id);
             self.watchers.watched.fetch_sub(1, Ordering::Relaxed);

@@ -58,11 +58,12 @@ pub use status::{
 };
 pub use store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    LEASE_EXPIRED, Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth,
-    Reaped, RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
+    LEASE_EXPIRED, Lease, LeaseState, ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page,
+    QueueDepth, Reaped, RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error,
+    scoped_key,
 };
 pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
-pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats};
+pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats, WorkerStatus};
 
 /// Re-exported so task argument types can derive `JsonSchema` without a direct dependency.
 pub use schemars;

@@ -422,8 +422,9 @@ impl SpawnBuilder<'_> {
         self.spawn_with(|_| future)
     }
 
-    /// Spawns the future `make` builds from the task's cancellation token, for tasks that want
-    /// to stop cleanly on their own when cancelled.
+    /// Spawns the future `make` builds from the task's cancellation token. The future itself
+    /// is dropped as soon as the token fires (cleanup belongs in `Drop`); the token is for
+    /// what the task hands it to, such as work it spawned elsewhere.
     pub fn spawn_with<F, M>(self, make: M) -> Result<TaskHandle, SpawnError>
     where
         M: FnOnce(CancellationToken) -> F,
@@ -476,9 +477,10 @@ impl SpawnBuilder<'_> {
             tenant = %field(Context::tenant),
             correlation_id = %field(Context::correlation_id),
         );
+        // The task's own code (its future and its output's Display) runs under catch_unwind.
         let work = Context::scope_opt(
             self.context,
-            AssertUnwindSafe(make(token.clone())).catch_unwind(),
+            AssertUnwindSafe(make(token.clone()).map(TaskResult::failure)).catch_unwind(),
         );
         let manager = self.manager.clone();
         let timeout = self.timeout;
@@ -496,10 +498,8 @@ impl SpawnBuilder<'_> {
                     biased;
                     _ = cancel.cancelled() => TaskEnd::Cancelled,
                     r = work => match r {
-                        Ok(out) => match out.failure() {
-                            None => TaskEnd::Succeeded,
-                            Some(msg) => TaskEnd::Failed(msg),
-                        },
+                        Ok(None) => TaskEnd::Succeeded,
+                        Ok(Some(msg)) => TaskEnd::Failed(msg),
                         Err(panic) => TaskEnd::Panicked(panic_message(&panic)),
                     },
                     _ = deadline => TaskEnd::TimedOut,

@@ -77,8 +77,12 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// `t + d`, saturating at the latest representable time.
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl MemoryStore {

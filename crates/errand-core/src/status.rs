@@ -237,14 +237,6 @@ pub struct TaskRecord {
     pub result: Option<Box<RawValue>>,
 }
 
-impl TaskRecord {
-    /// Whether `owner` may see this record (an admin sees every record, see
-    /// [`OwnerFilter`](crate::OwnerFilter)).
-    pub fn is_owned_by(&self, owner: &Owner) -> bool {
-        self.owner == *owner
-    }
-}
-
 /// What a running task reports between attempts' start and end: merged into its record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusUpdate {

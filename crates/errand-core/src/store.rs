@@ -102,8 +102,8 @@ impl NewTask {
     pub fn with_policy(mut self, policy: &Policy) -> Self {
         self.queue.clone_from(&policy.queue);
         self.max_attempts = policy.max_attempts;
-        self.timeout = policy.timeout;
-        self.ttl = policy.ttl;
+        self.timeout = policy.timeout.min(MAX_DURATION);
+        self.ttl = policy.ttl.min(MAX_DURATION);
         self
     }
 
@@ -134,14 +134,24 @@ impl NewTask {
 
 /// An idempotency key scoped to its owner: what stores index, so two users' equal keys never
 /// collide.
+///
+/// The scope is encoded as a JSON array, so no choice of tenant, user and key can be read as
+/// another's: `None` and `""` differ, and separators inside ids cannot shift the parts.
+///
+/// ```
+/// use errand_core::{Owner, scoped_key};
+/// let a = scoped_key(&Owner::new("x", None), "y\u{1f}k");
+/// let b = scoped_key(&Owner::new("x\u{1f}y", None), "k");
+/// assert_ne!(a, b);
+/// assert_ne!(scoped_key(&Owner::new("u", None), "k"), scoped_key(&Owner::new("u", Some(String::new())), "k"));
+/// ```
 pub fn scoped_key(owner: &Owner, key: &str) -> String {
-    format!(
-        "{}\u{1f}{}\u{1f}{}",
-        owner.tenant.as_deref().unwrap_or(""),
-        owner.user_id.as_deref().unwrap_or(""),
-        key
-    )
+    serde_json::json!([owner.tenant, owner.user_id, key]).to_string()
 }
+
+/// The longest delay, timeout or TTL errand stores (100 years): longer ones are clamped, so
+/// "forever" written as `Duration::MAX` stays representable in every store.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The result of enqueueing one task.
 #[derive(Debug, Clone, PartialEq, Eq)]

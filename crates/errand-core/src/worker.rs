@@ -243,12 +243,24 @@ pub struct WorkerHandle {
     started: Instant,
 }
 
+/// Where a worker is, in its [`WorkerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStatus {
+    /// Still running (a live snapshot).
+    #[default]
+    Running,
+    /// Stopped: every task finished within the drain.
+    Completed,
+    /// Stopped: the drain passed; the remaining tasks were cancelled and handed back.
+    Timeout,
+}
+
 /// Counts of what a worker did; returned by [`WorkerHandle::shutdown`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WorkerStats {
-    /// `completed` (everything finished within the drain) or `timeout` (some tasks were
-    /// cancelled and handed back); `running` for a live snapshot.
-    pub status: String,
+    /// How the worker stopped (or `running`, for a live snapshot).
+    pub status: WorkerStatus,
     /// Attempts claimed.
     pub claimed: u64,
     /// Attempts that succeeded.
@@ -267,7 +279,7 @@ pub struct WorkerStats {
     pub released: u64,
     /// Attempts abandoned because their lease was lost.
     pub lost: u64,
-    /// Tasks running when shutdown began.
+    /// Attempts held when shutdown began (running, or finished with their result unwritten).
     pub running_at_shutdown: u64,
     /// Milliseconds from shutdown to stop (or the worker's age for a live snapshot).
     pub duration_ms: u64,
@@ -283,7 +295,7 @@ impl WorkerHandle {
     pub fn stats(&self) -> WorkerStats {
         self.shared
             .stats
-            .snapshot("running", 0, self.started.elapsed())
+            .snapshot(WorkerStatus::Running, 0, self.started.elapsed())
     }
 
     /// Stops gracefully: no more claims; running tasks get `drain` to finish; the rest are
@@ -316,13 +328,17 @@ impl WorkerHandle {
         let _ = self.completer.await;
         self.stop_loops.cancel();
         self.loops.wait().await;
-        let status = if drained { "completed" } else { "timeout" };
+        let status = if drained {
+            WorkerStatus::Completed
+        } else {
+            WorkerStatus::Timeout
+        };
         let stats = self
             .shared
             .stats
             .snapshot(status, running_at_shutdown, began.elapsed());
         info!(
-            status = %stats.status,
+            status = ?stats.status,
             claimed = stats.claimed,
             succeeded = stats.succeeded,
             failed = stats.failed,
@@ -355,6 +371,14 @@ struct Shared {
 impl Shared {
     fn lock_running(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<Running>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops tracking the attempt holding `lease` (a newer attempt of the task stays).
+    fn forget(&self, lease: Lease) {
+        let mut running = self.lock_running();
+        if running.get(&lease.id).is_some_and(|r| r.lease == lease) {
+            running.remove(&lease.id);
+        }
     }
 }
 
@@ -414,10 +438,15 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self, status: &str, running_at_shutdown: u64, took: Duration) -> WorkerStats {
+    fn snapshot(
+        &self,
+        status: WorkerStatus,
+        running_at_shutdown: u64,
+        took: Duration,
+    ) -> WorkerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WorkerStats {
-            status: status.to_string(),
+            status,
             claimed: get(&self.claimed),
             succeeded: get(&self.succeeded),
             failed: get(&self.failed),
@@ -522,13 +551,35 @@ async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         let got = claimed.len();
+        let mut extra = Vec::new();
         for task in claimed {
-            let Some(permit) = permits.pop() else { break };
+            let Some(permit) = permits.pop() else {
+                extra.push(task);
+                continue;
+            };
             Counters::bump(&shared.stats.claimed);
             let s = shared.clone();
             shared.tasks.spawn(run_task(s, task, permit));
         }
         drop(permits);
+        if !extra.is_empty() {
+            // The store handed out more than asked: give the rest back untouched.
+            warn!(
+                extra = extra.len(),
+                "the store returned more tasks than claimed; handing them back"
+            );
+            let back = extra
+                .into_iter()
+                .map(|t| Completion {
+                    lease: t.lease,
+                    outcome: Outcome::Released,
+                    report: StatusUpdate::default(),
+                })
+                .collect();
+            if let Err(e) = shared.store.complete(back).await {
+                warn!(error = %e, "could not hand back the extra tasks; their leases will lapse");
+            }
+        }
         if got < wanted
             && let Some(signal) = signal.as_mut()
         {
@@ -568,8 +619,39 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
         reporter: Arc::new(Reporter::new(Some(shared.report_wake.clone()))),
         reason: AtomicU8::new(StopReason::None as u8),
     });
-    shared.lock_running().insert(id, running.clone());
-    let completion = execute(&shared, task, &running).instrument(span).await;
+    let lease = task.lease;
+    if let Some(older) = shared.lock_running().insert(id, running.clone())
+        && older.lease.fence < lease.fence
+    {
+        // This worker still held an older attempt of the task, whose lease lapsed and which
+        // the store handed out again (to us): that attempt is over.
+        older.stop(StopReason::LeaseLost);
+    }
+    // A panic anywhere in the attempt (the task's arguments, its policy, errand's own code) is
+    // a failed attempt, never a task stuck `running` under a lease this worker renews.
+    let completion = AssertUnwindSafe(execute(&shared, task, &running))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|panic| {
+            let message = format!(
+                "the attempt panicked outside the task's run: {}",
+                panic_message(&panic)
+            );
+            span.in_scope(|| error!(error = %message, "task failed"));
+            Counters::bump(&shared.stats.failed);
+            Counters::bump(&shared.stats.panicked);
+            Some(Completion {
+                lease,
+                outcome: Outcome::Failed(ErrorInfo {
+                    message,
+                    kind: "panic".into(),
+                    details: None,
+                    retryable: false,
+                }),
+                report: StatusUpdate::default(),
+            })
+        });
     // Until its completion is written, the attempt keeps its lease (the heartbeat renews it)
     // and its slot (so a slow or unreachable store stops new claims instead of letting results
     // pile up until their leases lapse and the tasks run again).
@@ -582,7 +664,7 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
         None => Some(permit),
     };
     if let Some(permit) = unsent {
-        shared.lock_running().remove(&id);
+        shared.forget(lease);
         drop(permit);
     }
 }
@@ -720,7 +802,7 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
         Ended::Stopped(StopReason::Shutdown, _) => {
             info!("task released: worker shutting down, handed back without spending the attempt");
             Counters::bump(&stats.released);
-            done(Outcome::Released, running.reporter.finish(None))
+            done(Outcome::Released, running.reporter.release())
         }
         Ended::Stopped(_, _) => {
             info!(took_ms, "task cancelled");
@@ -752,8 +834,7 @@ async fn complete_loop(
             n = rx.recv_many(&mut batch, 256) => if n == 0 { return },
             _ = stop.cancelled(), if give_up.is_none() => {
                 // Shutting down: every attempt has ended, so what is queued is all there is.
-                // Keep trying for one lease; after that the leases lapse anyway.
-                give_up = Some(tokio::time::Instant::now() + shared.config.lease);
+                give_up = Some(shutdown_deadline(&shared));
                 while let Ok(d) = rx.try_recv() {
                     batch.push(d);
                 }
@@ -764,43 +845,79 @@ async fn complete_loop(
         }
         let (completions, permits): (Vec<Completion>, Vec<OwnedSemaphorePermit>) =
             batch.drain(..).map(|d| (d.completion, d.permit)).unzip();
-        loop {
-            match shared.store.complete(completions.clone()).await {
-                Ok(results) => {
-                    outage.ok();
-                    for (c, r) in completions.iter().zip(results) {
-                        if r == CompleteResult::Stale {
-                            warn!(task_id = %c.lease.id, "completion rejected: the lease was lost to a newer attempt");
-                        }
-                    }
-                    break;
-                }
-                Err(e) if give_up.is_some_and(|at| tokio::time::Instant::now() >= at) => {
-                    error!(
-                        error = %e,
-                        tasks = completions.len(),
-                        "shutting down without writing these results; their leases will lapse and the tasks run again"
-                    );
-                    break;
-                }
-                // A completion is never dropped while the worker runs: keep trying until the
-                // store answers. If the lease lapses meanwhile, the store rejects it as stale
-                // and the newer attempt wins.
-                Err(e) => outage.failed(&e, &CancellationToken::new()).await,
-            }
-        }
-        // Written: the leases and slots are free.
-        let mut running = shared.lock_running();
+        write_completions(&shared, &completions, &stop, &mut give_up, &mut outage).await;
+        // Written (or given up on): the leases and slots are free.
         for c in &completions {
-            if running.get(&c.lease.id).is_some_and(|r| r.lease == c.lease) {
-                running.remove(&c.lease.id);
-            }
+            shared.forget(c.lease);
         }
-        drop(running);
         drop(permits);
         if give_up.is_some() && rx.is_empty() {
             return;
         }
+    }
+}
+
+/// How long a stopping worker keeps trying to write results: one lease, after which the leases
+/// lapse anyway.
+fn shutdown_deadline(shared: &Shared) -> tokio::time::Instant {
+    tokio::time::Instant::now() + shared.config.lease
+}
+
+/// Writes finished attempts. While the worker runs, a store that cannot be reached is retried
+/// until it answers (if a lease lapses meanwhile, the store rejects that completion as stale and
+/// the newer attempt wins); once it stops, for one more lease at most. A completion the store
+/// refuses for good (not an outage) is written alone, so it cannot hold up the others, and
+/// given up on: its lease lapses and the task runs again.
+async fn write_completions(
+    shared: &Shared,
+    completions: &[Completion],
+    stop: &CancellationToken,
+    give_up: &mut Option<tokio::time::Instant>,
+    outage: &mut Outage,
+) {
+    loop {
+        let error = match shared.store.complete(completions.to_vec()).await {
+            Ok(results) => {
+                outage.ok();
+                for (c, r) in completions.iter().zip(results) {
+                    if r == CompleteResult::Stale {
+                        warn!(task_id = %c.lease.id, "completion rejected: the lease was lost to a newer attempt");
+                    }
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        if !error.is_unavailable() {
+            for c in completions {
+                if let Err(e) = shared.store.complete(vec![c.clone()]).await {
+                    error!(
+                        task_id = %c.lease.id,
+                        error = %e,
+                        "the store refused this attempt's result; its lease will lapse and the task run again"
+                    );
+                }
+            }
+            return;
+        }
+        if stop.is_cancelled() && give_up.is_none() {
+            *give_up = Some(shutdown_deadline(shared));
+        }
+        if give_up.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            error!(
+                error = %error,
+                tasks = completions.len(),
+                "stopping without writing these results; their leases will lapse and the tasks run again"
+            );
+            return;
+        }
+        // A shutdown cuts the running pause short once; after that, pauses run to the end.
+        let cut = if give_up.is_none() {
+            stop.clone()
+        } else {
+            CancellationToken::new()
+        };
+        outage.failed(&error, &cut).await;
     }
 }
 
@@ -845,9 +962,15 @@ async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
             .filter_map(|r| r.reporter.take_dirty().map(|u| (r.clone(), (r.lease, u))))
             .unzip();
         if !updates.is_empty() {
-            match shared.store.report(updates).await {
+            match shared.store.report(updates.clone()).await {
                 Ok(states) => apply_lease_states(&who, &states),
-                Err(e) => debug!(error = %e, "status report failed; the next one carries it"),
+                Err(e) => {
+                    debug!(error = %e, "status report failed; the next one carries it");
+                    for (r, (_, update)) in who.iter().zip(&updates) {
+                        r.reporter.redirty(update);
+                    }
+                    shared.report_wake.notify_one();
+                }
             }
         }
         // Coalesce: whatever is reported during this pause goes out in one write.

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use errand_core::*;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -307,7 +308,7 @@ async fn shutdown_drains_finishing_tasks() {
         until(&s.store, *id, LONG, |r| r.status == TaskState::Running).await;
     }
     let stats = worker.shutdown(LONG).await;
-    assert_eq!(stats.status, "completed");
+    assert_eq!(stats.status, WorkerStatus::Completed);
     assert_eq!(
         (stats.running_at_shutdown, stats.succeeded, stats.released),
         (8, 8, 0)
@@ -337,7 +338,7 @@ async fn shutdown_past_the_drain_hands_tasks_back_without_spending_attempts() {
         .collect();
     until(&s.store, ids[2], LONG, |r| r.status == TaskState::Running).await;
     let stats = worker.shutdown(Duration::from_millis(100)).await;
-    assert_eq!(stats.status, "timeout");
+    assert_eq!(stats.status, WorkerStatus::Timeout);
     assert_eq!((stats.running_at_shutdown, stats.released), (3, 3));
     for id in &ids {
         let r = s.store.get(*id).await.expect("get").expect("rec");
@@ -589,31 +590,60 @@ async fn a_failed_step_is_recorded_and_later_steps_are_skipped() {
     worker.shutdown(LONG).await;
 }
 
-/// A memory store that counts `report` calls and can make completions slow to write.
-struct CountingStore {
+/// A memory store with faults to switch on: slow completions, an outage, stalled heartbeats,
+/// a result it refuses for good; it counts `report` calls.
+#[derive(Default)]
+struct FaultyStore {
     inner: MemoryStore,
-    reports: std::sync::atomic::AtomicUsize,
+    reports: AtomicUsize,
     complete_delay: Duration,
+    down: AtomicBool,
+    heartbeats_stalled: AtomicBool,
+    refuse_result_of: std::sync::Mutex<Option<TaskId>>,
+}
+
+impl FaultyStore {
+    fn up(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("switched off by the test".into()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
-impl Store for CountingStore {
+impl Store for FaultyStore {
     async fn enqueue(&self, t: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
+        self.up()?;
         self.inner.enqueue(t).await
     }
     async fn claim(&self, r: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.up()?;
         self.inner.claim(r).await
     }
     async fn heartbeat(&self, l: &[Lease], e: Duration) -> Result<Vec<LeaseState>, StoreError> {
+        self.up()?;
+        if self.heartbeats_stalled.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "heartbeats stalled by the test".into(),
+            ));
+        }
         self.inner.heartbeat(l, e).await
     }
     async fn report(&self, u: Vec<(Lease, StatusUpdate)>) -> Result<Vec<LeaseState>, StoreError> {
-        self.reports
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.up()?;
+        self.reports.fetch_add(1, Ordering::Relaxed);
         self.inner.report(u).await
     }
     async fn complete(&self, c: Vec<Completion>) -> Result<Vec<CompleteResult>, StoreError> {
         tokio::time::sleep(self.complete_delay).await;
+        self.up()?;
+        let refused = *self.refuse_result_of.lock().expect("lock");
+        if c.iter().any(|c| Some(c.lease.id) == refused) {
+            return Err(StoreError::Invalid(
+                "this result is too large for the store".into(),
+            ));
+        }
         self.inner.complete(c).await
     }
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -640,6 +670,7 @@ impl Store for CountingStore {
         self.inner.work_signal(q).await
     }
     async fn reap(&self) -> Result<Reaped, StoreError> {
+        self.up()?;
         self.inner.reap().await
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
@@ -649,17 +680,13 @@ impl Store for CountingStore {
         self.inner.depth().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+        self.up()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_are_coalesced() {
-    let counting = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        reports: Default::default(),
-        complete_delay: Duration::ZERO,
-    });
+    let counting = Arc::new(FaultyStore::default());
     let s = setup(counting.clone());
     let worker = s.worker(WorkerConfig {
         report_interval: Duration::from_millis(100),
@@ -678,7 +705,7 @@ async fn status_reports_are_coalesced() {
         assert_eq!(r.progress.map(|p| (p.current, p.total)), Some((300, 300)));
     }
     worker.shutdown(LONG).await;
-    let writes = counting.reports.load(std::sync::atomic::Ordering::Relaxed);
+    let writes = counting.reports.load(Ordering::Relaxed);
     // 1,200 progress calls over ~0.3 s+ become a handful of batched writes.
     assert!(
         (1..=30).contains(&writes),
@@ -690,10 +717,9 @@ async fn status_reports_are_coalesced() {
 async fn a_finished_attempt_keeps_its_lease_until_its_result_is_written() {
     // Every result takes three leases to write (a slow or briefly unreachable store); the
     // worker's own reaper runs often. No task may run twice.
-    let slow = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        reports: Default::default(),
+    let slow = Arc::new(FaultyStore {
         complete_delay: Duration::from_millis(900),
+        ..Default::default()
     });
     let s = setup(slow);
     let worker = s.worker(WorkerConfig {
@@ -716,4 +742,159 @@ async fn a_finished_attempt_keeps_its_lease_until_its_result_is_written() {
     }
     let stats = worker.shutdown(LONG).await;
     assert_eq!((stats.claimed, stats.succeeded), (6, 6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_store_down_gives_up_after_a_lease() {
+    let faulty = Arc::new(FaultyStore::default());
+    let s = setup(faulty.clone());
+    let worker = s.worker(WorkerConfig {
+        lease: Duration::from_millis(500),
+        ..config(2)
+    });
+    let id = s
+        .client
+        .submit(Sleepy {
+            ms: 200,
+            cooperative: false,
+        })
+        .await
+        .expect("submit")
+        .id;
+    until(&s.store, id, LONG, |r| r.status == TaskState::Running).await;
+    // The store goes away while the task runs; its result cannot be written.
+    faulty.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stats = tokio::time::timeout(Duration::from_secs(10), worker.shutdown(LONG))
+        .await
+        .expect("shutdown returns even though the store never comes back");
+    assert_eq!(stats.succeeded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_store_refuses_does_not_hold_up_the_others() {
+    let faulty = Arc::new(FaultyStore::default());
+    let s = setup(faulty.clone());
+    let ids: Vec<TaskId> = s
+        .client
+        .submit_batch((0..5).map(|_| Observe { sleep_ms: 0 }))
+        .await
+        .expect("submit")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    *faulty.refuse_result_of.lock().expect("lock") = Some(ids[2]);
+    let worker = s.worker(config(8));
+    for (i, id) in ids.iter().enumerate() {
+        if i != 2 {
+            assert_eq!(
+                finished(&s.store, *id, LONG).await.status,
+                TaskState::Success
+            );
+        }
+    }
+    let refused = s.store.get(ids[2]).await.expect("get").expect("rec");
+    assert_eq!(
+        refused.status,
+        TaskState::Running,
+        "left to its lease, which lapses"
+    );
+    let more = s
+        .client
+        .submit(Observe { sleep_ms: 0 })
+        .await
+        .expect("submit")
+        .id;
+    assert_eq!(
+        finished(&s.store, more, LONG).await.status,
+        TaskState::Success,
+        "still claiming"
+    );
+    tokio::time::timeout(Duration::from_secs(10), worker.shutdown(LONG))
+        .await
+        .expect("shutdown returns");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_reclaims_its_own_lapsed_task_stops_the_older_attempt() {
+    let faulty = Arc::new(FaultyStore::default());
+    let s = setup(faulty.clone());
+    faulty.heartbeats_stalled.store(true, Ordering::SeqCst);
+    let worker = s.worker(WorkerConfig {
+        lease: Duration::from_millis(600),
+        reap_interval: Duration::from_millis(50),
+        ..config(2)
+    });
+    let id = s
+        .client
+        .submit(Sleepy {
+            ms: 1_500,
+            cooperative: true,
+        })
+        .await
+        .expect("submit")
+        .id;
+    // The stalled heartbeat lets the lease lapse; this same worker's reaper requeues the task
+    // and its claim loop takes it again while the first attempt still runs.
+    until(&s.store, id, LONG, |r| r.attempt == 2).await;
+    faulty.heartbeats_stalled.store(false, Ordering::SeqCst);
+    let r = finished(&s.store, id, LONG).await;
+    assert_eq!((r.status, r.attempt), (TaskState::Success, 2));
+    let stats = tokio::time::timeout(Duration::from_secs(10), worker.shutdown(LONG))
+        .await
+        .expect("no untracked attempt keeps the worker from stopping");
+    assert_eq!(
+        (stats.succeeded, stats.lost),
+        (1, 1),
+        "the first attempt was stopped, not finished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_outside_the_run_fails_the_attempt() {
+    let s = setup(Arc::new(MemoryStore::new()));
+    let worker = s.worker(config(2));
+    // Submitted raw: computing its policy panics in the submitter too.
+    let task = NewTask::new(
+        "bad_policy",
+        serde_json::value::to_raw_value(&serde_json::json!({"items": []})).expect("json"),
+    );
+    let id = s.store.enqueue(vec![task]).await.expect("enqueue")[0].id;
+    let r = finished(&s.store, id, LONG).await;
+    assert_eq!(r.status, TaskState::Failed);
+    let err = r.error.expect("error");
+    assert_eq!((err.kind.as_str(), err.retryable), ("panic", false));
+    let stats = worker.shutdown(LONG).await;
+    assert_eq!(stats.panicked, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_back_task_shows_its_interrupted_step_as_pending() {
+    let s = setup(Arc::new(MemoryStore::new()));
+    let worker = s.worker(config(1));
+    let id = s
+        .client
+        .submit(SlowStep { ms: 3_600_000 })
+        .await
+        .expect("submit")
+        .id;
+    until(&s.store, id, LONG, |r| {
+        r.steps
+            .first()
+            .is_some_and(|s| s.status == StepStatus::Running)
+    })
+    .await;
+    let stats = worker.shutdown(Duration::from_millis(20)).await;
+    assert_eq!(stats.released, 1);
+    let r = s.store.get(id).await.expect("get").expect("rec");
+    assert_eq!(r.status, TaskState::Pending);
+    let steps: Vec<_> = r
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        [("a", StepStatus::Pending), ("b", StepStatus::Pending)]
+    );
 }

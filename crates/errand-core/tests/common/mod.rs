@@ -107,7 +107,7 @@ impl Task for Sleepy {
         if self.cooperative {
             tokio::select! {
                 _ = sleep => Ok("slept"),
-                _ = cx.cancellation_token().cancelled() => Err(TaskError::retryable("stopped early")),
+                _ = cx.cancelled() => Err(TaskError::retryable("stopped early")),
             }
         } else {
             sleep.await;
@@ -133,6 +133,44 @@ impl Task for SpinUntilCancelled {
             std::thread::sleep(Duration::from_millis(1));
         }
         Err(TaskError::retryable("stopped: my token fired"))
+    }
+}
+
+/// A policy that panics (an empty `items` indexes out of bounds): a bug in task code that runs
+/// outside the task's `run`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BadPolicy {
+    pub items: Vec<u64>,
+}
+
+impl Task for BadPolicy {
+    const NAME: &'static str = "bad_policy";
+    type Output = ();
+    async fn run(self, _cx: TaskCx) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.items[0])
+    }
+}
+
+/// Two steps; the first sleeps `ms` without watching its token.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SlowStep {
+    pub ms: u64,
+}
+
+impl Task for SlowStep {
+    const NAME: &'static str = "slow_step";
+    type Output = ();
+    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
+        cx.plan_steps(["a", "b"]);
+        cx.step("a", async {
+            tokio::time::sleep(Duration::from_millis(self.ms)).await;
+            Ok(())
+        })
+        .await?;
+        cx.step("b", async { Ok(()) }).await
     }
 }
 
@@ -229,6 +267,8 @@ pub fn registry() -> Arc<Registry> {
         .and_then(|r| r.register::<Chatty>())
         .and_then(|r| r.register::<UseCredential>())
         .and_then(|r| r.register::<SpinUntilCancelled>())
+        .and_then(|r| r.register::<BadPolicy>())
+        .and_then(|r| r.register::<SlowStep>())
         .expect("unique names");
     Arc::new(r)
 }

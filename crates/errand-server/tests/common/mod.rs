@@ -51,7 +51,7 @@ impl Gate {
                 permit.map_err(|_| TaskError::fatal("gate closed"))?.forget();
                 Ok(())
             }
-            () = cx.cancellation_token().cancelled() => Err(TaskError::retryable("cancelled")),
+            () = cx.cancelled() => Err(TaskError::retryable("cancelled")),
         }
     }
 }

@@ -74,11 +74,6 @@ async fn stop_if_cancelled(cx: &TaskCx) -> Result<(), TaskError> {
     if !cx.is_cancelled() {
         return Ok(());
     }
-    // Yield once before failing. The worker tells a stop from a failure by seeing its token
-    // fired before the task's future completes; a task that fails within the very poll in
-    // which the token fired would be taken for an ordinary failure, and a shutdown would spend
-    // its attempt instead of handing it back.
-    tokio::task::yield_now().await;
     Err(TaskError::retryable("the task was cancelled").with_kind("cancelled"))
 }
 
@@ -320,8 +315,18 @@ mod tests {
     async fn a_cancelled_ingestion_stops_before_the_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lib = Library::new(dir.path());
-        let c = cx(Some("alice"), &lib);
-        c.cancellation_token().cancel();
+        let mut resources = Resources::new();
+        resources.insert(Arc::new(lib.clone()));
+        let ctx = Context::builder().user_id("alice").tenant("acme").build();
+        let token = tokio_util::sync::CancellationToken::new();
+        token.cancel();
+        let c = TaskCx::detached_with_token(
+            TaskId::new(),
+            IngestDocument::NAME,
+            Some(ctx),
+            resources,
+            token,
+        );
         let err = IngestDocument {
             title: "t".into(),
             content: "Cormorants dry their wings in the sun.".into(),

@@ -482,7 +482,7 @@ impl Task for Record {
             .is_some_and(|s| s.expose() == credential_of(&self.submitted_for));
         let end = tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(self.sleep_ms)) => RunEnd::Done,
-            () = cx.cancellation_token().cancelled() => RunEnd::Interrupted,
+            () = cx.cancelled() => RunEnd::Interrupted,
         };
         let line = RunLine {
             task: cx.id(),
