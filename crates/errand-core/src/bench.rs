@@ -219,24 +219,7 @@ pub async fn run(
         .resource(latencies.clone())
         .start();
     let target = opts.jobs as u64;
-    let mut last = (0, Instant::now());
-    loop {
-        let done = worker.stats().succeeded;
-        if done >= target {
-            break;
-        }
-        if done > last.0 {
-            last = (done, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(60) {
-            worker.shutdown(Duration::from_secs(1)).await;
-            return Err(BenchError::Stalled {
-                done,
-                jobs: target,
-                waited: last.1.elapsed(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for(&worker, target).await?;
     let drain_time = drain_began.elapsed();
 
     // 3. Latency at a steady offered rate.
@@ -252,9 +235,7 @@ pub async fn run(
             .await?;
     }
     let expected = target + opts.latency_tasks as u64;
-    while worker.stats().succeeded < expected {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for(&worker, expected).await?;
     let mut sorted = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|p| p.into_inner()));
     sorted.sort_unstable();
 
@@ -267,9 +248,7 @@ pub async fn run(
                     submitted_us: now_us(),
                 })
                 .await?;
-            while worker.stats().succeeded < expected + 1 {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            wait_for(&worker, expected + 1).await?;
             let v = latencies.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
             v.map(|us| us as f64 / 1000.0)
         }
@@ -292,6 +271,28 @@ pub async fn run(
         idle_latency_ms,
         idle_s: opts.idle_probe.map(|d| d.as_secs_f64()),
     })
+}
+
+/// Waits until the worker has finished `target` tasks; fails when a minute passes without
+/// progress (a store that stopped answering, a task that could not run).
+async fn wait_for(worker: &crate::WorkerHandle, target: u64) -> Result<(), BenchError> {
+    let mut last = (0, Instant::now());
+    loop {
+        let done = worker.stats().succeeded;
+        if done >= target {
+            return Ok(());
+        }
+        if done > last.0 {
+            last = (done, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Stalled {
+                done,
+                jobs: target,
+                waited: last.1.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
 }
 
 /// The Manager's cost per task against bare `tokio::spawn`, measured in one run.

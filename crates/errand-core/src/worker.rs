@@ -256,6 +256,16 @@ pub enum WorkerStatus {
     Timeout,
 }
 
+impl std::fmt::Display for WorkerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkerStatus::Running => "running",
+            WorkerStatus::Completed => "completed",
+            WorkerStatus::Timeout => "timeout",
+        })
+    }
+}
+
 /// Counts of what a worker did; returned by [`WorkerHandle::shutdown`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WorkerStats {
@@ -338,7 +348,7 @@ impl WorkerHandle {
             .stats
             .snapshot(status, running_at_shutdown, began.elapsed());
         info!(
-            status = ?stats.status,
+            status = %stats.status,
             claimed = stats.claimed,
             succeeded = stats.succeeded,
             failed = stats.failed,

@@ -33,7 +33,7 @@ pub fn jwt_secret(settings: &Settings, missing: Missing) -> anyhow::Result<Vec<u
         return Ok(v.into_bytes());
     }
     if let Some(v) = &settings.file.jwt_secret {
-        return Ok(v.clone().into_bytes());
+        return Ok(v.expose().as_bytes().to_vec());
     }
     let path = settings.data_dir().join(JWT_SECRET_FILE);
     let text = read_or_generate(&path, missing, "ERRAND_JWT_SECRET", || {
@@ -52,7 +52,7 @@ pub fn seal_key(settings: &Settings, missing: Missing) -> anyhow::Result<SealKey
         return parse(&v, "ERRAND_SEAL_KEY");
     }
     if let Some(v) = &settings.file.seal_key {
-        return parse(v, "the config file");
+        return parse(v.expose(), "the config file");
     }
     let path = settings.data_dir().join(SEAL_KEY_FILE);
     let text = read_or_generate(&path, missing, "ERRAND_SEAL_KEY", || {
@@ -86,17 +86,30 @@ fn read_or_generate(
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    // Written whole to a private temporary file, then linked into place: a process that
+    // races us never reads a half-written secret, and the first one linked wins.
     let value = generate();
+    let temporary = dir.join(format!(
+        ".{}.{}-{:08x}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut f) => {
-            f.write_all(value.as_bytes())
-                .and_then(|()| f.write_all(b"\n"))
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+    let written = options.open(&temporary).and_then(|mut f| {
+        f.write_all(value.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
             Ok(value)
         }
@@ -151,6 +164,29 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn processes_racing_to_generate_agree_on_one_whole_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    seal_key(&settings(&path), Missing::Generate).map(|k| k.to_base64())
+                })
+            })
+            .collect();
+        let keys: Vec<String> = racers
+            .into_iter()
+            .map(|r| r.join().expect("no panic").expect("a whole key"))
+            .collect();
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "everyone uses the same key"
+        );
+        let leftovers = std::fs::read_dir(dir.path()).expect("list").count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
     }
 
     #[test]

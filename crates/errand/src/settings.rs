@@ -61,8 +61,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// The store.
     pub store: Option<StoreKind>,
-    /// Redis URL, for `store = "redis"`.
-    pub redis_url: Option<String>,
+    /// Redis URL, for `store = "redis"` (it may hold a password: `Debug` hides it).
+    pub redis_url: Option<Sensitive>,
     /// Key prefix in Redis.
     pub redis_prefix: Option<String>,
     /// `serve`: tasks run at once in this process (0: API only).
@@ -82,9 +82,9 @@ pub struct FileConfig {
     /// Client commands: the API's base URL.
     pub url: Option<String>,
     /// The HS256 secret (prefer `ERRAND_JWT_SECRET` or the generated file).
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Sensitive>,
     /// The credential seal key, base64 (prefer `ERRAND_SEAL_KEY` or the generated file).
-    pub seal_key: Option<String>,
+    pub seal_key: Option<Sensitive>,
     /// Token claim holding the user id.
     pub user_claim: Option<String>,
     /// Token claim holding the tenant.
@@ -99,6 +99,24 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Log filter, e.g. `"info,errand_core=debug"`.
     pub log: Option<String>,
+}
+
+/// A configuration value that must not be printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    /// The value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// `humantime` strings for optional durations in the TOML file.
@@ -204,7 +222,7 @@ impl Settings {
                 let Some(url) = args
                     .redis_url
                     .clone()
-                    .or_else(|| self.file.redis_url.clone())
+                    .or_else(|| self.file.redis_url.as_ref().map(|u| u.expose().to_string()))
                 else {
                     bail!(
                         "the redis store needs a URL: pass --redis-url, set ERRAND_REDIS_URL, or redis_url in the config file"
@@ -260,8 +278,8 @@ impl Settings {
     }
 }
 
-/// A store to open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A store to open. Its `Debug` hides a Redis URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// SQLite at this path.
     Sqlite(PathBuf),
@@ -274,6 +292,12 @@ pub enum StoreChoice {
         /// The key prefix.
         prefix: String,
     },
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::stores::describe(self))
+    }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -388,6 +412,27 @@ mod tests {
             (defaults.user_claim.as_str(), defaults.tenant_claim.as_str()),
             ("sub", "tenant")
         );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            jwt_secret = "a-very-secret-signing-key-of-32-bytes"
+            seal_key = "c2VhbC1rZXktYmFzZTY0"
+            redis_url = "redis://user:hunter2@10.0.0.5:6379"
+            "#,
+        )
+        .expect("valid toml");
+        let shown = format!("{file:?}");
+        for secret in ["a-very-secret", "c2VhbC1rZXk", "hunter2"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let choice = StoreChoice::Redis {
+            url: "redis://user:hunter2@10.0.0.5:6379".into(),
+            prefix: "p".into(),
+        };
+        assert!(!format!("{choice:?}").contains("hunter2"));
     }
 
     #[test]

@@ -11,10 +11,20 @@ use std::sync::Arc;
 /// that is down now is not an error (calls answer "unavailable" until it is back).
 pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match choice {
-        StoreChoice::Sqlite(path) => Arc::new(
-            SqliteStore::open(path, SqliteConfig::default())
-                .with_context(|| format!("cannot open the SQLite store at {}", path.display()))?,
-        ),
+        StoreChoice::Sqlite(path) => {
+            // Opening may migrate and wait for another process's lock: off the runtime.
+            let at = path.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&at, SqliteConfig::default())
+            })
+            .await
+            .context("the thread opening the SQLite store failed")?;
+            Arc::new(
+                opened.with_context(|| {
+                    format!("cannot open the SQLite store at {}", path.display())
+                })?,
+            )
+        }
         StoreChoice::Memory => Arc::new(MemoryStore::new()),
         StoreChoice::Redis { url, prefix } => Arc::new(
             RedisStore::connect(url, RedisConfig::default().prefix(prefix.clone()))

@@ -2,13 +2,15 @@
 //! full-text index), so one user's data can never turn up in another's search.
 //!
 //! Writes are idempotent per task id, because errand delivers at least once: a retried or
-//! redelivered task replaces what its earlier attempt wrote instead of adding to it.
+//! redelivered task replaces what its earlier attempt wrote instead of adding to it, and which
+//! version of a document is current is decided by task id (submission order), not by when an
+//! attempt ran.
 
 use super::embed;
 use errand_core::Owner;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +25,8 @@ const NO_TENANT_DIR: &str = "@none";
 #[derive(Debug, Clone)]
 pub struct Library {
     root: PathBuf,
-    /// Files this process has already brought to the current schema.
-    ready: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Per file: whether this process has brought it to the current schema.
+    ready: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<bool>>>>>,
 }
 
 /// A library operation failed.
@@ -146,11 +148,20 @@ impl Library {
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
-        // The schema (and WAL mode, which the file keeps) once per file and process.
-        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        if !ready.contains(&path) {
+        // The schema (and WAL mode, which the file keeps) once per file and process: first
+        // opens of one file wait for each other (switching to WAL needs the file to itself),
+        // other users' files are not held up.
+        let file_lock = Arc::clone(
+            self.ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(path.clone())
+                .or_default(),
+        );
+        let mut ready = file_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if !*ready {
             conn.execute_batch(SCHEMA).map_err(sqlite)?;
-            ready.insert(path.clone());
+            *ready = true;
         }
         Ok(Some(conn))
     }
@@ -218,23 +229,47 @@ impl Library {
         })
     }
 
-    /// Marks `owner`'s older documents with the same title as superseded by `document_id`, so
-    /// search shows the fresh version only; returns how many were superseded.
+    /// Makes the newest version of `title` the one search shows: newest by task id (UUIDv7,
+    /// so by submission time), never by when an attempt happened to run, so a redelivered or
+    /// retried older ingestion cannot hide a newer one. Returns how many older versions the
+    /// task's document replaces (0 if a newer version exists; this one is then superseded).
     pub fn supersede_older(
         &self,
         owner: &Owner,
-        document_id: i64,
+        task_id: &str,
         title: &str,
     ) -> Result<usize, LibraryError> {
         let err = self.err(owner);
-        let Some(conn) = self.connect(owner, true)? else {
+        let Some(mut conn) = self.connect(owner, true)? else {
             return Err(LibraryError::NoUser);
         };
-        conn.execute(
-            "UPDATE documents SET superseded_by = ?1 WHERE title = ?2 AND id < ?1 AND superseded_by IS NULL",
-            params![document_id, title],
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let (newest_id, newest_task): (i64, String) = tx
+            .query_row(
+                "SELECT id, task_id FROM documents WHERE title = ?1 ORDER BY task_id DESC LIMIT 1",
+                [title],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&err)?;
+        tx.execute(
+            "UPDATE documents SET superseded_by = CASE WHEN id = ?1 THEN NULL ELSE ?1 END WHERE title = ?2",
+            params![newest_id, title],
         )
-        .map_err(err)
+        .map_err(&err)?;
+        let replaced: i64 = if newest_task == task_id {
+            tx.query_row(
+                "SELECT COUNT(*) FROM documents WHERE title = ?1 AND id <> ?2",
+                params![title, newest_id],
+                |r| r.get(0),
+            )
+            .map_err(&err)?
+        } else {
+            0
+        };
+        tx.commit().map_err(&err)?;
+        Ok(replaced as usize)
     }
 
     /// `owner`'s current documents matching any term of `query`, best first, one hit per
@@ -517,17 +552,20 @@ mod tests {
         let o = owner("alice");
         lib.add_document(&o, "t1", "Plan", &chunks("version one of the plan"))
             .expect("index");
-        let new = lib
-            .add_document(&o, "t2", "Plan", &chunks("version two of the plan"))
+        assert_eq!(lib.supersede_older(&o, "t1", "Plan").expect("fresh"), 0);
+        lib.add_document(&o, "t2", "Plan", &chunks("version two of the plan"))
             .expect("index");
-        assert_eq!(
-            lib.supersede_older(&o, new.document_id, "Plan")
-                .expect("fresh"),
-            1
-        );
-        let hits = lib.search(&o, "plan", 10).expect("search");
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].task_id, "t2");
+        assert_eq!(lib.supersede_older(&o, "t2", "Plan").expect("fresh"), 1);
+        let shown = |lib: &Library| {
+            let hits = lib.search(&o, "plan", 10).expect("search");
+            hits.iter().map(|h| h.task_id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&lib), ["t2"]);
+        // The older ingestion runs again (redelivered, or retried by hand): still hidden.
+        lib.add_document(&o, "t1", "Plan", &chunks("version one of the plan"))
+            .expect("index again");
+        assert_eq!(lib.supersede_older(&o, "t1", "Plan").expect("fresh"), 0);
+        assert_eq!(shown(&lib), ["t2"]);
     }
 
     #[test]

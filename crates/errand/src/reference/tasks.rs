@@ -175,8 +175,8 @@ impl Task for IngestDocument {
 
         let superseded = cx
             .step("freshness", {
-                let title = self.title.clone();
-                blocking(move || library.supersede_older(&owner, indexed.document_id, &title))
+                let (task_id, title) = (cx.id().to_string(), self.title.clone());
+                blocking(move || library.supersede_older(&owner, &task_id, &title))
             })
             .await?;
 
