@@ -178,3 +178,28 @@ async fn the_credential_appears_nowhere() {
         "while the task itself did receive it"
     );
 }
+
+#[tokio::test]
+async fn a_managed_tasks_panic_is_logged_with_its_user() {
+    let (logs, _guard) = capture();
+    let manager = Manager::new(ManagerConfig::default());
+    let handle = user("paula")
+        .scope(async {
+            manager.task("publish_event").spawn(async {
+                if true {
+                    panic!("publisher exploded");
+                }
+            })
+        })
+        .await
+        .expect("spawn");
+    assert!(matches!(handle.wait().await, TaskEnd::Panicked(_)));
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("background task panicked"))
+        .unwrap_or_else(|| panic!("no panic line in:\n{text}"));
+    assert!(line.contains("user_id=paula"), "{line}");
+    assert!(line.contains("publisher exploded"), "{line}");
+    assert!(line.contains("task=publish_event"), "{line}");
+}

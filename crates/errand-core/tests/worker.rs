@@ -713,11 +713,12 @@ async fn status_reports_are_coalesced() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_finished_attempt_keeps_its_lease_until_its_result_is_written() {
     // Every result takes three leases to write (a slow or briefly unreachable store); the
-    // worker's own reaper runs often. No task may run twice.
+    // worker's own reaper runs often. No task may run twice. Time is tokio's, paused.
     let slow = Arc::new(FaultyStore {
+        inner: MemoryStore::with_clock(Arc::new(TokioClock::new())),
         complete_delay: Duration::from_millis(900),
         ..Default::default()
     });
@@ -744,9 +745,12 @@ async fn a_finished_attempt_keeps_its_lease_until_its_result_is_written() {
     assert_eq!((stats.claimed, stats.succeeded), (6, 6));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_with_the_store_down_gives_up_after_a_lease() {
-    let faulty = Arc::new(FaultyStore::default());
+    let faulty = Arc::new(FaultyStore {
+        inner: MemoryStore::with_clock(Arc::new(TokioClock::new())),
+        ..Default::default()
+    });
     let s = setup(faulty.clone());
     let worker = s.worker(WorkerConfig {
         lease: Duration::from_millis(500),
@@ -815,9 +819,12 @@ async fn a_result_the_store_refuses_does_not_hold_up_the_others() {
         .expect("shutdown returns");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_worker_that_reclaims_its_own_lapsed_task_stops_the_older_attempt() {
-    let faulty = Arc::new(FaultyStore::default());
+    let faulty = Arc::new(FaultyStore {
+        inner: MemoryStore::with_clock(Arc::new(TokioClock::new())),
+        ..Default::default()
+    });
     let s = setup(faulty.clone());
     faulty.heartbeats_stalled.store(true, Ordering::SeqCst);
     let worker = s.worker(WorkerConfig {
