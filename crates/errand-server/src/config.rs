@@ -38,8 +38,11 @@ pub struct ServerConfig {
     pub token_leeway: Duration,
     /// Interval of keep-alive comments on an idle event stream. Default 15 s.
     pub sse_keep_alive: Duration,
-    /// Interval at which an idle event stream re-reads its task from the store, so a change
-    /// the store's watch missed (a reconnect, a purge) still reaches the client. Default 30 s.
+    /// Interval at which an idle event stream re-reads its task from the store. A re-read
+    /// record that differs from the last one sent is sent like any other (final records
+    /// included, whatever their `updated_at`), so a change the store's watch missed (a remote
+    /// store's lost subscription, records a slow watcher skipped) reaches the client within
+    /// this interval, and a task purged meanwhile ends the stream. Default 30 s.
     pub events_resync: Duration,
 }
 

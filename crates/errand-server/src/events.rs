@@ -1,11 +1,18 @@
 //! `GET /v1/tasks/{id}/events`: a task's record as Server-Sent Events, one `status` event per
 //! change, from the current record until a final state.
 //!
-//! The stream subscribes to the store's watch *before* it reads the current record, so no
-//! change between the two is missed; records older than one already sent, or equal to it, are
-//! skipped. An idle stream re-reads the record now and then (see
-//! [`ServerConfig::events_resync`](crate::ServerConfig::events_resync)) so a change the watch
-//! missed still arrives, and every stream ends when the server shuts down.
+//! Opening a stream first checks that the caller may see the task (a stranger's request costs
+//! one read and no watch), then subscribes to the store's watch, then reads the record again:
+//! a change between the subscription and that read is in the record or comes through the
+//! watch, so none is missed.
+//!
+//! Every record that differs from the last one sent is sent. Records are not ordered by
+//! `updated_at`: those times come from the clocks of whichever hosts wrote them (an API
+//! server's cancel, a worker's completion), read before any lock, so a later change can carry
+//! an earlier time. The stream ends after the first final record it sends. An idle stream
+//! re-reads the record now and then (see
+//! [`ServerConfig::events_resync`](crate::ServerConfig::events_resync)), so a change the watch
+//! missed still arrives; every stream ends when the server shuts down.
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -15,7 +22,6 @@ use crate::server::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use errand_core::{EventStream, TaskId, TaskRecord};
 use futures::StreamExt;
 use std::convert::Infallible;
@@ -31,11 +37,14 @@ pub(crate) async fn stream(
     caller: Caller,
     TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
+    // Visibility first: a stranger's request (404) costs no watch.
+    app.visible_record(&caller, id).await?;
     let watch = app
         .store
         .watch(id)
         .await
         .map_err(|e| app.store_error("watch", e))?;
+    // Read again after subscribing, so a change made before the subscription is not missed.
     let current = app.visible_record(&caller, id).await?;
     let period = app.config.events_resync;
     let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -55,12 +64,6 @@ pub(crate) async fn stream(
     Ok(([("x-accel-buffering", "no")], sse).into_response())
 }
 
-/// The last record sent.
-struct Sent {
-    updated_at: DateTime<Utc>,
-    json: String,
-}
-
 /// One open stream's state.
 struct Events {
     app: Arc<AppState>,
@@ -68,7 +71,8 @@ struct Events {
     watch: EventStream,
     /// The record read when the stream opened, sent first.
     first: Option<TaskRecord>,
-    last: Option<Sent>,
+    /// The JSON of the last record sent.
+    last: Option<String>,
     /// A final record was sent.
     done: bool,
     resync: Interval,
@@ -116,15 +120,9 @@ impl Events {
         }
     }
 
-    /// The event for `record`, unless it is older than or the same as the last one sent.
+    /// The event for `record`, unless it is the same as the last one sent. Final records are
+    /// never skipped for their time: `updated_at` is not monotonic across hosts.
     fn event(&mut self, record: TaskRecord) -> Option<Event> {
-        if self
-            .last
-            .as_ref()
-            .is_some_and(|last| record.updated_at < last.updated_at)
-        {
-            return None;
-        }
         let json = match serde_json::to_string(&record) {
             Ok(json) => json,
             Err(e) => {
@@ -132,15 +130,12 @@ impl Events {
                 return None;
             }
         };
-        if self.last.as_ref().is_some_and(|last| last.json == json) {
+        if self.last.as_ref() == Some(&json) {
             return None;
         }
         self.done = record.status.is_terminal();
         let event = Event::default().event(EVENT_NAME).data(&json);
-        self.last = Some(Sent {
-            updated_at: record.updated_at,
-            json,
-        });
+        self.last = Some(json);
         Some(event)
     }
 }

@@ -404,3 +404,95 @@ async fn an_idle_stream_rereads_the_record_and_keeps_the_connection_alive() {
     worker.shutdown(common::DEADLINE).await;
     h.stop().await;
 }
+
+/// Follows a running task that is cancelled through the API while every record the store
+/// returns carries an earlier `updated_at` than the one before (clocks of different hosts):
+/// the stream must still send the changes and end with the final record. `blind_watch`: only
+/// the periodic re-read can deliver them.
+async fn follow_a_cancel_with_times_running_backwards(blind_watch: bool) {
+    let store = TestStore::default();
+    store.blind_watch.store(blind_watch, Ordering::SeqCst);
+    let config = ServerConfig {
+        events_resync: Duration::from_millis(100),
+        ..common::config()
+    };
+    let h = Harness::with(Options {
+        store: Arc::new(store.clone()),
+        config,
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("alice", None, false);
+    let id = h
+        .submit_ok(&token, json!({"name": "hold", "args": {}}))
+        .await;
+    let worker = h.worker();
+    h.wait_status(&token, &id, "running").await;
+    store.rewind_times.store(true, Ordering::SeqCst);
+    let mut events = h.events(&token, &id).await.expect("stream opens");
+    assert_eq!(
+        events.next().await.expect("first").data["status"],
+        "running"
+    );
+    let (status, json) = h.post(&token, &format!("/v1/tasks/{id}/cancel")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    let rest: Vec<Value> = events.rest().await.into_iter().map(|e| e.data).collect();
+    let last = rest.last().expect("the final record is sent");
+    assert_eq!(last["status"], "cancelled", "{rest:?}");
+    let times: Vec<&str> = rest
+        .iter()
+        .map(|r| r["updated_at"].as_str().expect("updated_at"))
+        .collect();
+    assert!(
+        times.windows(2).all(|t| t[0] > t[1]),
+        "the store's times ran backwards: {times:?}"
+    );
+    worker.shutdown(common::DEADLINE).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_record_with_an_earlier_time_still_ends_the_stream() {
+    follow_a_cancel_with_times_running_backwards(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reread_final_record_with_an_earlier_time_still_ends_the_stream() {
+    follow_a_cancel_with_times_running_backwards(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_watched_only_once_the_caller_may_see_the_task() {
+    let store = TestStore::default();
+    let h = Harness::with(Options {
+        store: Arc::new(store.clone()),
+        ..Default::default()
+    })
+    .await;
+    let alice = h.token("alice", None, false);
+    let bob = h.token("bob", None, false);
+    let id = h
+        .submit_ok(&alice, json!({"name": "hold", "args": {}}))
+        .await;
+    let (status, json) = h.events(&bob, &id).await.err().expect("not bob's");
+    assert_error(status, &json, StatusCode::NOT_FOUND, "not_found");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (status, json) = h
+        .events(&alice, &unknown)
+        .await
+        .err()
+        .expect("no such task");
+    assert_error(status, &json, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        store.watches.load(Ordering::SeqCst),
+        0,
+        "refused streams set up no watch"
+    );
+    let mut events = h.events(&alice, &id).await.expect("alice's stream opens");
+    assert_eq!(
+        events.next().await.expect("first").data["status"],
+        "pending"
+    );
+    assert_eq!(store.watches.load(Ordering::SeqCst), 1);
+    h.stop().await;
+}

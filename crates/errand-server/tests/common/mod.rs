@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -467,16 +467,33 @@ pub fn assert_error(status: StatusCode, json: &Value, expected: StatusCode, code
 
 /// A MemoryStore with switches for the tests: `down` makes every call fail with
 /// `StoreError::Unavailable`; `blind_watch` makes `watch` streams that never yield;
-/// `cancel_on_watch` cancels a task inside the next `watch` call, before subscribing.
+/// `cancel_on_watch` cancels a task inside the next `watch` call, before subscribing;
+/// `rewind_times` gives every record returned (by `get` and by watches) an `updated_at`
+/// earlier than the record returned before it, as clocks of different hosts can. `watches`
+/// counts `watch` calls.
 #[derive(Clone, Default)]
 pub struct TestStore {
     pub inner: MemoryStore,
     pub down: Arc<AtomicBool>,
     pub blind_watch: Arc<AtomicBool>,
     pub cancel_on_watch: Arc<Mutex<Option<TaskId>>>,
+    pub rewind_times: Arc<AtomicBool>,
+    rewound: Arc<AtomicI64>,
+    pub watches: Arc<AtomicUsize>,
 }
 
 impl TestStore {
+    /// `record`, with an `updated_at` a second before the previous rewound record's when
+    /// `rewind_times` is on.
+    fn rewind(&self, mut record: TaskRecord) -> TaskRecord {
+        if self.rewind_times.load(Ordering::SeqCst) {
+            let n = self.rewound.fetch_add(1, Ordering::SeqCst);
+            let far = chrono::DateTime::from_timestamp(4_102_444_800, 0).expect("year 2100");
+            record.updated_at = far - chrono::Duration::seconds(n);
+        }
+        record
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable(
@@ -522,7 +539,7 @@ impl Store for TestStore {
     }
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         self.check()?;
-        self.inner.get(id).await
+        Ok(self.inner.get(id).await?.map(|r| self.rewind(r)))
     }
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.check()?;
@@ -538,6 +555,7 @@ impl Store for TestStore {
     }
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
         self.check()?;
+        self.watches.fetch_add(1, Ordering::SeqCst);
         let cancel = self
             .cancel_on_watch
             .lock()
@@ -549,7 +567,13 @@ impl Store for TestStore {
         if self.blind_watch.load(Ordering::SeqCst) {
             return Ok(futures::stream::pending().boxed());
         }
-        self.inner.watch(id).await
+        let store = self.clone();
+        Ok(self
+            .inner
+            .watch(id)
+            .await?
+            .map(move |r| store.rewind(r))
+            .boxed())
     }
     async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
         self.check()?;
