@@ -218,11 +218,18 @@ impl From<PrepareError> for ApiError {
 
 impl From<StoreError> for ApiError {
     /// 503 for an unreachable store, 400 for a request the store cannot hold, 500 (logged)
-    /// otherwise.
+    /// otherwise. The store's own words never reach the client: they describe the store, not
+    /// the request, and are logged instead.
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => ApiError::store_unavailable(),
-            StoreError::Invalid(message) => ApiError::bad_request("invalid_request", message),
+            StoreError::Invalid(_) => {
+                tracing::warn!(error = %e, "task store refused a request");
+                ApiError::bad_request(
+                    "invalid_request",
+                    "the task store cannot hold this request (a value may be too large)",
+                )
+            }
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "task store failed");
                 ApiError::internal()
@@ -356,8 +363,16 @@ mod tests {
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         let response = e.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let e: ApiError = StoreError::Invalid("key too long".into()).into();
+        let e: ApiError =
+            StoreError::Invalid("UNIQUE constraint failed: tasks.id in /srv/errand.db".into())
+                .into();
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.code(), "invalid_request");
+        assert!(
+            !e.message().contains("UNIQUE") && !e.message().contains("/srv"),
+            "the store's words stay out of the answer: {}",
+            e.message()
+        );
         let e: ApiError = StoreError::Backend("disk".into()).into();
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.message().contains("disk"));
