@@ -26,10 +26,9 @@ pub(crate) struct Metrics {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Requests by (method, route, status).
-    requests: BTreeMap<(&'static str, String, u16), u64>,
-    /// Request durations by (method, route).
-    durations: BTreeMap<(&'static str, String), Histogram>,
+    /// Requests by route template, then method. Keyed by route first so that counting a
+    /// request of a known series looks the route up by `&str` and allocates nothing.
+    requests: BTreeMap<String, BTreeMap<&'static str, Series>>,
     /// New tasks by name.
     submitted: BTreeMap<String, u64>,
     /// Submissions answered with a live task of the same key, by name.
@@ -38,6 +37,15 @@ struct Inner {
     store_errors: BTreeMap<(&'static str, &'static str), u64>,
     /// Refused authentications by reason (error code).
     auth_failures: BTreeMap<&'static str, u64>,
+}
+
+/// The requests of one (route, method).
+#[derive(Debug, Default)]
+struct Series {
+    /// Count by status.
+    statuses: BTreeMap<u16, u64>,
+    /// Durations.
+    durations: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +91,8 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one answered request.
+    /// Counts one answered request. Allocates only the first time a (route, method, status)
+    /// is seen: it runs on every request, under the metrics lock.
     pub fn request(&self, method: &Method, route: &str, status: u16, latency: Duration) {
         let method = method_label(method);
         let seconds = latency.as_secs_f64();
@@ -92,16 +101,14 @@ impl Metrics {
             .position(|le| seconds <= *le)
             .unwrap_or(BUCKETS.len());
         let mut inner = self.lock();
-        *inner
-            .requests
-            .entry((method, route.to_string(), status))
-            .or_default() += 1;
-        let h = inner
-            .durations
-            .entry((method, route.to_string()))
-            .or_default();
-        h.counts[bucket] += 1;
-        h.sum += seconds;
+        let methods = match inner.requests.get_mut(route) {
+            Some(methods) => methods,
+            None => inner.requests.entry(route.to_string()).or_default(),
+        };
+        let series = methods.entry(method).or_default();
+        *series.statuses.entry(status).or_default() += 1;
+        series.durations.counts[bucket] += 1;
+        series.durations.sum += seconds;
     }
 
     /// Counts one submission of task `name`.
@@ -148,12 +155,16 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by method, route template and status.",
         );
-        for ((method, route, status), n) in &inner.requests {
-            let _ = writeln!(
-                w,
-                "errand_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        for (route, methods) in &inner.requests {
+            let route = escape(route);
+            for (method, series) in methods {
+                for (status, n) in &series.statuses {
+                    let _ = writeln!(
+                        w,
+                        "errand_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}",
+                    );
+                }
+            }
         }
 
         header(
@@ -162,7 +173,12 @@ impl Metrics {
             "histogram",
             "Time to answer an HTTP request (to the response head), by method and route template.",
         );
-        for ((method, route), h) in &inner.durations {
+        let durations = inner.requests.iter().flat_map(|(route, methods)| {
+            methods
+                .iter()
+                .map(move |(method, series)| (method, route, &series.durations))
+        });
+        for (method, route, h) in durations {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             let mut cumulative = 0;
             for (le, n) in BUCKETS.iter().zip(h.counts) {
@@ -296,7 +312,62 @@ impl Drop for StreamGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
     use std::sync::Arc;
+
+    thread_local! {
+        /// Allocations made by this thread (tests run on threads of their own).
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The system allocator, counting each thread's allocations.
+    struct Counting;
+
+    // SAFETY: every call is forwarded to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller upholds `alloc`'s contract.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` was allocated by `System` with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    #[test]
+    fn counting_a_request_of_a_known_series_allocates_nothing() {
+        let m = Metrics::default();
+        let route = "/v1/tasks/{id}";
+        m.request(&Method::GET, route, 200, Duration::from_millis(3));
+        let before = allocations();
+        for _ in 0..100 {
+            m.request(&Method::GET, route, 200, Duration::from_millis(7));
+        }
+        assert_eq!(allocations() - before, 0, "the hit path allocates");
+        m.request(&Method::POST, route, 202, Duration::from_millis(1));
+        assert!(
+            allocations() > before,
+            "a new series is stored (and counted)"
+        );
+        let text = m.render(None);
+        assert!(text.contains(
+            "errand_http_requests_total{method=\"GET\",route=\"/v1/tasks/{id}\",status=\"200\"} 101"
+        ));
+        assert!(text.contains(
+            "errand_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tasks/{id}\"} 101"
+        ));
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
