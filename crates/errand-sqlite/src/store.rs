@@ -238,8 +238,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    /// Subscribes, then waits for the writer's current batch: that batch may have changed
+    /// the task after deciding that nobody watched it, and a caller reading the record once
+    /// this returns must see that change (later batches announce theirs to this watcher).
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
-        Ok(self.inner.signals.watchers.subscribe(id))
+        let events = self.inner.signals.watchers.subscribe(id);
+        self.inner.writer.barrier().await?;
+        Ok(events)
     }
 
     async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
@@ -302,5 +307,82 @@ impl Store for SqliteStore {
             )));
         }
         self.inner.readers.run(ops::ping).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand_core::TaskState;
+    use futures::{FutureExt, StreamExt};
+    use std::task::{Context, Poll, Waker};
+
+    /// The server's order: watch, then read. A watch opened while a batch that changed the
+    /// task is still uncommitted must not return before that batch commits: its change was
+    /// not announced to this watcher (the batch checked for watchers before the subscription),
+    /// so the read after the watch has to show it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_opened_during_a_batch_sees_that_batchs_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("errand.db"), SqliteConfig::default())
+            .expect("store opens");
+        let args = serde_json::value::to_raw_value(&serde_json::json!({})).expect("JSON");
+        let task = NewTask::new("t", args);
+        let id = task.id;
+        store.enqueue(vec![task]).await.expect("enqueue");
+
+        // A batch cancels the task, then holds the writer before it commits.
+        let (ran, has_run) = tokio::sync::oneshot::channel();
+        let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+        let now = store.now();
+        let batch = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .inner
+                    .writer
+                    .run(move |cx| {
+                        let outcome = ops::cancel(cx, id, now);
+                        let _ = ran.send(());
+                        let _ = wait_for_go.recv();
+                        outcome
+                    })
+                    .await
+            }
+        });
+        has_run.await.expect("the batch ran");
+
+        let mut opening = store.watch(id);
+        let opened_at_once = opening.poll_unpin(&mut Context::from_waker(Waker::noop()));
+        // What a read right after a watch that returned now shows: the state before the
+        // batch, which is still uncommitted.
+        let early_read = match opened_at_once {
+            Poll::Ready(_) => Some(store.get(id).await.expect("get")),
+            Poll::Pending => None,
+        };
+        go.send(()).expect("the batch waits");
+        let outcome = batch.await.expect("batch task").expect("cancel");
+        assert!(
+            matches!(outcome, CancelOutcome::Cancelled(_)),
+            "{outcome:?}"
+        );
+        let mut events = match opened_at_once {
+            Poll::Ready(events) => events,
+            Poll::Pending => opening.await,
+        }
+        .expect("watch");
+        let read = match early_read {
+            Some(read) => read,
+            None => store.get(id).await.expect("get"),
+        }
+        .expect("the task is stored");
+        // The batch committed and announced its effects before it answered.
+        let event = events.next().now_or_never().flatten();
+        assert!(
+            read.status == TaskState::Cancelled
+                || event.is_some_and(|r| r.status == TaskState::Cancelled),
+            "neither the read ({:?}) nor an event shows the cancel",
+            read.status
+        );
     }
 }

@@ -7,6 +7,10 @@
 //! commit per batch instead of one per operation is what makes SQLite fast here: under load,
 //! hundreds of claims, completions and enqueues share one commit.
 //!
+//! Whether a change is announced to a task's watchers is decided while the operation runs,
+//! before the commit. [`Writer::barrier`] lets a new watcher wait until every batch that may
+//! have decided without it has committed.
+//!
 //! If the thread is gone (the store was closed, or it panicked), calls fail with
 //! [`StoreError::Unavailable`] instead of waiting forever.
 
@@ -62,6 +66,8 @@ pub(crate) struct Writer {
 
 enum Msg {
     Job(Box<dyn Job>),
+    /// Answered as soon as the thread takes it: the batch before it has committed by then.
+    Barrier(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -69,6 +75,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Job(_) => "Job",
+            Msg::Barrier(_) => "Barrier",
             Msg::Close(_) => "Close",
         })
     }
@@ -120,6 +127,17 @@ impl Writer {
             .send(Msg::Job(Box::new(Pending { work, reply })))
             .map_err(|_| self.gone())?;
         answer.await.map_err(|_| self.gone())?
+    }
+
+    /// Returns once every batch that was running or queued when it was called has committed
+    /// (or failed) and its effects were announced; batches after it run entirely after the
+    /// call. Costs no transaction.
+    pub(crate) async fn barrier(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Msg::Barrier(reply))
+            .map_err(|_| self.gone())?;
+        answer.await.map_err(|_| self.gone())
     }
 
     /// Lets the writer finish what is queued, then stops it and closes its connection.
@@ -275,11 +293,18 @@ impl WriterThread {
             let mut close = None;
             match msg {
                 Msg::Job(job) => jobs.push(job),
+                // Between batches: the previous one is committed, the next has not begun.
+                Msg::Barrier(reply) => {
+                    let _ = reply.send(());
+                }
                 Msg::Close(ack) => close = Some(ack),
             }
             while close.is_none() && jobs.len() < self.max_batch {
                 match self.rx.try_recv() {
                     Ok(Msg::Job(job)) => jobs.push(job),
+                    Ok(Msg::Barrier(reply)) => {
+                        let _ = reply.send(());
+                    }
                     Ok(Msg::Close(ack)) => close = Some(ack),
                     Err(_) => break,
                 }
