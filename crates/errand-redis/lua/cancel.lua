@@ -1,8 +1,9 @@
 -- Cancels one task: a waiting one at once; a running one by flagging it and telling every
 -- process on the cancel channel ARGV[3] (the worker holding it fires the task's token; its
 -- heartbeats also answer "cancel requested").
--- A task waiting in the ready list stays there as a stale entry, counted in `stale` and
--- dropped by the next claim that reaches it, so cancelling never scans the list.
+-- A task waiting in the schedule leaves it; one waiting in the ready list leaves a dead entry
+-- there, its id added to `skip` (see common.lua), which the claim that reaches it drops, so
+-- cancelling never scans the list.
 -- ARGV: now, task id, cancel channel.
 -- Returns {'cancelled', record} | {'requested', record} | {'conflict', state} | {'missing'}.
 
@@ -15,7 +16,7 @@ if not r then
 end
 if is_waiting(r.s) then
   if redis.call('ZREM', schedule_key, id) == 0 then
-    redis.call('INCR', stale_key)
+    redis.call('SADD', skip_key, id)
   end
   local expiring = {}
   local changed = finish(id, r, 'cancelled', expiring)

@@ -1,12 +1,20 @@
--- Claims up to ARGV[2] due tasks of one queue, oldest first, each with a lease until ARGV[3]
+-- Claims up to ARGV[2] due tasks of one queue, oldest first, each with a lease of ARGV[3] ms
 -- and its attempt and fence raised by one.
 -- Delayed and retrying tasks that fell due are first moved from the schedule to the back of
--- the ready list, so they need no poller. Entries of tasks cancelled while waiting are
--- dropped here (cancel leaves them in the list, counted in `stale`, rather than scanning it).
+-- the ready list, so they need no poller. Entries are then popped from the head until
+-- `limit` tasks are claimed or the list is empty, looking at no more than `limit + SKIP_MAX`
+-- entries per call (so a long run of dead entries cannot hold Redis; the next claim goes
+-- on from there):
+-- - an entry whose id is in `skip` is dead (its task was cancelled while waiting): dropped;
+-- - an entry of a scheduled or retrying task whose due time is still ahead (the clock that
+--   moved it was ahead of this one) goes back to the schedule, never runs early;
+-- - an entry of a waiting task is claimed; any other is dropped.
+-- ARGV: now, limit, lease (ms).
 -- Returns per task: id, record (as now stored).
 
+local SKIP_MAX = 1000
 local limit = tonumber(ARGV[2])
-local lease_until = ARGV[3]
+local lease_until = now + tonumber(ARGV[3])
 
 local due = redis.call('ZRANGE', schedule_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 if #due > 0 then
@@ -14,43 +22,59 @@ if #due > 0 then
   redis.call('RPUSH', ready_key, unpack(due))
 end
 
-local ids = redis.call('LPOP', ready_key, limit)
-if not ids then
-  return {}
-end
-local keys = {}
-for i, id in ipairs(ids) do
-  keys[i] = task_key(id)
-end
-local records = redis.call('MGET', unpack(keys))
-
-local out, writes, leased = {}, {}, {}
-local stale = 0
-for i, id in ipairs(ids) do
-  local s = records[i]
-  local state, cr, f, a, pos
-  if s then
-    state, cr, f, a, pos = string.match(s, '^(%a+)|(%d)|(%d+)|(%d+)|%d*|%d*|%d*|()')
+-- Asked once per call: with no dead entry in the list, an entry costs no set lookup.
+local skipping = redis.call('EXISTS', skip_key) == 1
+local out, writes, leased, dropped, later = {}, {}, {}, {}, {}
+local claimed, budget = 0, limit + SKIP_MAX
+while claimed < limit and budget > 0 do
+  local want = math.min(limit - claimed, budget)
+  local ids = redis.call('LPOP', ready_key, want)
+  if not ids then
+    break
   end
-  if state and is_waiting(state) then
-    local claimed = 'running|' .. cr .. '|' .. (tonumber(f) + 1) .. '|' .. (tonumber(a) + 1)
-      .. '|' .. now .. '|' .. now .. '||' .. string.sub(s, pos)
-    writes[#writes + 1] = keys[i]
-    writes[#writes + 1] = claimed
-    leased[#leased + 1] = lease_until
-    leased[#leased + 1] = id
-    out[#out + 1] = id
-    out[#out + 1] = claimed
-    announce(id, claimed)
-  else
-    stale = stale + 1
+  budget = budget - #ids
+  local dead = skipping and redis.call('SMISMEMBER', skip_key, unpack(ids))
+  local live, keys = {}, {}
+  for i, id in ipairs(ids) do
+    if dead and dead[i] == 1 then
+      dropped[#dropped + 1] = id
+    else
+      live[#live + 1] = id
+      keys[#keys + 1] = task_key(id)
+    end
+  end
+  local records = #keys > 0 and redis.call('MGET', unpack(keys)) or {}
+  for i, id in ipairs(live) do
+    local s = records[i]
+    local state, cr, f, a, n, pos
+    if s then
+      state, cr, f, a, n, pos = string.match(s, '^(%a+)|(%d)|(%d+)|(%d+)|%d*|%d*|(%d*)|()')
+    end
+    if state and state ~= 'pending' and is_waiting(state) and n ~= '' and tonumber(n) > now then
+      later[#later + 1] = n
+      later[#later + 1] = id
+    elseif state and is_waiting(state) then
+      local claimed_record = 'running|' .. cr .. '|' .. (tonumber(f) + 1) .. '|'
+        .. (tonumber(a) + 1) .. '|' .. now .. '|' .. now .. '||' .. string.sub(s, pos)
+      writes[#writes + 1] = keys[i]
+      writes[#writes + 1] = claimed_record
+      leased[#leased + 1] = lease_until
+      leased[#leased + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = claimed_record
+      claimed = claimed + 1
+      announce(id, claimed_record)
+    end
+  end
+  if #ids < want then
+    break
   end
 end
-if stale > 0 then
-  -- Never below zero, whatever happened to the counter (a flushed key, a manual edit).
-  if redis.call('DECRBY', stale_key, stale) < 0 then
-    redis.call('SET', stale_key, 0)
-  end
+if #dropped > 0 then
+  redis.call('SREM', skip_key, unpack(dropped))
+end
+if #later > 0 then
+  redis.call('ZADD', schedule_key, unpack(later))
 end
 if #writes > 0 then
   redis.call('MSET', unpack(writes))

@@ -1,9 +1,12 @@
 -- Shared by every errand script (prepended to each one when the crate is built).
 --
--- KEYS[1] is the queue's key base, `{prefix:queue}`: every key a script touches is that base
--- followed by a suffix, so all of them carry the same hash tag and live in one cluster slot.
--- ARGV[1] is "now" in milliseconds, read from the store's clock (never Redis's own time), so
--- tests drive leases, delays, backoff and expiry with a manual clock.
+-- KEYS[1] is the queue's key base, `{prefix:queue}`, and the only key a script declares:
+-- every key it touches is that base followed by a suffix, so all of them carry KEYS[1]'s
+-- hash tag and live in its cluster slot.
+-- ARGV[1] is "now" in milliseconds from the store's injected clock (tests drive leases,
+-- delays, backoff and expiry with a manual clock), or '' to read Redis's own clock (`TIME`;
+-- Redis 7 replicates a script's effects, so it may write after reading the time). Every time
+-- a script writes, lease ends and record times alike, comes from this one "now".
 --
 -- A task is one string, `{p:q}:t:<id>`, so that a batch of tasks is read with one MGET and
 -- written with one MSET (a few Redis calls per batch instead of several per task):
@@ -11,19 +14,30 @@
 --   state|cancel|fence|attempt|started|updated|next|completed|expires|max|created|ttl|owner\n
 --   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>
 --
--- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `owner` is the
--- owner's hash (it names the owner's listing index). The six length-prefixed blobs may hold
--- any bytes; empty means unset. The payload (name, owner, ids, args, sealed context) never
--- changes after enqueue. Error and result come first so that ending an attempt rewrites the
--- header and those two and copies the rest as it is: Lua string work, not Redis commands, is
--- what a task costs most here.
+-- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `next` is when a
+-- scheduled or retrying task is due, `owner` is the owner's hash (it names the owner's
+-- listing index). The six length-prefixed blobs may hold any bytes; empty means unset. The
+-- payload (name, owner, ids, args, sealed context) never changes after enqueue. Error and
+-- result come first so that ending an attempt rewrites the header and those two and copies
+-- the rest as it is: Lua string work, not Redis commands, is what a task costs most here.
 
 local base = KEYS[1]
-local now = tonumber(ARGV[1])
+local now
+if ARGV[1] == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
 
 local ready_key = base .. ':ready'
 local schedule_key = base .. ':schedule'
-local stale_key = base .. ':stale'
+-- Ids whose entry in the ready list is dead: their task was cancelled while waiting there.
+-- Cancelling adds the id instead of scanning the list; a claim that pops the entry drops it
+-- and removes the id; a manual retry before that removes the id, which revives the entry in
+-- place. So a task has at most one entry in `ready` and `schedule` together, and
+-- LLEN(ready) + ZCARD(schedule) - SCARD(skip) is exactly the number of waiting tasks.
+local skip_key = base .. ':skip'
 local leases_key = base .. ':leases'
 local ttls_key = base .. ':ttls'
 local ids_key = base .. ':ids'
@@ -90,7 +104,8 @@ local function is_waiting(state)
 end
 
 -- Whether any task of this queue is watched (asked once per call: nobody watching costs one
--- EXISTS per script call, nothing per task).
+-- EXISTS per script call, nothing per task; while some task of the queue is watched, each
+-- changed task costs an HEXISTS).
 local watching = nil
 
 -- Publishes a changed record on its event channel while some process watches it.

@@ -1,6 +1,8 @@
--- Stores a batch of new tasks of one queue.
--- ARGV: now, count, whether any task has an idempotency key (0|1), then per task 5 values:
---   id, due (ms; 0 = now), owner hash, idempotency key name ('' without a key), record.
+-- Stores a batch of new tasks of one queue. Each record's header is written here, so its
+-- times (created, updated, due) come from the script's "now" (see common.lua).
+-- ARGV: now, count, whether any task has an idempotency key (0|1), then per task 6 values:
+--   id, delay (ms; 0 = due now), owner hash, idempotency key name ('' without a key),
+--   max attempts, and the record from its `ttl` field on (`ttl|owner\n<blobs>`).
 -- Returns {} when every task was stored (the usual case: one MSETNX for the batch), else per
 -- task: id, state, deduplicated (0|1). A live task with the same key is returned instead of a
 -- new one; an id that already exists (a resent batch) is returned as it is, so a client may
@@ -10,13 +12,29 @@ local count = tonumber(ARGV[2])
 local keyed = ARGV[3] == '1'
 
 local function arg(i, k)
-  return ARGV[4 + i * 5 + k]
+  return ARGV[4 + i * 6 + k]
+end
+
+-- The records and due times; the header up to `max` is the same for every task due now.
+local records, dues = {}, {}
+local pending_head = 'pending|0|0|0||' .. now .. '||||'
+local created = '|' .. now .. '|'
+for i = 0, count - 1 do
+  local delay = tonumber(arg(i, 1))
+  local head = pending_head
+  local due = now
+  if delay > 0 then
+    due = now + delay
+    head = 'scheduled|0|0|0||' .. now .. '|' .. due .. '|||'
+  end
+  records[i] = head .. arg(i, 4) .. created .. arg(i, 5)
+  dues[i] = due
 end
 
 local ready, scheduled, all, by_owner, owners = {}, {}, {}, {}, {}
 
 local function index(i)
-  local id, due, oh = arg(i, 0), tonumber(arg(i, 1)), arg(i, 2)
+  local id, due, oh = arg(i, 0), dues[i], arg(i, 2)
   if due > now then
     scheduled[#scheduled + 1] = due
     scheduled[#scheduled + 1] = id
@@ -41,7 +59,7 @@ if not keyed then
   local kv = {}
   for i = 0, count - 1 do
     kv[#kv + 1] = task_key(arg(i, 0))
-    kv[#kv + 1] = arg(i, 4)
+    kv[#kv + 1] = records[i]
   end
   if redis.call('MSETNX', unpack(kv)) == 1 then
     stored = true
@@ -53,7 +71,7 @@ end
 
 if not stored then
   for i = 0, count - 1 do
-    local id, keyname, record = arg(i, 0), arg(i, 3), arg(i, 4)
+    local id, keyname, record = arg(i, 0), arg(i, 3), records[i]
     local existing = nil
     if keyname ~= '' then
       local live = redis.call('GET', keyname)

@@ -1,8 +1,8 @@
--- Renews leases of one queue until ARGV[2].
--- ARGV: now, until, then per lease: id, fence.
+-- Renews leases of one queue for ARGV[2] ms from now.
+-- ARGV: now, extension (ms), then per lease: id, fence.
 -- Returns per lease: 0 lost (reclaimed or finished), 1 held, 2 held with cancellation requested.
 
-local lease_until = ARGV[2]
+local lease_until = now + tonumber(ARGV[2])
 local ids, fences, keys = {}, {}, {}
 for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]

@@ -1,12 +1,19 @@
--- Merges progress and steps reported by running tasks of one queue.
+-- Merges progress and steps reported by running tasks of one queue: one MGET and one MSET for
+-- the batch.
 -- ARGV: now, then per report: id, fence, progress JSON ('' unchanged), steps JSON ('' unchanged).
 -- Returns per report: 0 lost (dropped), 1 held, 2 held with cancellation requested.
 
-local out, writes = {}, {}
+local keys = {}
 for i = 2, #ARGV, 4 do
+  keys[#keys + 1] = task_key(ARGV[i])
+end
+local records = call_keys('MGET', keys, 1)
+
+local out, writes = {}, {}
+for n = 1, #keys do
+  local i = 2 + (n - 1) * 4
   local id, fence, progress, steps = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-  local k = task_key(id)
-  local s = redis.call('GET', k)
+  local s = records[n]
   local r = s and decode(s)
   if r and r.s == 'running' and r.f == fence then
     if progress ~= '' then
@@ -17,12 +24,12 @@ for i = 2, #ARGV, 4 do
     end
     r.u = now
     local changed = encode(r)
-    writes[#writes + 1] = k
+    writes[#writes + 1] = keys[n]
     writes[#writes + 1] = changed
     announce(id, changed)
-    out[#out + 1] = r.cr == '1' and 2 or 1
+    out[n] = r.cr == '1' and 2 or 1
   else
-    out[#out + 1] = 0
+    out[n] = 0
   end
 end
 if #writes > 0 then

@@ -1,6 +1,8 @@
 -- Requeues a failed or cancelled task with a fresh set of attempts; its payload (and so its
 -- sealed context) is untouched. Its idempotency key is live again unless another live task
--- took it meanwhile.
+-- took it meanwhile. A task cancelled while waiting whose dead entry is still in the ready
+-- list gets that entry back (its place in the list is kept); any other gets a new entry at
+-- the back. Either way the task has exactly one entry, so no leftover can claim it later.
 -- ARGV: now, task id.
 -- Returns {'requeued', record} | {'conflict', state} | {'missing'}.
 
@@ -32,7 +34,9 @@ redis.call('SET', k, changed)
 if r.kn ~= '' then
   redis.call('SET', r.kn, id, 'NX')
 end
-redis.call('RPUSH', ready_key, id)
+if redis.call('SREM', skip_key, id) == 0 then
+  redis.call('RPUSH', ready_key, id)
+end
 wake()
 announce(id, changed)
 return { 'requeued', changed }

@@ -1,7 +1,7 @@
 //! [`RedisConfig`]: how a [`RedisStore`](crate::RedisStore) names its keys, reads the time and
 //! bounds its waits on Redis.
 
-use errand_core::{Clock, SystemClock};
+use errand_core::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +19,16 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     /// Start of every key and channel name, so several errand deployments (or tests) share
-    /// one Redis without meeting. Must not contain `{` or `}`. Default `"errand"`.
+    /// one Redis without meeting. Must be non-empty and must not contain `:`, `{` or `}`:
+    /// keys are `{prefix:queue}:…`, so a prefix holding `:` could share keys with another
+    /// (prefix `a` with queue `b:c`, prefix `a:b` with queue `c`). Default `"errand"`.
     pub prefix: String,
-    /// Where leases, delays, backoff and expiry read the time. Default [`SystemClock`]; tests
-    /// pass a [`ManualClock`](errand_core::ManualClock).
-    pub clock: Arc<dyn Clock>,
+    /// Where leases, delays, backoff, expiry and the times shown in records read "now".
+    /// `None` (the default) reads Redis's own clock (`TIME`, inside each script), so every
+    /// process agrees on lease ends however far the hosts' clocks drift. Tests pass a
+    /// [`ManualClock`](errand_core::ManualClock) to drive time; every process sharing the
+    /// keys must then use the same clock.
+    pub clock: Option<Arc<dyn Clock>>,
     /// Longest wait for a TCP connection to Redis. Default 2 s.
     pub connect_timeout: Duration,
     /// Longest wait for Redis to answer one command or pipeline. Default 5 s.
@@ -42,7 +47,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             prefix: "errand".into(),
-            clock: Arc::new(SystemClock),
+            clock: None,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(5),
             reconnect_min_delay: Duration::from_millis(100),
@@ -59,9 +64,9 @@ impl RedisConfig {
         self
     }
 
-    /// Sets the clock.
+    /// Reads "now" from `clock` instead of Redis (see [`RedisConfig::clock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -90,7 +95,7 @@ impl RedisConfig {
         self
     }
 
-    /// The longest any one store call waits on Redis: a connection attempt, then the answer.
+    /// The longest one round trip waits on Redis: a connection attempt, then the answer.
     pub(crate) fn call_timeout(&self) -> Duration {
         self.connect_timeout + self.response_timeout
     }

@@ -13,7 +13,9 @@ pub enum RedisStoreError {
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(String),
     /// The key prefix cannot be used.
-    #[error("invalid key prefix {0:?}: it must be non-empty and must not contain '{{' or '}}'")]
+    #[error(
+        "invalid key prefix {0:?}: it must be non-empty and must not contain ':', '{{' or '}}'"
+    )]
     InvalidPrefix(String),
     /// The connection could not be set up (for instance an unsupported option in the URL).
     #[error("cannot set up the Redis connection: {0}")]

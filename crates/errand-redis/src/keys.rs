@@ -12,7 +12,7 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// Names under `prefix` (already validated: no braces).
+    /// Names under `prefix` (already checked by [`check_prefix`]).
     pub(crate) fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_string(),
@@ -51,9 +51,9 @@ impl Keys {
         format!("{}:schedule", self.base(queue))
     }
 
-    /// How many entries of the ready list belong to tasks cancelled while waiting.
-    pub(crate) fn stale(&self, queue: &str) -> String {
-        format!("{}:stale", self.base(queue))
+    /// Ids whose ready-list entry is dead (their task was cancelled while waiting).
+    pub(crate) fn skip(&self, queue: &str) -> String {
+        format!("{}:skip", self.base(queue))
     }
 
     /// Running tasks by lease expiry.
@@ -86,7 +86,9 @@ impl Keys {
         format!("{}:ev:{id}", self.base(queue))
     }
 
-    /// The SCAN pattern matching every key under this prefix.
+    /// The SCAN pattern matching every per-queue key under this prefix, `{prefix:*`. With
+    /// [`Keys::queues`], that is every key of the prefix and nothing else: a prefix never
+    /// holds `:`, so no other prefix's keys start the same way.
     pub(crate) fn pattern(&self) -> String {
         let mut escaped = String::with_capacity(self.prefix.len());
         for c in self.prefix.chars() {
@@ -95,8 +97,14 @@ impl Keys {
             }
             escaped.push(c);
         }
-        format!("{{{escaped}[:}}]*")
+        format!("{{{escaped}:*")
     }
+}
+
+/// Checks that a key prefix keeps the key layout unambiguous: non-empty, without `{` or `}`
+/// (the hash tag) nor `:` (which ends the prefix inside a queue's tag `{prefix:queue}`).
+pub(crate) fn check_prefix(prefix: &str) -> bool {
+    !prefix.is_empty() && !prefix.contains(['{', '}', ':'])
 }
 
 /// Checks that a queue name keeps the key layout unambiguous.
@@ -147,7 +155,7 @@ mod tests {
             keys.task("emails", id),
             keys.ready("emails"),
             keys.schedule("emails"),
-            keys.stale("emails"),
+            keys.skip("emails"),
             keys.leases("emails"),
             keys.ids("emails"),
             keys.owner_index("emails", &Owner::default()),
@@ -158,10 +166,19 @@ mod tests {
     }
 
     #[test]
-    fn pattern_escapes_glob_characters() {
-        assert_eq!(Keys::new("errand").pattern(), "{errand[:}]*");
-        assert_eq!(Keys::new("a*b").pattern(), "{a\\*b[:}]*");
+    fn pattern_escapes_glob_characters_and_matches_queue_keys_only() {
+        assert_eq!(Keys::new("errand").pattern(), "{errand:*");
+        assert_eq!(Keys::new("a*b").pattern(), "{a\\*b:*");
         assert_eq!(Keys::new("errand").queues(), "{errand}:queues");
+    }
+
+    #[test]
+    fn prefixes_that_could_share_keys_are_refused() {
+        // Prefix `a` with queue `b:c` and prefix `a:b` with queue `c` would both be `{a:b:c}`.
+        assert_eq!(Keys::new("a").base("b:c"), "{a:b:c}");
+        assert!(!check_prefix("a:b"));
+        assert!(!check_prefix("a{b") && !check_prefix("a}") && !check_prefix(""));
+        assert!(check_prefix("a") && check_prefix("billing-eu_1.x"));
     }
 
     #[test]

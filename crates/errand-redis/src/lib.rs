@@ -103,8 +103,10 @@
 
 mod config;
 mod error;
+mod keyed_lock;
 mod keys;
 mod listener;
+mod now;
 mod record;
 mod redis_conn;
 mod scripts;

@@ -15,18 +15,22 @@
 //! | `cancel` | `1` once cancellation of the running task was requested |
 //! | `fence` | raised by every claim; leases carry it |
 //! | `attempt`, `max` | attempts started, attempts allowed |
-//! | `started` … `created` | times in ms (empty when unset) |
+//! | `started` … `created` | times in ms (empty when unset); `next` is when a scheduled or retrying task is due |
 //! | `ttl` | how long the finished record is kept (ms) |
 //! | `owner` | the owner's hash, which names its listing index |
 //! | error, result, progress, steps | JSON, empty when unset |
 //! | key name | the Redis key of the task's idempotency key, if any |
-//! | payload | JSON written once: name, owner, correlation and request ids, key, run_at, timeout, args, sealed context |
+//! | payload | JSON written once: name, owner, correlation and request ids, key, delay, timeout, args, sealed context |
+//!
+//! The enqueue script writes the header up to `max` itself, so that every time in a record
+//! comes from the script's "now" (Redis's clock by default); a record's `run_at` is its
+//! creation time plus its delay.
 
 use crate::error::corrupt;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    Claimed, ErrorInfo, Lease, NewTask, Owner, Progress, SealedContext, Step, StoreError, TaskId,
-    TaskRecord, TaskState,
+    Claimed, ErrorInfo, Lease, MAX_DURATION, NewTask, Owner, Progress, SealedContext, Step,
+    StoreError, TaskId, TaskRecord, TaskState,
 };
 use redis::Value;
 use serde::{Deserialize, Serialize};
@@ -48,7 +52,7 @@ struct PayloadOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ra: Option<i64>,
+    dl: Option<i64>,
     to: u64,
     a: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +74,7 @@ struct PayloadIn<'a> {
     #[serde(default)]
     k: Option<String>,
     #[serde(default)]
-    ra: Option<i64>,
+    dl: Option<i64>,
     to: u64,
     #[serde(borrow)]
     a: &'a RawValue,
@@ -87,14 +91,15 @@ impl PayloadIn<'_> {
     }
 }
 
-/// Milliseconds, clamped so that Lua's number formatting keeps every digit.
+/// Milliseconds, clamped to [`MAX_DURATION`] (100 years, about 3.2e12 ms): a time that far
+/// ahead still has 13 digits, which Lua's number formatting (14 significant digits) keeps.
 pub(crate) fn millis(d: Duration) -> i64 {
-    const MAX: i64 = 10 * 365 * 24 * 3600 * 1000;
-    i64::try_from(d.as_millis()).unwrap_or(MAX).min(MAX)
+    let ms = d.min(MAX_DURATION).as_millis();
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-/// The JSON of the immutable part of `task`, run at `run_at` (ms) when delayed.
-pub(crate) fn payload(task: &NewTask, run_at: Option<i64>) -> Result<String, StoreError> {
+/// The JSON of the immutable part of `task`, delayed by `delay` ms when scheduled.
+pub(crate) fn payload(task: &NewTask, delay: Option<i64>) -> Result<String, StoreError> {
     let context: Option<&RawValue> = task
         .context
         .as_ref()
@@ -108,7 +113,7 @@ pub(crate) fn payload(task: &NewTask, run_at: Option<i64>) -> Result<String, Sto
         ci: task.correlation_id.as_deref(),
         ri: task.request_id.as_deref(),
         k: task.key.as_deref(),
-        ra: run_at,
+        dl: delay,
         to: u64::try_from(millis(task.timeout)).unwrap_or(0),
         a: &task.args,
         x: context,
@@ -120,11 +125,9 @@ fn parse_payload(bytes: &[u8]) -> Result<PayloadIn<'_>, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(format!("unreadable task payload: {e}")))
 }
 
-/// A task's first record, as enqueue stores it.
+/// The part of a task's first record that does not depend on the time, as enqueue sends it:
+/// the script writes the header before it (state, times, max attempts).
 pub(crate) struct NewRecord<'a> {
-    pub(crate) state: TaskState,
-    pub(crate) max_attempts: u32,
-    pub(crate) created: i64,
     pub(crate) ttl: i64,
     pub(crate) owner_hash: &'a str,
     pub(crate) key_name: &'a str,
@@ -132,19 +135,16 @@ pub(crate) struct NewRecord<'a> {
 }
 
 impl NewRecord<'_> {
-    /// The stored string.
-    pub(crate) fn encode(&self) -> String {
+    /// The record from its `ttl` field on: `ttl|owner\n<blobs>`.
+    pub(crate) fn tail(&self) -> String {
         let Self {
-            state,
-            max_attempts,
-            created,
             ttl,
             owner_hash,
             key_name,
             payload,
         } = self;
         format!(
-            "{state}|0|0|0||{created}||||{max_attempts}|{created}|{ttl}|{owner_hash}\n0:0:{}:{key_name}0:0:{}:{payload}",
+            "{ttl}|{owner_hash}\n0:0:{}:{key_name}0:0:{}:{payload}",
             key_name.len(),
             payload.len()
         )
@@ -234,7 +234,8 @@ impl<'a> Stored<'a> {
     pub(crate) fn record(&self, id: TaskId, queue: &str) -> Result<TaskRecord, StoreError> {
         let d = self.payload()?;
         let status: TaskState = self.header[STATE].parse().map_err(corrupt)?;
-        let created = time(self.header[CREATED])?.ok_or_else(|| corrupt("no creation time"))?;
+        let created_ms: i64 = number(self.header[CREATED])?;
+        let created = from_millis(created_ms)?;
         let result = self.blobs[RESULT];
         Ok(TaskRecord {
             id,
@@ -247,10 +248,17 @@ impl<'a> Stored<'a> {
             key: d.k.clone(),
             created_at: created,
             updated_at: time(self.header[UPDATED])?.unwrap_or(created),
-            run_at: d.ra.map(from_millis).transpose()?,
+            run_at: d
+                .dl
+                .map(|delay| from_millis(created_ms.saturating_add(delay)))
+                .transpose()?,
             started_at: time(self.header[STARTED])?,
             completed_at: time(self.header[COMPLETED])?,
-            next_attempt_at: time(self.header[NEXT])?,
+            // (`next` is also a scheduled task's due time, shown as its `run_at`.)
+            next_attempt_at: match status {
+                TaskState::Retrying => time(self.header[NEXT])?,
+                _ => None,
+            },
             expires_at: time(self.header[EXPIRES])?,
             attempt: number(self.header[ATTEMPT])?,
             max_attempts: number(self.header[MAX])?,
@@ -342,6 +350,35 @@ pub(crate) fn array(value: Value) -> Result<Vec<Value>, StoreError> {
     }
 }
 
+/// A `ZRANGE … WITHSCORES` answer as (member, score) pairs, in order; scores (times in ms)
+/// are cut to whole numbers. Reads both RESP2's flat array and RESP3's pairs.
+pub(crate) fn scored(value: Value) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+    let shape = || corrupt("a scored answer has the wrong shape");
+    let mut items = array(value)?.into_iter();
+    let mut out = Vec::with_capacity(items.len() / 2);
+    while let Some(item) = items.next() {
+        let (member, score) = match item {
+            Value::Array(pair) => {
+                let mut pair = pair.into_iter();
+                (
+                    pair.next().ok_or_else(shape)?,
+                    pair.next().ok_or_else(shape)?,
+                )
+            }
+            member => (member, items.next().ok_or_else(shape)?),
+        };
+        let score = match score {
+            Value::Double(d) => d as i64,
+            Value::Int(i) => i,
+            other => text(&other)?
+                .parse::<f64>()
+                .map_err(|e| corrupt(format!("bad score: {e}")))? as i64,
+        };
+        out.push((bytes(&member)?.to_vec(), score));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,17 +387,17 @@ mod tests {
         RawValue::from_string(json.to_string()).expect("valid JSON")
     }
 
+    /// A new record as the enqueue script writes it: a scheduled task created at
+    /// 1_700_000_000_000, due 500 ms later, 5 attempts allowed.
     fn stored(task: &NewTask, key_name: &str) -> String {
-        NewRecord {
-            state: TaskState::Pending,
-            max_attempts: 5,
-            created: 1_700_000_000_000,
+        let tail = NewRecord {
             ttl: 60_000,
             owner_hash: "0123456789abcdef",
             key_name,
-            payload: &payload(task, Some(1_700_000_000_500)).expect("encodes"),
+            payload: &payload(task, Some(500)).expect("encodes"),
         }
-        .encode()
+        .tail();
+        format!("scheduled|0|0|0||1700000000000|1700000000500|||5|1700000000000|{tail}")
     }
 
     #[test]
@@ -373,7 +410,7 @@ mod tests {
         task.timeout = Duration::from_secs(7);
         let s = stored(&task, "{errand:default}:k:x");
         let r = record_of(s.as_bytes(), task.id, "default").expect("reads");
-        assert_eq!(r.status, TaskState::Pending);
+        assert_eq!(r.status, TaskState::Scheduled);
         assert_eq!((r.attempt, r.max_attempts, r.timeout_ms), (0, 5, 7000));
         assert_eq!(r.owner, task.owner);
         assert_eq!(r.key.as_deref(), Some("k"));
@@ -383,6 +420,10 @@ mod tests {
             Some(1_700_000_000_500)
         );
         assert!(r.started_at.is_none() && r.expires_at.is_none() && r.progress.is_none());
+        assert!(
+            r.next_attempt_at.is_none(),
+            "a scheduled task's due time is its run_at"
+        );
 
         let c = Stored::parse(s.as_bytes())
             .expect("parses")
@@ -421,6 +462,32 @@ mod tests {
             Some(1_700_000_060_200)
         );
         assert!(r.steps.is_empty() && r.error.is_none());
+    }
+
+    #[test]
+    fn durations_are_clamped_to_a_century() {
+        assert_eq!(
+            millis(Duration::MAX),
+            i64::try_from(MAX_DURATION.as_millis()).expect("fits")
+        );
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+    }
+
+    #[test]
+    fn scored_answers_read_in_both_protocols() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![bulk("a"), bulk("1700000000123"), bulk("b"), bulk("5")]);
+        let resp3 = Value::Array(vec![
+            Value::Array(vec![bulk("a"), Value::Double(1_700_000_000_123.0)]),
+            Value::Array(vec![bulk("b"), Value::Double(5.0)]),
+        ]);
+        for answer in [resp2, resp3] {
+            assert_eq!(
+                scored(answer).expect("reads"),
+                [(b"a".to_vec(), 1_700_000_000_123), (b"b".to_vec(), 5)]
+            );
+        }
+        assert!(scored(Value::Array(vec![bulk("a")])).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ServerErrorKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The command connection.
 #[derive(Clone)]
@@ -74,7 +75,17 @@ impl Redis {
         &self,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.call_timeout, fut).await {
+        self.bounded_until(Instant::now() + self.call_timeout, fut)
+            .await
+    }
+
+    /// Runs `fut`, giving up at `deadline`.
+    async fn bounded_until<T>(
+        &self,
+        deadline: Instant,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout_at(deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(e)),
             Err(_) => Err(timed_out(&self.server, self.call_timeout)),
@@ -93,26 +104,30 @@ impl Redis {
         self.bounded(pipe.query_async(&mut conn)).await
     }
 
-    /// Runs script calls in one round trip (a pipeline of EVALSHA, followed by the `side`
-    /// commands, whose answers are not kept); one value per call, in order. A call answered
-    /// NOSCRIPT did not run: its script is loaded and the call sent again.
+    /// Runs script calls in one round trip (a pipeline of the `first` commands, whose answers
+    /// are not kept, then the EVALSHA calls); one value per call, in order. A call answered
+    /// NOSCRIPT did not run: its script is loaded and the call sent again, within the same
+    /// deadline as the first round trip.
     pub(crate) async fn run(
         &self,
+        first: &[Cmd],
         calls: Vec<Call<'_>>,
-        side: &[Cmd],
     ) -> Result<Vec<Value>, StoreError> {
+        let deadline = Instant::now() + self.call_timeout;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
+        for cmd in first {
+            pipe.add_command(cmd.clone()).ignore();
+        }
         let mut scripts: Vec<&Lua> = Vec::with_capacity(calls.len());
         for call in calls {
             scripts.push(call.lua);
             pipe.add_command(call.cmd);
         }
-        for cmd in side {
-            pipe.add_command(cmd.clone()).ignore();
-        }
         let mut conn = self.manager.clone();
-        let mut values: Vec<Value> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut values: Vec<Value> = self
+            .bounded_until(deadline, pipe.query_async(&mut conn))
+            .await?;
         let missing: Vec<usize> = values
             .iter()
             .enumerate()
@@ -129,11 +144,13 @@ impl Redis {
                     again.add_command(scripts[i].load_cmd()).ignore();
                 }
             }
-            let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
+            let cmds: Vec<&Cmd> = pipe.cmd_iter().skip(first.len()).collect();
             for &i in &missing {
                 again.add_command(cmds[i].clone());
             }
-            let retried: Vec<Value> = self.bounded(again.query_async(&mut conn)).await?;
+            let retried: Vec<Value> = self
+                .bounded_until(deadline, again.query_async(&mut conn))
+                .await?;
             for (i, v) in missing.into_iter().zip(retried) {
                 values[i] = v;
             }

@@ -29,10 +29,15 @@ impl Lua {
         cmd
     }
 
-    /// Starts a call on the queue whose key base is `base`, with "now" as `ARGV[1]`.
-    pub(crate) fn call<'a>(&'a self, base: &str, now_ms: i64) -> Call<'a> {
+    /// Starts a call on the queue whose key base is `base`, with "now" as `ARGV[1]`: the
+    /// injected clock's milliseconds, or `''` (`None`) for the script to read Redis's clock.
+    pub(crate) fn call<'a>(&'a self, base: &str, now_ms: Option<i64>) -> Call<'a> {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.hash).arg(1).arg(base).arg(now_ms);
+        cmd.arg(&self.hash).arg(1).arg(base);
+        match now_ms {
+            Some(ms) => cmd.arg(ms),
+            None => cmd.arg(""),
+        };
         Call { lua: self, cmd }
     }
 }

@@ -9,11 +9,11 @@
 
 use crate::keys::Keys;
 use crate::listener::Subscription;
+use crate::now::Now;
+use crate::record::{int, scored};
 use crate::redis_conn::Redis;
 use async_trait::async_trait;
-use errand_core::{Clock, WorkSignal};
-use redis::Value;
-use std::sync::Arc;
+use errand_core::WorkSignal;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -23,7 +23,7 @@ pub(crate) struct RedisSignal {
     pub(crate) queues: Vec<String>,
     pub(crate) redis: Redis,
     pub(crate) keys: Keys,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) now: Now,
     pub(crate) _subscription: Subscription,
 }
 
@@ -44,6 +44,7 @@ impl RedisSignal {
     /// (or Redis cannot say: the worker's next claim finds out).
     async fn next_due(&self) -> Option<Duration> {
         let mut pipe = redis::pipe();
+        self.now.ask(&mut pipe);
         for q in &self.queues {
             pipe.cmd("LLEN").arg(self.keys.ready(q));
             pipe.cmd("ZRANGE")
@@ -52,32 +53,20 @@ impl RedisSignal {
                 .arg(0)
                 .arg("WITHSCORES");
         }
-        let values = self.redis.pipeline(&pipe).await.ok()?;
-        let now = self.clock.now().timestamp_millis();
-        let earliest = values
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [Value::Int(ready), _] if *ready > 0 => Some(now),
-                [_, Value::Array(items)] => items.get(1).and_then(score),
-                _ => None,
-            })
-            .min()?;
+        let mut values = self.redis.pipeline(&pipe).await.ok()?.into_iter();
+        let now = self.now.read(&mut values).ok()?;
+        let mut earliest: Option<i64> = None;
+        while let (Some(ready), Some(scheduled)) = (values.next(), values.next()) {
+            let due = if int(&ready).ok()? > 0 {
+                Some(now)
+            } else {
+                scored(scheduled).ok()?.first().map(|(_, score)| *score)
+            };
+            earliest = earliest.into_iter().chain(due).min();
+        }
         Some(Duration::from_millis(
-            u64::try_from(earliest.saturating_sub(now)).unwrap_or(0),
+            u64::try_from(earliest?.saturating_sub(now)).unwrap_or(0),
         ))
-    }
-}
-
-fn score(value: &Value) -> Option<i64> {
-    match value {
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()?
-            .parse::<f64>()
-            .ok()
-            .map(|f| f as i64),
-        Value::Double(d) => Some(*d as i64),
-        Value::Int(i) => Some(*i),
-        _ => None,
     }
 }
 

@@ -2,17 +2,21 @@
 
 use crate::config::RedisConfig;
 use crate::error::{RedisStoreError, corrupt};
-use crate::keys::{Keys, check_queue, owner_hash};
+use crate::keyed_lock::KeyedLocks;
+use crate::keys::{Keys, check_prefix, check_queue, owner_hash};
 use crate::listener::{Bus, Listener, Route};
-use crate::record::{self, NewRecord, Stored, array, bytes, int, millis, record_of, task_id, text};
+use crate::now::Now;
+use crate::record::{
+    self, NewRecord, Stored, array, bytes, int, millis, record_of, scored, task_id, text,
+};
 use crate::redis_conn::Redis;
 use crate::scripts::Call;
 use crate::signal::RedisSignal;
 use async_trait::async_trait;
 use errand_core::{
-    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
-    Lease, LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped,
-    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
+    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
+    LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
     lease_expired_error,
 };
 use futures::StreamExt;
@@ -54,7 +58,7 @@ pub struct RedisStore {
 struct Inner {
     redis: Redis,
     keys: Keys,
-    clock: Arc<dyn Clock>,
+    now: Now,
     bus: Arc<Bus>,
     listener: Listener,
     /// The queue of each lease claimed through this store and not yet completed, so
@@ -62,9 +66,9 @@ struct Inner {
     held: Mutex<HashMap<TaskId, Arc<str>>>,
     /// Queue names seen so far (the `{prefix}:queues` set, cached).
     queues: Mutex<Vec<Arc<str>>>,
-    /// Serializes the setting up of watches, so two watchers of one task share one
-    /// subscription.
-    watch_setup: tokio::sync::Mutex<()>,
+    /// Serializes the setting up of watches per task, so two watchers of one task share one
+    /// subscription while watchers of different tasks set up concurrently.
+    watch_setup: KeyedLocks<TaskId>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -86,15 +90,24 @@ struct Found {
     stored: Option<Vec<u8>>,
 }
 
+/// What [`RedisStore::locate`] asks each queue about a task.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// Whether it holds the task.
+    Exists,
+    /// The task's stored record.
+    Get,
+}
+
 impl RedisStore {
     /// A store on the Redis at `url` (`redis://[user:password@]host:port[/db]`).
     ///
     /// Redis being down is not an error: the store starts, its calls answer
     /// [`StoreError::Unavailable`] until Redis is back, and it then resumes by itself. Only
-    /// a malformed URL or prefix is refused. Must be called inside a tokio runtime (it
-    /// starts the pub/sub listener).
+    /// a malformed URL or prefix (see [`RedisConfig::prefix`]) is refused. Must be called
+    /// inside a tokio runtime (it starts the pub/sub listener).
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, RedisStoreError> {
-        if config.prefix.is_empty() || config.prefix.contains(['{', '}']) {
+        if !check_prefix(&config.prefix) {
             return Err(RedisStoreError::InvalidPrefix(config.prefix));
         }
         let redis = Redis::new(url, &config)?;
@@ -105,12 +118,12 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 redis,
                 keys,
-                clock: config.clock,
+                now: Now::new(config.clock),
                 bus,
                 listener,
                 held: Mutex::new(HashMap::new()),
                 queues: Mutex::new(Vec::new()),
-                watch_setup: tokio::sync::Mutex::new(()),
+                watch_setup: KeyedLocks::default(),
             }),
         };
         if let Err(e) = store.inner.redis.load_scripts().await {
@@ -119,12 +132,15 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Deletes every key under this store's prefix (tasks, indexes, queues) and returns how
-    /// many. For tests, benchmarks and retiring a deployment; never while workers run.
+    /// Deletes every key under this store's prefix (tasks, indexes, queues), and no other
+    /// prefix's, and returns how many. For tests, benchmarks and retiring a deployment; never
+    /// while workers run.
     pub async fn clear(&self) -> Result<u64, StoreError> {
         let pattern = self.inner.keys.pattern();
         let mut cursor: u64 = 0;
-        let mut deleted = 0;
+        let mut unlink = redis::cmd("UNLINK");
+        unlink.arg(self.inner.keys.queues());
+        let mut deleted = self.inner.redis.query::<u64>(&unlink).await?;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
@@ -147,8 +163,9 @@ impl RedisStore {
         Ok(deleted)
     }
 
-    fn now_ms(&self) -> i64 {
-        self.inner.clock.now().timestamp_millis()
+    /// "Now" for a script call: the injected clock's, or `None` for Redis's.
+    fn now_arg(&self) -> Option<i64> {
+        self.inner.now.script_arg()
     }
 
     fn keys(&self) -> &Keys {
@@ -186,58 +203,73 @@ impl RedisStore {
         Ok(self.cached_queues())
     }
 
-    /// Finds the queue holding task `id` (and its record when `full`), in one round trip
-    /// unless a queue appeared that this process did not know yet.
-    async fn find(&self, id: TaskId, full: bool) -> Result<Option<Found>, StoreError> {
-        let probe = |pipe: &mut redis::Pipeline, queue: &str| {
-            pipe.cmd(if full { "GET" } else { "EXISTS" })
-                .arg(self.keys().task(queue, id));
-        };
-        let pick = |queues: &[Arc<str>], values: Vec<Value>| -> Option<Found> {
-            queues
-                .iter()
-                .zip(values)
-                .find_map(|(queue, value)| match value {
-                    Value::BulkString(stored) => Some(Found {
-                        queue: queue.clone(),
-                        stored: Some(stored),
-                    }),
-                    Value::Int(1) => Some(Found {
-                        queue: queue.clone(),
-                        stored: None,
-                    }),
-                    _ => None,
-                })
-        };
-        let cached = self.cached_queues();
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS").arg(self.keys().queues());
-        for q in &cached {
-            probe(&mut pipe, q);
+    /// Finds the queue of each task in `ids` (and its stored record with [`Probe::Get`]): one
+    /// round trip probing every queue this process knows while reading the set of queues,
+    /// and a second one probing the queues it learns of there, only if some task is still
+    /// missing. Also returns "now", read in the first round trip. A task found nowhere gets
+    /// `None`.
+    async fn locate(
+        &self,
+        ids: &[TaskId],
+        probe: Probe,
+    ) -> Result<(i64, Vec<Option<Found>>), StoreError> {
+        let mut found: Vec<Option<Found>> = ids.iter().map(|_| None).collect();
+        let mut queues = self.cached_queues();
+        let mut now = 0;
+        // Twice at most: with the queues known here, then with the ones Redis adds.
+        for round in 0..2 {
+            let missing: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
+            let mut pipe = redis::pipe();
+            if round == 0 {
+                self.inner.now.ask(&mut pipe);
+            }
+            pipe.cmd("SMEMBERS").arg(self.keys().queues());
+            for &i in &missing {
+                for q in &queues {
+                    pipe.cmd(match probe {
+                        Probe::Exists => "EXISTS",
+                        Probe::Get => "GET",
+                    })
+                    .arg(self.keys().task(q, ids[i]));
+                }
+            }
+            let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
+            if round == 0 {
+                now = self.inner.now.read(&mut values)?;
+            }
+            let members: Vec<String> = match values.next() {
+                Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
+                None => return Err(corrupt("empty answer to a lookup")),
+            };
+            for &i in &missing {
+                for q in &queues {
+                    let stored = match values.next() {
+                        Some(Value::BulkString(stored)) => Some(stored),
+                        Some(Value::Int(1)) => None,
+                        _ => continue,
+                    };
+                    found[i].get_or_insert_with(|| Found {
+                        queue: q.clone(),
+                        stored,
+                    });
+                }
+            }
+            queues = self.learn_queues(members);
+            if queues.is_empty() || found.iter().all(Option::is_some) {
+                break;
+            }
         }
-        let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
-        let members: Vec<String> = match values.next() {
-            Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
-            None => return Err(corrupt("empty answer to a lookup")),
-        };
-        if let Some(found) = pick(&cached, values.collect()) {
-            return Ok(Some(found));
-        }
-        let fresh = self.learn_queues(members);
-        if fresh.is_empty() {
-            return Ok(None);
-        }
-        let mut pipe = redis::pipe();
-        for q in &fresh {
-            probe(&mut pipe, q);
-        }
-        let values = self.inner.redis.pipeline(&pipe).await?;
-        Ok(pick(&fresh, values))
+        Ok((now, found))
     }
 
-    /// The queue of each task, in order: from the leases this store holds, else found by
-    /// probing the known queues for all the others in one round trip. A task that cannot be
-    /// found gets `None` (its lease is lost).
+    /// Finds the queue holding task `id`.
+    async fn find(&self, id: TaskId) -> Result<Option<Arc<str>>, StoreError> {
+        let (_, mut found) = self.locate(&[id], Probe::Exists).await?;
+        Ok(found.pop().flatten().map(|f| f.queue))
+    }
+
+    /// The queue of each task, in order: from the leases this store holds, else located. A
+    /// task that cannot be found gets `None` (its lease is lost).
     async fn route(&self, ids: &[TaskId]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
         let mut out: Vec<Option<Arc<str>>> = {
             let held = lock(&self.inner.held);
@@ -247,39 +279,10 @@ impl RedisStore {
         if unknown.is_empty() {
             return Ok(out);
         }
-        let mut queues = self.cached_queues();
-        let mut probed: Vec<Arc<str>> = Vec::new();
-        // Twice at most: with the queues known here, then with the ones Redis adds.
-        for _ in 0..2 {
-            let fresh: Vec<Arc<str>> = queues
-                .iter()
-                .filter(|q| !probed.contains(q))
-                .cloned()
-                .collect();
-            let mut pipe = redis::pipe();
-            pipe.cmd("SMEMBERS").arg(self.keys().queues());
-            for &i in &unknown {
-                for q in &fresh {
-                    pipe.cmd("EXISTS").arg(self.keys().task(q, ids[i]));
-                }
-            }
-            let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
-            let members: Vec<String> = match values.next() {
-                Some(v) => redis::from_redis_value(v).map_err(corrupt)?,
-                None => return Err(corrupt("empty answer to a lookup")),
-            };
-            for &i in &unknown {
-                for q in &fresh {
-                    if values.next() == Some(Value::Int(1)) {
-                        out[i] = Some(q.clone());
-                    }
-                }
-            }
-            probed.extend(fresh);
-            if self.learn_queues(members).is_empty() || unknown.iter().all(|&i| out[i].is_some()) {
-                break;
-            }
-            queues = self.cached_queues();
+        let wanted: Vec<TaskId> = unknown.iter().map(|&i| ids[i]).collect();
+        let (_, found) = self.locate(&wanted, Probe::Exists).await?;
+        for (i, f) in unknown.into_iter().zip(found) {
+            out[i] = f.map(|f| f.queue);
         }
         Ok(out)
     }
@@ -322,7 +325,7 @@ impl RedisStore {
             }
         }
         let mut out: Vec<Option<Value>> = vec![None; items.len()];
-        let values = self.inner.redis.run(calls, &[]).await?;
+        let values = self.inner.redis.run(&[], calls).await?;
         for (value, chunk) in values.into_iter().zip(positions) {
             let answers = array(value)?;
             if answers.len() != chunk.len() {
@@ -335,23 +338,24 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Claims from one queue.
+    /// Claims up to the given number of tasks from each queue (one script call per queue,
+    /// all in one round trip), each with a lease of `lease_ms`.
     async fn claim_from(
         &self,
         requests: &[(Arc<str>, usize)],
-        now: i64,
-        until: i64,
+        lease_ms: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
         let scripts = self.inner.redis.scripts();
+        let now = self.now_arg();
         let calls = requests
             .iter()
             .map(|(queue, limit)| {
                 let mut call = scripts.claim.call(&self.keys().base(queue), now);
-                call.arg(*limit).arg(until);
+                call.arg(*limit).arg(lease_ms);
                 call
             })
             .collect();
-        let values = self.inner.redis.run(calls, &[]).await?;
+        let values = self.inner.redis.run(&[], calls).await?;
         let mut claimed = Vec::new();
         let mut held = Vec::new();
         for ((queue, _), value) in requests.iter().zip(values) {
@@ -374,10 +378,10 @@ impl RedisStore {
     /// have more to sweep).
     async fn sweep<'s>(
         &'s self,
-        make: impl Fn(&str, i64) -> Call<'s>,
+        make: impl Fn(&str, Option<i64>) -> Call<'s>,
         counters: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let now = self.now_ms();
+        let now = self.now_arg();
         let mut pending: Vec<Arc<str>> = self.queue_list().await?;
         let mut totals = vec![0u64; counters];
         while !pending.is_empty() {
@@ -385,7 +389,7 @@ impl RedisStore {
                 .iter()
                 .map(|q| make(&self.keys().base(q), now))
                 .collect();
-            let values = self.inner.redis.run(calls, &[]).await?;
+            let values = self.inner.redis.run(&[], calls).await?;
             let mut again = Vec::new();
             for (queue, value) in pending.iter().zip(values) {
                 let answer = array(value)?;
@@ -405,16 +409,14 @@ impl RedisStore {
     }
 
     /// Fetches records in one round trip; missing or expired ones are skipped.
-    async fn records(
-        &self,
-        ids: &[(TaskId, Arc<str>)],
-        now: i64,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn records(&self, ids: &[(TaskId, Arc<str>)]) -> Result<Vec<TaskRecord>, StoreError> {
         let mut pipe = redis::pipe();
+        self.inner.now.ask(&mut pipe);
         for (id, queue) in ids {
             pipe.cmd("GET").arg(self.keys().task(queue, *id));
         }
-        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
+        let now = self.inner.now.read(&mut values)?;
         let mut out = Vec::with_capacity(ids.len());
         for ((id, queue), value) in ids.iter().zip(values) {
             if let Value::BulkString(raw) = value {
@@ -474,7 +476,7 @@ impl Store for RedisStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.now_ms();
+        let now = self.now_arg();
         let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
             match groups.iter_mut().find(|(q, _)| *q == t.queue) {
@@ -503,40 +505,41 @@ impl Store for RedisStore {
                 call.arg(chunk.len()).arg(u8::from(keyed));
                 for &i in chunk {
                     let t = &tasks[i];
-                    let run_at = (fresh[i] == TaskState::Scheduled)
-                        .then(|| now + t.delay.map_or(0, millis).max(1));
+                    // A scheduled task is due at least a millisecond after its creation.
+                    let delay = (fresh[i] == TaskState::Scheduled)
+                        .then(|| t.delay.map_or(0, millis).max(1));
                     let key_name = t
                         .scoped_key()
                         .map(|k| self.keys().idempotency(queue, &k))
                         .unwrap_or_default();
                     let owner = owner_hash(&t.owner);
-                    let stored = NewRecord {
-                        state: fresh[i],
-                        max_attempts: t.max_attempts.max(1),
-                        created: now,
+                    let tail = NewRecord {
                         ttl: millis(t.ttl),
                         owner_hash: &owner,
                         key_name: &key_name,
-                        payload: &record::payload(t, run_at)?,
+                        payload: &record::payload(t, delay)?,
                     }
-                    .encode();
+                    .tail();
                     call.arg(t.id.to_string())
-                        .arg(run_at.unwrap_or(0))
+                        .arg(delay.unwrap_or(0))
                         .arg(&owner)
                         .arg(&key_name)
-                        .arg(stored);
+                        .arg(t.max_attempts.max(1))
+                        .arg(tail);
                 }
                 calls.push(call);
                 positions.push(chunk);
             }
         }
-        // The queue names go to the set every process reads to find tasks by id.
+        // The queue names go to the set every process reads to find tasks by id, before the
+        // tasks are stored: a connection lost in between leaves a queue known and empty,
+        // never a task that cannot be found.
         let mut register = redis::cmd("SADD");
         register.arg(self.keys().queues());
         for (queue, _) in &groups {
             register.arg(*queue);
         }
-        let values = self.inner.redis.run(calls, &[register]).await?;
+        let values = self.inner.redis.run(&[register], calls).await?;
         let mut out: Vec<Enqueued> = tasks
             .iter()
             .zip(&fresh)
@@ -574,17 +577,18 @@ impl Store for RedisStore {
         for q in &req.queues {
             check_queue(q)?;
         }
-        let now = self.now_ms();
-        let until = now + millis(req.lease);
+        let lease_ms = millis(req.lease);
         if let [queue] = req.queues.as_slice() {
             return self
-                .claim_from(&[(queue.as_str().into(), limit)], now, until)
+                .claim_from(&[(queue.as_str().into(), limit)], lease_ms)
                 .await;
         }
         // Several queues: a queue is a cluster slot, so each gets its own claim script. Look
-        // at what each has due (the head of its ready list and what fell due in its schedule)
-        // and share the limit oldest first across them, by id (ids are creation-ordered).
+        // at what each has due (the head of its ready list and the earliest of its schedule,
+        // kept if due by now) and share the limit oldest first across them, by id (ids are
+        // creation-ordered).
         let mut pipe = redis::pipe();
+        self.inner.now.ask(&mut pipe);
         for q in &req.queues {
             pipe.cmd("LRANGE")
                 .arg(self.keys().ready(q))
@@ -592,18 +596,24 @@ impl Store for RedisStore {
                 .arg(limit - 1);
             pipe.cmd("ZRANGE")
                 .arg(self.keys().schedule(q))
-                .arg("-inf")
-                .arg(now)
-                .arg("BYSCORE")
-                .arg("LIMIT")
                 .arg(0)
-                .arg(limit);
+                .arg(limit - 1)
+                .arg("WITHSCORES");
         }
-        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut values = self.inner.redis.pipeline(&pipe).await?.into_iter();
+        let now = self.inner.now.read(&mut values)?;
         let mut due: Vec<(Vec<u8>, usize)> = Vec::new();
-        for (qi, value) in values.into_iter().enumerate() {
-            for id in array(value)? {
-                due.push((bytes(&id)?.to_vec(), qi / 2));
+        for qi in 0..req.queues.len() {
+            let (Some(ready), Some(scheduled)) = (values.next(), values.next()) else {
+                return Err(corrupt("a claim preview answered for too few queues"));
+            };
+            for id in array(ready)? {
+                due.push((bytes(&id)?.to_vec(), qi));
+            }
+            for (id, score) in scored(scheduled)? {
+                if score <= now {
+                    due.push((id, qi));
+                }
             }
         }
         due.sort();
@@ -620,7 +630,7 @@ impl Store for RedisStore {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let mut claimed = self.claim_from(&requests, now, until).await?;
+        let mut claimed = self.claim_from(&requests, lease_ms).await?;
         claimed.sort_by_key(|c| c.lease.id);
         Ok(claimed)
     }
@@ -632,8 +642,8 @@ impl Store for RedisStore {
     ) -> Result<Vec<LeaseState>, StoreError> {
         let ids: Vec<TaskId> = leases.iter().map(|l| l.id).collect();
         let queues = self.route(&ids).await?;
-        let now = self.now_ms();
-        let until = now + millis(extend);
+        let now = self.now_arg();
+        let extend_ms = millis(extend);
         let scripts = self.inner.redis.scripts();
         let answers = self
             .per_queue(
@@ -641,7 +651,7 @@ impl Store for RedisStore {
                 leases,
                 |base| {
                     let mut call = scripts.heartbeat.call(base, now);
-                    call.arg(until);
+                    call.arg(extend_ms);
                     call
                 },
                 |call, lease| {
@@ -670,7 +680,7 @@ impl Store for RedisStore {
     ) -> Result<Vec<LeaseState>, StoreError> {
         let ids: Vec<TaskId> = updates.iter().map(|(l, _)| l.id).collect();
         let queues = self.route(&ids).await?;
-        let now = self.now_ms();
+        let now = self.now_arg();
         let scripts = self.inner.redis.scripts();
         let answers = self
             .per_queue(
@@ -706,7 +716,7 @@ impl Store for RedisStore {
     ) -> Result<Vec<CompleteResult>, StoreError> {
         let ids: Vec<TaskId> = completions.iter().map(|c| c.lease.id).collect();
         let queues = self.route(&ids).await?;
-        let now = self.now_ms();
+        let now = self.now_arg();
         let scripts = self.inner.redis.scripts();
         let answers = self
             .per_queue(
@@ -746,11 +756,11 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let now = self.now_ms();
+        let (now, mut found) = self.locate(&[id], Probe::Get).await?;
         let Some(Found {
             queue,
             stored: Some(raw),
-        }) = self.find(id, true).await?
+        }) = found.pop().flatten()
         else {
             return Ok(None);
         };
@@ -763,7 +773,6 @@ impl Store for RedisStore {
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let limit = query.capped_limit();
-        let now = self.now_ms();
         let upper = query
             .cursor
             .map_or_else(|| "+".to_string(), |c| format!("({c}"));
@@ -835,7 +844,7 @@ impl Store for RedisStore {
             if candidates.is_empty() {
                 break;
             }
-            for record in self.records(&candidates, now).await? {
+            for record in self.records(&candidates).await? {
                 if query.matches(&record) {
                     items.push(record);
                 }
@@ -853,21 +862,21 @@ impl Store for RedisStore {
     }
 
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        let Some(found) = self.find(id, false).await? else {
+        let Some(queue) = self.find(id).await? else {
             return Ok(CancelOutcome::NotFound);
         };
         let scripts = self.inner.redis.scripts();
         let mut call = scripts
             .cancel
-            .call(&self.keys().base(&found.queue), self.now_ms());
+            .call(&self.keys().base(&queue), self.now_arg());
         call.arg(id.to_string()).arg(self.keys().cancel_channel());
         let (kind, rest) = self.verdict(call, "cancel").await?;
         Ok(match (text(&kind)?, rest) {
             ("cancelled", Some(r)) => {
-                CancelOutcome::Cancelled(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
+                CancelOutcome::Cancelled(Box::new(record_of(bytes(&r)?, id, &queue)?))
             }
             ("requested", Some(r)) => {
-                CancelOutcome::Requested(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
+                CancelOutcome::Requested(Box::new(record_of(bytes(&r)?, id, &queue)?))
             }
             ("conflict", Some(s)) => CancelOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
             ("missing", _) => CancelOutcome::NotFound,
@@ -876,18 +885,18 @@ impl Store for RedisStore {
     }
 
     async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        let Some(found) = self.find(id, false).await? else {
+        let Some(queue) = self.find(id).await? else {
             return Ok(RetryOutcome::NotFound);
         };
         let scripts = self.inner.redis.scripts();
         let mut call = scripts
             .retry
-            .call(&self.keys().base(&found.queue), self.now_ms());
+            .call(&self.keys().base(&queue), self.now_arg());
         call.arg(id.to_string());
         let (kind, rest) = self.verdict(call, "retry").await?;
         Ok(match (text(&kind)?, rest) {
             ("requeued", Some(r)) => {
-                RetryOutcome::Requeued(Box::new(record_of(bytes(&r)?, id, &found.queue)?))
+                RetryOutcome::Requeued(Box::new(record_of(bytes(&r)?, id, &queue)?))
             }
             ("conflict", Some(s)) => RetryOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
             ("missing", _) => RetryOutcome::NotFound,
@@ -896,24 +905,25 @@ impl Store for RedisStore {
     }
 
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
-        let _setup = self.inner.watch_setup.lock().await;
+        // Another watcher of this task being set up finishes first, so this one joins it.
+        let _setup = self.inner.watch_setup.lock(id).await;
         let rx = match self.inner.bus.join_watch(id) {
             Some(rx) => rx,
             None => {
-                let Some(found) = self.find(id, false).await? else {
+                let Some(queue) = self.find(id).await? else {
                     return Ok(futures::stream::pending().boxed());
                 };
-                let channel = self.keys().event_channel(&found.queue, id);
+                let channel = self.keys().event_channel(&queue, id);
                 let subscription = self
                     .inner
                     .listener
                     .subscribe(vec![(channel, Route::Event(id))])
                     .await?;
-                let count = self.watch_count(&found.queue, id, 1).await?;
+                let count = self.watch_count(&queue, id, 1).await?;
                 if count < 0 {
                     return Ok(futures::stream::pending().boxed());
                 }
-                self.inner.bus.start_watch(id, found.queue, subscription)
+                self.inner.bus.start_watch(id, queue, subscription)
             }
         };
         let guard = Unwatch {
@@ -965,7 +975,7 @@ impl Store for RedisStore {
             queues: queues.to_vec(),
             redis: self.inner.redis.clone(),
             keys: self.keys().clone(),
-            clock: self.inner.clock.clone(),
+            now: self.inner.now.clone(),
             _subscription: subscription,
         }))
     }
@@ -1015,15 +1025,14 @@ impl Store for RedisStore {
         for q in &queues {
             pipe.cmd("LLEN").arg(self.keys().ready(q));
             pipe.cmd("ZCARD").arg(self.keys().schedule(q));
-            pipe.cmd("GET").arg(self.keys().stale(q));
+            pipe.cmd("SCARD").arg(self.keys().skip(q));
             pipe.cmd("ZCARD").arg(self.keys().leases(q));
         }
         let values = self.inner.redis.pipeline(&pipe).await?;
         let mut depth = QueueDepth::default();
         for four in values.chunks(4) {
-            if let [ready, scheduled, stale, running] = four {
-                let stale = if *stale == Value::Nil { 0 } else { int(stale)? };
-                depth.waiting += (int(ready)? + int(scheduled)?).saturating_sub(stale);
+            if let [ready, scheduled, dead, running] = four {
+                depth.waiting += (int(ready)? + int(scheduled)?).saturating_sub(int(dead)?);
                 depth.running += int(running)?;
             }
         }
@@ -1049,7 +1058,7 @@ impl RedisStore {
         let value = self
             .inner
             .redis
-            .run(vec![call], &[])
+            .run(&[], vec![call])
             .await?
             .pop()
             .ok_or_else(|| corrupt(format!("no answer to {what}")))?;
@@ -1063,12 +1072,12 @@ impl RedisStore {
     /// Raises or lowers how many processes watch `id`; -1 when the task does not exist.
     async fn watch_count(&self, queue: &str, id: TaskId, delta: i64) -> Result<i64, StoreError> {
         let scripts = self.inner.redis.scripts();
-        let mut call = scripts.watch.call(&self.keys().base(queue), self.now_ms());
+        let mut call = scripts.watch.call(&self.keys().base(queue), self.now_arg());
         call.arg(id.to_string()).arg(delta);
         let value = self
             .inner
             .redis
-            .run(vec![call], &[])
+            .run(&[], vec![call])
             .await?
             .pop()
             .ok_or_else(|| corrupt("no answer to watch"))?;

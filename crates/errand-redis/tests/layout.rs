@@ -101,11 +101,14 @@ async fn a_task_cancelled_while_waiting_is_neither_counted_nor_claimed() {
     );
     let depth = f.store.depth().await.expect("depth");
     assert_eq!((depth.waiting, depth.running), (0, 2));
-    let stale: Option<i64> = redis::cmd("GET")
-        .arg(f.key("default", "stale"))
+    let dead: i64 = redis::cmd("SCARD")
+        .arg(f.key("default", "skip"))
         .query(&mut f.redis())
-        .expect("GET");
-    assert_eq!(stale.unwrap_or(0), 0, "the claim dropped the stale entry");
+        .expect("SCARD");
+    assert_eq!(
+        dead, 0,
+        "the claim dropped the dead entry and forgot its id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
