@@ -12,7 +12,7 @@ use errand_core::{
     NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome, SealedContext,
     StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::value::RawValue;
 use std::time::Duration;
 
@@ -95,8 +95,9 @@ pub(crate) struct ClaimSpec {
     pub(crate) worker_id: String,
 }
 
-/// Leases up to `limit` due tasks, oldest first across the queues. When fewer were due, the
-/// queues' next due times are read for the work signal.
+/// Leases up to `limit` due tasks, oldest first across the queues. The winners are picked
+/// from the queues' ready index alone; only their rows are read, as they are claimed. When
+/// fewer were due, the queues' next due times are read for the work signal.
 pub(crate) fn claim(
     cx: &mut WriteCx<'_>,
     spec: ClaimSpec,
@@ -104,35 +105,28 @@ pub(crate) fn claim(
 ) -> Result<Vec<Claimed>, OpError> {
     let limit = i64::try_from(spec.limit).unwrap_or(i64::MAX);
     let lease_until = after(now, spec.lease);
-    // (due_at, id bytes, seq, task): the first two order tasks across queues.
-    let mut due: Vec<(i64, [u8; 16], i64, Claimed)> = Vec::with_capacity(spec.limit);
+    // (due_at, id, seq): the first two order tasks across queues, the last finds the row.
+    let mut due: Vec<(i64, TaskId, i64)> = Vec::with_capacity(spec.limit.min(1024));
     {
         let mut candidates = cx.conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
         for queue in &spec.queues {
             let mut rows = candidates.query(params![queue, now, limit])?;
             while let Some(r) = rows.next()? {
-                let task = candidate(r)?;
-                let id = id_bytes(task.lease.id);
-                due.push((r.get(0)?, id, r.get(2)?, task));
+                due.push((r.get(0)?, id_at(r, 1)?, r.get(2)?));
             }
         }
     }
     if spec.queues.len() > 1 {
-        due.sort_unstable_by_key(|&(at, id, _, _)| (at, id));
+        due.sort_unstable_by_key(|&(at, id, _)| (at, id));
         due.truncate(spec.limit);
     }
     let mut take = cx.conn.prepare_cached(sql::CLAIM)?;
     let mut out = Vec::with_capacity(due.len());
-    for (_, _, seq, task) in due {
-        take.execute(params![
-            seq,
-            now,
-            lease_until,
-            spec.worker_id,
-            fence(&task.lease),
-            task.attempt
-        ])?;
-        cx.changed(task.lease.id)?;
+    for (_, id, seq) in due {
+        let task = take.query_row(params![seq, now, lease_until, spec.worker_id], |r| {
+            Ok(claimed(id, r))
+        })??;
+        cx.changed(id)?;
         out.push(task);
     }
     if out.len() < spec.limit {
@@ -145,29 +139,27 @@ pub(crate) fn claim(
     Ok(out)
 }
 
-/// The task a row of `claim_candidates.sql` becomes once claimed: the next fence and attempt.
-fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
-    let fence: u64 = r.get(3)?;
-    let attempt: u32 = r.get(4)?;
-    let args: String = r.get(7)?;
+/// Task `id` as `claim.sql` returns it, leased under its new fence.
+fn claimed(id: TaskId, r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
+    let args: String = r.get(4)?;
     Ok(Claimed {
         lease: Lease {
-            id: id_at(r, 1)?,
-            fence: fence + 1,
+            id,
+            fence: r.get(0)?,
         },
-        name: r.get(5)?,
-        queue: r.get(6)?,
+        attempt: r.get(1)?,
+        name: r.get(2)?,
+        queue: r.get(3)?,
         args: RawValue::from_string(args)
             .map_err(|e| OpError::Corrupt(format!("a task's arguments are not JSON: {e}")))?,
-        context: r.get::<_, Option<String>>(8)?.map(SealedContext::from_json),
+        context: r.get::<_, Option<String>>(5)?.map(SealedContext::from_json),
         owner: Owner {
-            user_id: r.get(9)?,
-            tenant: r.get(10)?,
+            user_id: r.get(6)?,
+            tenant: r.get(7)?,
         },
-        correlation_id: r.get(11)?,
-        attempt: attempt + 1,
-        max_attempts: r.get(12)?,
-        timeout: Duration::from_millis(r.get(13)?),
+        correlation_id: r.get(8)?,
+        max_attempts: r.get(9)?,
+        timeout: Duration::from_millis(r.get(10)?),
     })
 }
 
@@ -205,7 +197,10 @@ pub(crate) fn heartbeat(
 }
 
 /// Progress and steps as stored (`None`: unchanged).
-fn report_json(report: &StatusUpdate) -> Result<(Option<String>, Option<String>), OpError> {
+type Report = (Option<String>, Option<String>);
+
+/// A report as stored.
+fn report_json(report: &StatusUpdate) -> Result<Report, OpError> {
     Ok((
         report.progress.as_ref().map(json).transpose()?,
         report.steps.as_ref().map(json).transpose()?,
@@ -236,66 +231,126 @@ pub(crate) fn report(
     Ok(states)
 }
 
-/// Ends attempts whose lease is still held; stale completions change nothing. A success,
-/// failure or cancellation is one fenced update; a retry or release first reads whether
-/// cancellation was requested (then the task ends `cancelled`).
+/// How a task ends for good, as `finish.sql` writes it.
+struct Ending<'a> {
+    /// Success, failed or cancelled.
+    status: TaskState,
+    /// A success's result.
+    result: Option<&'a str>,
+    /// The error to record (`None`: the recorded one stays).
+    error: Option<String>,
+    /// The last progress as stored (`None`: unchanged).
+    progress: Option<&'a str>,
+    /// The last steps as stored (`None`: unchanged).
+    steps: Option<&'a str>,
+    /// A completion's lease fence (a lost lease matches no row); `None` for a cancel or a
+    /// reap, which read the row in the same transaction.
+    fence: Option<i64>,
+}
+
+impl<'a> Ending<'a> {
+    /// Ends as `status`, with nothing else to record.
+    fn new(status: TaskState) -> Self {
+        Self {
+            status,
+            result: None,
+            error: None,
+            progress: None,
+            steps: None,
+            fence: None,
+        }
+    }
+
+    /// Ends a completion's attempt as `status`, with its last progress and steps, while its
+    /// lease is held.
+    fn completion(status: TaskState, lease: &Lease, report: &'a Report) -> Self {
+        Self {
+            progress: report.0.as_deref(),
+            steps: report.1.as_deref(),
+            fence: Some(fence(lease)),
+            ..Self::new(status)
+        }
+    }
+
+    /// Writes it to task `id` with `finish` (`finish.sql`); whether the task ended.
+    fn write(&self, finish: &mut Statement<'_>, id: TaskId, now: i64) -> Result<bool, OpError> {
+        let changed = finish.execute(params![
+            &id_bytes(id)[..],
+            now,
+            self.status.as_str(),
+            self.result,
+            self.error,
+            self.progress,
+            self.steps,
+            self.fence
+        ])?;
+        Ok(changed > 0)
+    }
+}
+
+/// Ends attempts whose lease is still held; stale completions change nothing. Each is one
+/// fenced update. A retry or release of a task whose cancellation was requested changes
+/// nothing, and the task ends `cancelled` instead.
 pub(crate) fn complete(
     cx: &mut WriteCx<'_>,
     completions: Vec<Completion>,
     now: i64,
 ) -> Result<Vec<CompleteResult>, OpError> {
     let conn = cx.conn;
-    let mut success = conn.prepare_cached(sql::COMPLETE_SUCCESS)?;
-    let mut failed = conn.prepare_cached(sql::COMPLETE_FAILED)?;
-    let mut cancelled = conn.prepare_cached(sql::COMPLETE_CANCELLED)?;
+    let mut finish = conn.prepare_cached(sql::FINISH)?;
+    let mut retry = conn.prepare_cached(sql::COMPLETE_RETRY)?;
+    let mut release = conn.prepare_cached(sql::COMPLETE_RELEASE)?;
     let mut results = Vec::with_capacity(completions.len());
     for c in completions {
         let id = c.lease.id;
-        let key = id_bytes(id);
-        let (key, fence) = (&key[..], fence(&c.lease));
-        let (progress, steps) = report_json(&c.report)?;
-        let applied = match c.outcome {
-            Outcome::Success(result) => {
-                success.execute(params![key, now, result.get(), progress, steps, fence])?
+        let report = report_json(&c.report)?;
+        let (progress, steps) = (report.0.as_deref(), report.1.as_deref());
+        let end = |status| Ending::completion(status, &c.lease, &report);
+        let applied = match &c.outcome {
+            Outcome::Success(result) => Ending {
+                result: Some(result.get()),
+                ..end(TaskState::Success)
             }
-            Outcome::Failed(error) => {
-                failed.execute(params![key, now, json(&error)?, progress, steps, fence])?
+            .write(&mut finish, id, now)?,
+            Outcome::Failed(error) => Ending {
+                error: Some(json(error)?),
+                ..end(TaskState::Failed)
             }
-            Outcome::Cancelled => cancelled.execute(params![key, now, progress, steps, fence])?,
-            outcome @ (Outcome::Retry { .. } | Outcome::Released) => {
-                let held: Option<(i64, bool, String)> = conn
-                    .prepare_cached(sql::COMPLETE_LEASE)?
-                    .query_row(params![key, fence], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()?;
-                match (held, outcome) {
-                    (None, _) => 0,
-                    (Some((_, true, _)), _) => {
-                        cancelled.execute(params![key, now, progress, steps, fence])?
-                    }
-                    (Some((seq, false, queue)), Outcome::Retry { error, delay }) => {
-                        let next = after(now, delay);
+            .write(&mut finish, id, now)?,
+            Outcome::Cancelled => end(TaskState::Cancelled).write(&mut finish, id, now)?,
+            Outcome::Retry { error, delay } => {
+                let next = after(now, *delay);
+                let params = params![
+                    &id_bytes(id)[..],
+                    now,
+                    json(error)?,
+                    next,
+                    progress,
+                    steps,
+                    fence(&c.lease)
+                ];
+                match retry.query_row(params, |r| r.get(0)).optional()? {
+                    Some(queue) => {
                         cx.effects.due.push(DueChange::Added { queue, due: next });
                         cx.effects.work = true;
-                        conn.prepare_cached(sql::COMPLETE_RETRY)?.execute(params![
-                            seq,
-                            now,
-                            json(&error)?,
-                            next,
-                            progress,
-                            steps
-                        ])?
+                        true
                     }
-                    (Some((seq, false, _)), _) => {
-                        cx.effects.work = true;
-                        conn.prepare_cached(sql::COMPLETE_RELEASE)?
-                            .execute(params![seq, now, progress, steps])?
-                    }
+                    // Cancellation was requested (or the lease is lost: nothing changes).
+                    None => end(TaskState::Cancelled).write(&mut finish, id, now)?,
+                }
+            }
+            Outcome::Released => {
+                let params = params![&id_bytes(id)[..], now, progress, steps, fence(&c.lease)];
+                if release.execute(params)? > 0 {
+                    cx.effects.work = true;
+                    true
+                } else {
+                    // Cancellation was requested (or the lease is lost: nothing changes).
+                    end(TaskState::Cancelled).write(&mut finish, id, now)?
                 }
             }
         };
-        if applied > 0 {
+        if applied {
             cx.changed(id)?;
             results.push(CompleteResult::Applied);
         } else {
@@ -321,16 +376,16 @@ pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<Cance
         TaskState::Running => true,
         s => return Ok(CancelOutcome::Conflict(s)),
     };
-    let sql = if requested {
-        sql::CANCEL_RUNNING
-    } else {
-        sql::CANCEL_WAITING
-    };
-    cx.conn.prepare_cached(sql)?.execute(params![seq, now])?;
-    let record = record(cx.conn, id)?;
     if requested {
+        cx.conn
+            .prepare_cached(sql::CANCEL_RUNNING)?
+            .execute(params![seq, now])?;
         cx.effects.cancels.push(id);
+    } else {
+        let mut finish = cx.conn.prepare_cached(sql::FINISH)?;
+        Ending::new(TaskState::Cancelled).write(&mut finish, id, now)?;
     }
+    let record = record(cx.conn, id)?;
     cx.changed(id)?;
     Ok(if requested {
         CancelOutcome::Requested(Box::new(record))
@@ -407,24 +462,23 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped,
         }
         lapsed
     };
+    let mut finish = cx.conn.prepare_cached(sql::FINISH)?;
+    let mut requeue = cx.conn.prepare_cached(sql::REAP_REQUEUE)?;
     let mut reaped = Reaped::default();
     for (seq, id, cancel_requested, attempt, max_attempts) in lapsed {
         if cancel_requested {
-            cx.conn
-                .prepare_cached(sql::REAP_CANCELLED)?
-                .execute(params![seq, now])?;
+            Ending::new(TaskState::Cancelled).write(&mut finish, id, now)?;
             reaped.cancelled += 1;
         } else if attempt >= max_attempts {
-            let error = json(&lease_expired_error(false))?;
-            cx.conn
-                .prepare_cached(sql::REAP_FAILED)?
-                .execute(params![seq, now, error])?;
+            Ending {
+                error: Some(json(&lease_expired_error(false))?),
+                ..Ending::new(TaskState::Failed)
+            }
+            .write(&mut finish, id, now)?;
             reaped.failed += 1;
         } else {
             let error = json(&lease_expired_error(true))?;
-            cx.conn
-                .prepare_cached(sql::REAP_REQUEUE)?
-                .execute(params![seq, now, error])?;
+            requeue.execute(params![seq, now, error])?;
             reaped.requeued += 1;
             cx.effects.work = true;
         }
@@ -570,6 +624,34 @@ mod tests {
         }
     }
 
+    /// Every way a task ends (completions, cancels of waiting tasks, the reaper) goes through
+    /// `finish.sql`: no other statement schedules a record's expiry.
+    #[test]
+    fn only_finish_sql_ends_tasks() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut ending = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("sql directory") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "sql") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("sql file");
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect();
+            if code.contains("ttl_us") && code.contains("UPDATE") {
+                ending.push(
+                    path.file_name()
+                        .expect("name")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        assert_eq!(ending, ["finish.sql"]);
+    }
+
     /// The hot paths walk their partial index and never sort or scan the table, so they cost
     /// O(log n) however many tasks wait or finished.
     #[test]
@@ -584,7 +666,8 @@ mod tests {
                 "{sql}\nscans the table: {plan}"
             );
         };
-        uses(sql::CLAIM_CANDIDATES, "tasks_ready");
+        // Claims pick their winners from the index alone, reading no row.
+        uses(sql::CLAIM_CANDIDATES, "COVERING INDEX tasks_ready");
         uses(sql::NEXT_DUE, "tasks_ready");
         uses(sql::REAP_LAPSED, "tasks_leased");
         uses(sql::PURGE_EXPIRED, "tasks_expiry");
@@ -592,7 +675,9 @@ mod tests {
         uses(sql::LIST_OWNER, "tasks_owner");
         uses(sql::GET, "sqlite_autoindex_tasks_1");
         uses(sql::HEARTBEAT, "sqlite_autoindex_tasks_1");
-        uses(sql::COMPLETE_LEASE, "sqlite_autoindex_tasks_1");
+        uses(sql::FINISH, "sqlite_autoindex_tasks_1");
+        uses(sql::COMPLETE_RETRY, "sqlite_autoindex_tasks_1");
+        uses(sql::COMPLETE_RELEASE, "sqlite_autoindex_tasks_1");
         let depth = plan(&conn, sql::DEPTH);
         assert!(
             depth.contains("tasks_ready") && depth.contains("tasks_leased"),

@@ -15,9 +15,9 @@ queries! {
     ENQUEUE_FIND_KEY = "enqueue_find_key.sql";
     /// Stores one new task.
     ENQUEUE = "enqueue.sql";
-    /// The oldest due tasks of one queue.
+    /// The order and storage keys of the oldest due tasks of one queue.
     CLAIM_CANDIDATES = "claim_candidates.sql";
-    /// Leases one waiting task.
+    /// Leases one waiting task and returns it.
     CLAIM = "claim.sql";
     /// When the earliest waiting task of a queue falls due.
     NEXT_DUE = "next_due.sql";
@@ -25,14 +25,8 @@ queries! {
     HEARTBEAT = "heartbeat.sql";
     /// Merges progress and steps of a running task.
     REPORT = "report.sql";
-    /// The running task a completion's lease still holds.
-    COMPLETE_LEASE = "complete_lease.sql";
-    /// Ends an attempt with a result.
-    COMPLETE_SUCCESS = "complete_success.sql";
-    /// Ends a task with an error.
-    COMPLETE_FAILED = "complete_failed.sql";
-    /// Ends a running task as cancelled.
-    COMPLETE_CANCELLED = "complete_cancelled.sql";
+    /// Ends a task for good: success, failed or cancelled.
+    FINISH = "finish.sql";
     /// Schedules the next attempt of a failed one.
     COMPLETE_RETRY = "complete_retry.sql";
     /// Hands an unfinished attempt back without spending it.
@@ -47,8 +41,6 @@ queries! {
     LIST_ANY = "list_any.sql";
     /// The task to cancel.
     CANCEL_LOOKUP = "cancel_lookup.sql";
-    /// Cancels a waiting task.
-    CANCEL_WAITING = "cancel_waiting.sql";
     /// Requests cancellation of a running task.
     CANCEL_RUNNING = "cancel_running.sql";
     /// The task to retry by hand.
@@ -59,10 +51,6 @@ queries! {
     REAP_LAPSED = "reap_lapsed.sql";
     /// Requeues a lapsed task with attempts left.
     REAP_REQUEUE = "reap_requeue.sql";
-    /// Fails a lapsed task with no attempts left.
-    REAP_FAILED = "reap_failed.sql";
-    /// Cancels a lapsed task whose cancellation was requested.
-    REAP_CANCELLED = "reap_cancelled.sql";
     /// Deletes a chunk of expired records.
     PURGE_EXPIRED = "purge_expired.sql";
     /// Counts waiting and running tasks.
