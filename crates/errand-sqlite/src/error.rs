@@ -1,10 +1,16 @@
 //! Errors: [`SqliteError`] when a store cannot be opened, and the mapping of SQLite failures
-//! during operations onto [`StoreError`], always naming the database file and the cause.
+//! during operations onto [`StoreError`].
+//!
+//! Failures of the store (locks, I/O, damage) name the database file and SQLite's cause, for
+//! operators. [`StoreError::Invalid`] says what is wrong with the request in words of its own:
+//! a server may show it to the client who sent the request, so it never holds a path or
+//! SQLite's text; those are logged instead.
 
 use errand_core::StoreError;
 use rusqlite::ErrorCode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tracing::warn;
 
 /// Why a [`SqliteStore`](crate::SqliteStore) could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -153,9 +159,14 @@ impl From<rusqlite::types::FromSqlError> for OpError {
 
 impl OpError {
     /// Turns the failure into the [`StoreError`] callers see. Locks and I/O failures are
-    /// `Unavailable` (try again later); damaged data is `Corrupt`.
+    /// `Unavailable` (try again later); damaged data is `Corrupt`; a request the database
+    /// refuses is `Invalid`, with a message free of paths and SQL (the details are logged).
     pub(crate) fn into_store_error(self, path: &Path, busy_timeout: Duration) -> StoreError {
         let path = path.display();
+        let refused = |e: &rusqlite::Error, message: &str| {
+            warn!(path = %path, error = %e, "the task database refused a write");
+            StoreError::Invalid(message.to_string())
+        };
         let e = match self {
             OpError::Corrupt(why) => {
                 return StoreError::Corrupt(format!("in the task database {path}: {why}"));
@@ -189,12 +200,11 @@ impl OpError {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
                 StoreError::Corrupt(format!("the task database {path} is damaged: {e}"))
             }
-            Some(ErrorCode::TooBig) => {
-                StoreError::Invalid(format!("a value is too large for the task database: {e}"))
-            }
-            Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(format!(
-                "the task database {path} refused the write (a task with this id exists?): {e}"
-            )),
+            Some(ErrorCode::TooBig) => refused(&e, "a value is too large for the task store"),
+            Some(ErrorCode::ConstraintViolation) => refused(
+                &e,
+                "the task store refused the write: it conflicts with a stored task (does a task with this id exist?)",
+            ),
             _ => StoreError::Backend(format!("SQLite error on the task database {path}: {e}")),
         }
     }
