@@ -1,9 +1,11 @@
 //! # errand-sqlite
 //!
 //! errand's default store: embedded, durable, in one SQLite file. [`SqliteStore`] implements
-//! [`errand_core::Store`] with exactly the semantics of the reference `MemoryStore` (leases and
+//! [`errand_core::Store`] with the semantics of the reference `MemoryStore` (leases and
 //! fencing, idempotency keys, delays and retries, cancellation, owner-isolated listings,
-//! watch events, TTL expiry) and passes core's conformance suite.
+//! watch events, TTL expiry), as far as core's conformance suite checks them, which it
+//! passes. Where it differs, it says so below: durability, and several processes sharing a
+//! file (whose signals stay within each process). Times are stored to the microsecond.
 //!
 //! How it is built:
 //! - **WAL mode**, `synchronous=NORMAL` by default ([`Synchronous`]), and a busy timeout so
@@ -27,9 +29,15 @@
 //! - **Expiry:** finished records are hidden once their TTL passes and deleted by
 //!   [`Store::purge_expired`](errand_core::Store::purge_expired), which every
 //!   [`Worker`](errand_core::Worker) runs in the background.
+//! - **Opening blocks:** [`SqliteStore::open`] is synchronous and may wait up to the busy
+//!   timeout while another process holds the file; async callers use `spawn_blocking`.
+//! - **Watching** waits for the writer's current batch, so a record read after
+//!   [`Store::watch`](errand_core::Store::watch) returns shows every change the watch will not
+//!   announce.
 //! - **Failures** never panic: a locked, unwritable or damaged file gives a [`SqliteError`]
 //!   at open, or a [`StoreError`](errand_core::StoreError) naming the file and the cause
-//!   (`Unavailable` for locks and I/O failures) during operation.
+//!   (`Unavailable` for locks and I/O failures) during operation. A write the database
+//!   refuses is `Invalid`, with a message free of paths and SQL (the details are logged).
 //!
 //! ```
 //! use errand_core::{NewTask, Store};

@@ -71,8 +71,24 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens the store at `path`, creating the file and its directory if needed and
-    /// upgrading its schema. Blocks briefly (file I/O): call it at startup or from
-    /// `spawn_blocking`.
+    /// upgrading its schema.
+    ///
+    /// **Blocks the calling thread**: it does file I/O, and while another process holds a lock
+    /// on the file (it is migrating the schema, or in a long write) each step that needs the
+    /// lock (switching to WAL, the migration) waits up to
+    /// [`SqliteConfig::busy_timeout`] (5 s by default) before it fails. From async code, call
+    /// it through [`tokio::task::spawn_blocking`] so no runtime thread is held:
+    ///
+    /// ```
+    /// # use errand_sqlite::{SqliteConfig, SqliteStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("errand.db");
+    /// let store =
+    ///     tokio::task::spawn_blocking(move || SqliteStore::open(path, SqliteConfig::default()))
+    ///         .await??;
+    /// # let _ = store; Ok(()) }
+    /// ```
     ///
     /// Fails with a [`SqliteError`] naming the file and the cause when the directory cannot be
     /// created, the file cannot be written, is not an errand database, is damaged, or is
