@@ -176,22 +176,11 @@ impl RedisStore {
         lock(&self.inner.queues).clone()
     }
 
-    /// Replaces the cached queue list with Redis's answer; returns the queues that are new.
+    /// Replaces the cached queue list with Redis's answer, and returns it.
     fn learn_queues(&self, members: Vec<String>) -> Vec<Arc<str>> {
-        let mut cached = lock(&self.inner.queues);
-        let mut fresh = Vec::new();
-        let list: Vec<Arc<str>> = members
-            .into_iter()
-            .map(|m| {
-                let q: Arc<str> = m.into();
-                if !cached.contains(&q) {
-                    fresh.push(q.clone());
-                }
-                q
-            })
-            .collect();
-        *cached = list;
-        fresh
+        let list: Vec<Arc<str>> = members.into_iter().map(Arc::from).collect();
+        lock(&self.inner.queues).clone_from(&list);
+        list
     }
 
     /// Every queue ever used (one round trip).
@@ -199,15 +188,14 @@ impl RedisStore {
         let mut cmd = redis::cmd("SMEMBERS");
         cmd.arg(self.keys().queues());
         let members: Vec<String> = self.inner.redis.query(&cmd).await?;
-        self.learn_queues(members);
-        Ok(self.cached_queues())
+        Ok(self.learn_queues(members))
     }
 
     /// Finds the queue of each task in `ids` (and its stored record with [`Probe::Get`]): one
     /// round trip probing every queue this process knows while reading the set of queues,
-    /// and a second one probing the queues it learns of there, only if some task is still
-    /// missing. Also returns "now", read in the first round trip. A task found nowhere gets
-    /// `None`.
+    /// and a second one probing the queues of that set it did not probe, only if some task
+    /// is still missing. Also returns "now", read in the first round trip. A task found
+    /// nowhere gets `None`.
     async fn locate(
         &self,
         ids: &[TaskId],
@@ -254,7 +242,10 @@ impl RedisStore {
                     });
                 }
             }
+            // Not "new to the cache": a concurrent lookup may have learnt them meanwhile.
+            let probed = queues;
             queues = self.learn_queues(members);
+            queues.retain(|q| !probed.contains(q));
             if queues.is_empty() || found.iter().all(Option::is_some) {
                 break;
             }

@@ -1,17 +1,19 @@
 //! What the Redis layout promises beyond the conformance suite: cancelled entries never
-//! count or run, several queues are claimed oldest first, finished records carry a Redis TTL
-//! and leave the listing indexes when purged, nothing is published for unwatched tasks, a
-//! resent enqueue changes nothing, scripts reload after a flush, and any number of reapers
-//! may run at once.
+//! count or run, a retried task has one entry, a ready entry never runs a task before it is
+//! due, a claim looks at a bounded number of dead entries, several queues are claimed oldest
+//! first, finished records carry a Redis TTL and leave the listing indexes when purged,
+//! nothing is published for unwatched tasks, a resent enqueue changes nothing, a report batch
+//! answers each lease, scripts reload after a flush, any number of reapers may run at once,
+//! and prefixes never share keys.
 
 mod common;
 
 use common::{PrivateRedis, REDIS_URL};
 use errand_core::{
-    ClaimRequest, Claimed, Completion, ManualClock, NewTask, Outcome, Owner, StatusUpdate, Store,
-    TaskState,
+    ClaimRequest, Claimed, Completion, ErrorInfo, Lease, LeaseState, ManualClock, NewTask, Outcome,
+    Owner, Progress, StatusUpdate, Store, TaskState,
 };
-use errand_redis::{RedisConfig, RedisStore};
+use errand_redis::{RedisConfig, RedisStore, RedisStoreError};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +111,189 @@ async fn a_task_cancelled_while_waiting_is_neither_counted_nor_claimed() {
         dead, 0,
         "the claim dropped the dead entry and forgot its id"
     );
+}
+
+fn int(f: &Fixture, cmd: &str, key: &str) -> i64 {
+    redis::cmd(cmd)
+        .arg(f.key("default", key))
+        .query(&mut f.redis())
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_retried_after_a_cancel_has_one_entry_and_runs_once() {
+    let f = Fixture::new().await;
+    let t = task("default");
+    let id = t.id;
+    f.store.enqueue(vec![t]).await.expect("enqueue");
+    f.store.cancel(id).await.expect("cancel");
+    assert_eq!(int(&f, "SCARD", "skip"), 1, "its entry is dead");
+    f.store.retry(id).await.expect("retry");
+    assert_eq!(
+        (int(&f, "LLEN", "ready"), int(&f, "SCARD", "skip")),
+        (1, 0),
+        "the dead entry came back to life; no second entry"
+    );
+    assert_eq!(f.store.depth().await.expect("depth").waiting, 1);
+    let claimed = f
+        .store
+        .claim(&request(&["default"], 10))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.iter().map(|c| c.lease.id).collect::<Vec<_>>(), [id]);
+    let depth = f.store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_entry_never_runs_a_task_before_it_is_due() {
+    let f = Fixture::new().await;
+    // Another process whose clock is two minutes ahead of this one's.
+    let ahead_clock = Arc::new(ManualClock::new());
+    ahead_clock.advance(Duration::from_secs(120));
+    let ahead = common::store_on(&f.prefix, ahead_clock).await;
+
+    let flaky = task("default");
+    let id = flaky.id;
+    f.store.enqueue(vec![flaky]).await.expect("enqueue");
+    let c = f
+        .store
+        .claim(&request(&["default"], 1))
+        .await
+        .expect("claim");
+    let retry = Completion {
+        lease: c[0].lease,
+        outcome: Outcome::Retry {
+            error: ErrorInfo {
+                message: "flaky".into(),
+                kind: "flaky".into(),
+                details: None,
+                retryable: true,
+            },
+            delay: Duration::from_secs(60),
+        },
+        report: StatusUpdate::default(),
+    };
+    f.store.complete(vec![retry]).await.expect("complete");
+    let other = task("default");
+    let other_id = other.id;
+    f.store.enqueue(vec![other]).await.expect("enqueue");
+
+    // By its clock the retry is due: its claim moves it to the ready list, behind the other
+    // task, which is all it takes.
+    let taken = ahead.claim(&request(&["default"], 1)).await.expect("claim");
+    assert_eq!(taken[0].lease.id, other_id);
+    assert_eq!(int(&f, "LLEN", "ready"), 1);
+
+    // By this process's clock it is not: its entry goes back to the schedule.
+    let early = f
+        .store
+        .claim(&request(&["default"], 10))
+        .await
+        .expect("claim");
+    assert!(early.is_empty(), "claimed before its backoff: {early:?}");
+    assert_eq!(int(&f, "ZCARD", "schedule"), 1);
+    let depth = f.store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (1, 1));
+
+    f.clock.advance(Duration::from_secs(61));
+    let due = f
+        .store
+        .claim(&request(&["default"], 10))
+        .await
+        .expect("claim");
+    assert_eq!(due.iter().map(|c| c.lease.id).collect::<Vec<_>>(), [id]);
+    let depth = f.store.depth().await.expect("depth");
+    assert_eq!((depth.waiting, depth.running), (0, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_looks_past_dead_entries_but_only_so_far() {
+    let f = Fixture::new().await;
+    let tasks: Vec<NewTask> = (0..1101).map(|_| task("default")).collect();
+    let ids: Vec<_> = tasks.iter().map(|t| t.id).collect();
+    f.store.enqueue(tasks).await.expect("enqueue");
+    let cancels = ids[..1100].iter().map(|id| f.store.cancel(*id));
+    for outcome in futures::future::join_all(cancels).await {
+        let outcome = outcome.expect("cancel");
+        assert!(
+            matches!(outcome, errand_core::CancelOutcome::Cancelled(_)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(f.store.depth().await.expect("depth").waiting, 1);
+    // One claim pops at most its limit plus 1000 entries, so Redis is never held long...
+    let first = f
+        .store
+        .claim(&request(&["default"], 1))
+        .await
+        .expect("claim");
+    assert!(first.is_empty());
+    assert_eq!(int(&f, "SCARD", "skip"), 99, "1001 dead entries dropped");
+    // ...and the next one goes on from there.
+    let second = f
+        .store
+        .claim(&request(&["default"], 1))
+        .await
+        .expect("claim");
+    assert_eq!(
+        second.iter().map(|c| c.lease.id).collect::<Vec<_>>(),
+        [ids[1100]]
+    );
+    assert_eq!((int(&f, "LLEN", "ready"), int(&f, "SCARD", "skip")), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_batch_answers_each_lease() {
+    let f = Fixture::new().await;
+    let tasks: Vec<NewTask> = (0..3).map(|_| task("default")).collect();
+    f.store.enqueue(tasks).await.expect("enqueue");
+    let c = f
+        .store
+        .claim(&request(&["default"], 3))
+        .await
+        .expect("claim");
+    f.store.cancel(c[2].lease.id).await.expect("cancel");
+    let progress = |n| StatusUpdate {
+        progress: Some(Progress {
+            current: n,
+            total: 10,
+            message: None,
+        }),
+        steps: None,
+    };
+    let stale = Lease {
+        id: c[1].lease.id,
+        fence: c[1].lease.fence + 1,
+    };
+    let states = f
+        .store
+        .report(vec![
+            (c[0].lease, progress(1)),
+            (stale, progress(2)),
+            (c[2].lease, progress(3)),
+        ])
+        .await
+        .expect("report");
+    assert_eq!(
+        states,
+        [
+            LeaseState::Held,
+            LeaseState::Lost,
+            LeaseState::CancelRequested
+        ]
+    );
+    let current = |i: usize| {
+        let store = f.store.clone();
+        let id = c[i].lease.id;
+        async move {
+            let r = store.get(id).await.expect("get").expect("record");
+            r.progress.map(|p| p.current)
+        }
+    };
+    assert_eq!(current(0).await, Some(1));
+    assert_eq!(current(1).await, None, "a lost lease's report is dropped");
+    assert_eq!(current(2).await, Some(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,4 +517,74 @@ async fn scripts_are_loaded_again_after_a_flush() {
         .await
         .expect("claim answers after NOSCRIPT");
     assert_eq!(claimed.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_that_could_share_keys_are_refused() {
+    // Prefix `a` with queue `b:c` and prefix `a:b` with queue `c` would both be `{a:b:c}`.
+    for prefix in ["a:b", "a{b", "a}", ""] {
+        match RedisStore::connect(REDIS_URL, RedisConfig::default().prefix(prefix)).await {
+            Err(RedisStoreError::InvalidPrefix(p)) => assert_eq!(p, prefix),
+            other => panic!("{prefix:?} was not refused: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_deletes_its_own_keys_and_no_others() {
+    let f = Fixture::new().await;
+    let neighbour = format!("{}x", f.prefix);
+    let other = common::store_on(&neighbour, f.clock.clone()).await;
+    let _cleanup = Cleanup(neighbour.clone());
+    for store in [&f.store, &other] {
+        store
+            .enqueue(vec![task("default"), task("b:c")])
+            .await
+            .expect("enqueue");
+    }
+    // A key that starts like the prefix's own but is none of errand's.
+    let foreign = format!("{{{}}}:not-errand", f.prefix);
+    let mut redis = f.redis();
+    let _: () = redis::cmd("SET")
+        .arg(&foreign)
+        .arg(1)
+        .query(&mut redis)
+        .expect("SET");
+
+    let deleted = f.store.clear().await.expect("clear");
+    assert!(deleted > 0);
+    let left = |pattern: String| -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut f.redis())
+            .expect("KEYS")
+    };
+    assert!(left(format!("{{{}:*", f.prefix)).is_empty());
+    assert!(left(format!("{{{}}}:queues", f.prefix)).is_empty());
+    assert_eq!(left(foreign.clone()), [foreign.as_str()], "not errand's key");
+    assert!(
+        !left(format!("{{{neighbour}:*")).is_empty(),
+        "not this prefix"
+    );
+    assert_eq!(
+        other
+            .depth()
+            .await
+            .expect("the neighbour's tasks are intact")
+            .waiting,
+        2
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&foreign)
+        .query(&mut redis)
+        .expect("DEL");
+}
+
+/// Deletes a prefix's keys when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        common::delete_keys(REDIS_URL, &self.0);
+    }
 }

@@ -1,10 +1,13 @@
 //! Redis going away: every call answers `Unavailable` quickly (bounded by the configured
 //! timeouts) without panicking, and the same store works again, pub/sub included, once Redis
-//! is back. Uses a `redis-server` of its own, killed and restarted by the test.
+//! is back; a connection lost in the middle of an enqueue never hides a stored task. Uses a
+//! `redis-server` of its own, killed and restarted by the test, and a proxy that cuts a
+//! connection.
 
 mod common;
 
 use common::PrivateRedis;
+use common::proxy::Proxy;
 use errand_core::{ClaimRequest, ListQuery, NewTask, OwnerFilter, Store, StoreError, TaskId};
 use errand_redis::{RedisConfig, RedisStore};
 use futures::StreamExt;
@@ -181,4 +184,30 @@ async fn calls_fail_fast_while_redis_is_down_and_the_store_resumes_when_it_retur
             ),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_enqueue_never_hides_a_stored_task() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let prefix = common::unique_prefix();
+    let store = RedisStore::connect(&proxy.url(), RedisConfig::default().prefix(&prefix))
+        .await
+        .expect("connects");
+    // The connection drops right after Redis received the script storing the task.
+    let base = format!("{{{prefix}:emails}}");
+    proxy.cut_after(move |c| c[0] == "EVALSHA" && c.get(3) == Some(&base));
+    let mut t = task();
+    t.queue = "emails".into();
+    let id = t.id;
+    assert!(
+        store.enqueue(vec![t]).await.is_err(),
+        "the caller hears of the loss"
+    );
+    // Whatever Redis ran before the drop, another process finds the task by its id.
+    let other = RedisStore::connect(common::REDIS_URL, RedisConfig::default().prefix(&prefix))
+        .await
+        .expect("connects");
+    let found = other.get(id).await.expect("get");
+    common::delete_keys(common::REDIS_URL, &prefix);
+    assert_eq!(found.map(|r| r.queue).as_deref(), Some("emails"));
 }

@@ -1,14 +1,18 @@
 //! Two store instances on one Redis, standing in for two processes (each has its own
 //! connections, pub/sub listener and in-process state): each sees the other's tasks, events,
-//! cancellations and work signals.
+//! cancellations and work signals, finds tasks on queues it never used (however many
+//! lookups run at once), and sets up watches of different tasks without waiting for each
+//! other.
 
 mod common;
 
+use common::proxy::Proxy;
 use errand_core::{
-    CancelOutcome, ClaimRequest, CompleteResult, Completion, ManualClock, NewTask, Outcome,
-    Progress, Registry, SealKey, StatusUpdate, Store, Task, TaskCx, TaskError, TaskState, Worker,
+    CancelOutcome, ClaimRequest, CompleteResult, Completion, LeaseState, ManualClock, NewTask,
+    Outcome, Progress, Registry, SealKey, StatusUpdate, Store, Task, TaskCx, TaskError, TaskState,
+    Worker,
 };
-use errand_redis::RedisStore;
+use errand_redis::{RedisConfig, RedisStore};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,5 +204,86 @@ async fn a_worker_on_one_store_runs_what_the_other_submits() {
     }
     let stats = worker.shutdown(Duration::from_secs(5)).await;
     assert_eq!(stats.succeeded, 50);
+    common::delete_keys(common::REDIS_URL, &prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_ends_attempts_claimed_through_another_on_a_queue_it_never_used() {
+    let p = Pair::new().await;
+    let id = p.a.enqueue(vec![task("reports")]).await.expect("enqueue")[0].id;
+    let c = p.a.claim(&claim("reports")).await.expect("claim").remove(0);
+    let held =
+        p.b.heartbeat(&[c.lease], Duration::from_secs(30))
+            .await
+            .expect("heartbeat");
+    assert_eq!(held, [LeaseState::Held]);
+    let reported =
+        p.b.report(vec![(c.lease, StatusUpdate::default())])
+            .await
+            .expect("report");
+    assert_eq!(reported, [LeaseState::Held]);
+    let result = serde_json::value::to_raw_value(&1).expect("json");
+    let done =
+        p.b.complete(vec![Completion {
+            lease: c.lease,
+            outcome: Outcome::Success(result),
+            report: StatusUpdate::default(),
+        }])
+        .await
+        .expect("complete");
+    assert_eq!(done, [CompleteResult::Applied]);
+    assert_eq!(
+        p.a.get(id).await.expect("get").expect("record").status,
+        TaskState::Success
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_lookups_all_find_the_task() {
+    let p = Pair::new().await;
+    let id = p.a.enqueue(vec![task("emails")]).await.expect("enqueue")[0].id;
+    // B has never read the set of queues: every lookup learns of `emails` at once.
+    let lookups = (0..20).map(|_| p.b.get(id));
+    for found in futures::future::join_all(lookups).await {
+        assert!(found.expect("get").is_some(), "a lookup missed the task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_of_different_tasks_are_set_up_concurrently() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let prefix = common::unique_prefix();
+    let store = RedisStore::connect(&proxy.url(), RedisConfig::default().prefix(&prefix))
+        .await
+        .expect("connects");
+    let tasks = vec![task("default"), task("default")];
+    let (a, b) = (tasks[0].id, tasks[1].id);
+    store.enqueue(tasks).await.expect("enqueue");
+    // Both connections are up and the queue is known before answers are held.
+    store.get(a).await.expect("get");
+    let _cancels = store.cancellations().await.expect("pub/sub is up");
+
+    // Redis's answers wait until lookups of both tasks were sent: a watch of `b` that waited
+    // for the watch of `a` to be set up would never send its lookup in time.
+    let ids = [a.to_string(), b.to_string()];
+    let released = proxy.hold_answers_until(
+        move |sent| {
+            ids.iter()
+                .all(|id| sent.iter().any(|c| c.iter().any(|arg| arg.contains(id))))
+        },
+        Duration::from_secs(5),
+    );
+    let (wa, wb) = tokio::join!(store.watch(a), store.watch(b));
+    let (mut wa, mut wb) = (wa.expect("watch a"), wb.expect("watch b"));
+    assert!(
+        released.await.expect("released"),
+        "the second watch waited for the first one's setup"
+    );
+
+    // Both were set up before any change: each sees its task's.
+    let c = store.claim(&claim("default")).await.expect("claim");
+    assert_eq!(c.len(), 2);
+    assert_eq!(next(&mut wa).await.status, TaskState::Running);
+    assert_eq!(next(&mut wb).await.status, TaskState::Running);
     common::delete_keys(common::REDIS_URL, &prefix);
 }

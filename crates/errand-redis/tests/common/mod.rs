@@ -1,7 +1,10 @@
 //! Helpers shared by the Redis store's tests: unique key prefixes, a store that deletes its
-//! keys when dropped, and a private `redis-server` that a test can kill and restart.
+//! keys when dropped, a private `redis-server` that a test can kill and restart, and a proxy
+//! that reads (and can interrupt) what a store sends.
 
 #![allow(dead_code)] // each test file uses a different part of this module
+
+pub mod proxy;
 
 use async_trait::async_trait;
 use errand_core::{
@@ -33,11 +36,12 @@ pub fn delete_keys(url: &str, prefix: &str) {
     let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
         return;
     };
-    let pattern = format!("{{{prefix}[:}}]*");
-    let keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
+    let pattern = format!("{{{prefix}:*");
+    let mut keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
         Ok(keys) => keys,
         Err(_) => return,
     };
+    keys.push(format!("{{{prefix}}}:queues"));
     if !keys.is_empty() {
         let _: Result<u64, _> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
     }
