@@ -19,35 +19,58 @@
 //! ## How it talks to Redis
 //!
 //! - Commands go over one multiplexed connection (redis-rs `ConnectionManager`) shared by all
-//!   callers, which pipelines them and reconnects with exponential backoff. Every call is
-//!   bounded by [`RedisConfig::connect_timeout`] + [`RedisConfig::response_timeout`]; when
-//!   Redis cannot be reached it fails with [`StoreError::Unavailable`](errand_core::StoreError)
-//!   (an HTTP 503), and the next call tries again, so the store resumes by itself.
+//!   callers, which pipelines them and reconnects with exponential backoff. Every round trip
+//!   is bounded by [`RedisConfig::connect_timeout`] + [`RedisConfig::response_timeout`] (a
+//!   batch of script calls answered NOSCRIPT is loaded and sent again within the same
+//!   deadline). A store call makes one round trip (an enqueue, a claim from one queue,
+//!   heartbeats, reports and completions of leases claimed through the same store) or a few:
+//!   a claim across queues looks at their heads first, calls naming a task by id look it up
+//!   first (see below), and listings, sweeps (reap, purge) and `clear` loop. When
+//!   Redis cannot be reached, the first round trip fails with
+//!   [`StoreError::Unavailable`](errand_core::StoreError) (an HTTP 503), and the next call
+//!   tries again, so the store resumes by itself.
 //! - Pub/sub (cancellations, work wake-ups, task events) has a dedicated connection per store,
 //!   which reconnects with backoff and subscribes again to what is still wanted.
 //! - Every change touching more than one key is one Lua script (`lua/<operation>.lua`, run
-//!   with EVALSHA and loaded again on NOSCRIPT). Scripts receive "now" from the store's
-//!   [`Clock`](errand_core::Clock), never Redis's, so a manual clock drives leases, delays,
-//!   backoff and expiry in tests.
-//! - The hot path is batched. A task is one string (see the `record` module), so a script
-//!   reads and writes a whole batch with one MGET/MSET: an enqueue batch is one round trip
-//!   (one script call per queue and 500 tasks, one MSETNX inside); a claim is one script call
-//!   returning up to N tasks; heartbeats, reports and completions are one script call per
-//!   queue per batch. The only Redis command paid per task is the final `SET … PX ttl` that
-//!   gives a finished record its TTL. Nothing is published per task unless somebody watches
-//!   it.
+//!   with EVALSHA and loaded again on NOSCRIPT).
+//! - The hot path is batched. A task is one string (see the `record` module), so the scripts
+//!   of the hot path read and write tasks with MGET and MSET per batch: an enqueue batch is
+//!   one round trip (one script call per queue and 500 tasks, one MSETNX inside); a claim is
+//!   one script call returning up to N tasks; heartbeats, reports and completions are one
+//!   script call per queue per batch. The Redis commands paid per task rather than per batch
+//!   are: the `SET … PX ttl` that gives a finished record its TTL; in an enqueue batch holding
+//!   a task with an idempotency key, a `SET … NX` per task, and per keyed task a GET of the
+//!   key (and of the task it names, if any) and a SET of it; a GET (and DEL) of a finishing
+//!   task's key; while any task of a queue is watched, an HEXISTS per changed task of that
+//!   queue, and a PUBLISH per change of a watched task. Nothing is published per task unless
+//!   somebody watches it.
+//!
+//! ## Time
+//!
+//! By default ([`RedisConfig::clock`] is `None`) every time the store writes or compares
+//! (lease ends, due times, expiry, and the times records show: `created_at`, `updated_at`,
+//! `started_at`, `completed_at`, `run_at`, `next_attempt_at`, `expires_at`) comes from
+//! Redis's own clock: each script reads `TIME` once (Redis 7 replicates a script's effects,
+//! so it may then write), and a read that needs "now" asks for `TIME` in the same round trip.
+//! A lease written by one host and reaped by another is compared on one clock, however far
+//! the hosts' clocks drift. Tests give a [`Clock`](errand_core::Clock) instead (a
+//! [`ManualClock`](errand_core::ManualClock)), which every script then receives as its
+//! "now"; all processes sharing the keys must then share that clock. Either way, a finished
+//! record's Redis TTL runs on Redis's clock.
 //!
 //! ## Key layout
 //!
-//! Every per-queue key starts with the queue's hash tag `{p:q}` (prefix and queue), so a
-//! queue lives in one Redis Cluster slot and every script touches one slot only.
+//! Every per-queue key starts with the queue's hash tag `{p:q}` (prefix and queue). A prefix
+//! may not contain `:` (nor braces), so the first `:` in a tag ends the prefix and two
+//! prefixes never share a key (`a` with queue `b:c` is `{a:b:c}`; `a:b` is refused);
+//! [`RedisStore::clear`] deletes exactly `{p:*` and `{p}:queues`.
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{p:q}:t:<id>` | string | a task's record: a header line and length-prefixed blobs (state, fence, attempts, times, error, result, progress, steps, payload); a Redis TTL once finished |
 //! | `{p:q}:ready` | list | ids due now, oldest first: claims pop from the head; released and reaped tasks go back to the head |
 //! | `{p:q}:schedule` | sorted set | ids due later (delayed, retrying) by due time; each claim first moves the due ones to `ready`, so nothing polls |
-//! | `{p:q}:stale` | string | how many `ready` entries belong to tasks cancelled while waiting (claims drop them; cancelling never scans the list) |
+//! | `{p:q}:skip` | set | ids whose `ready` entry is dead (cancelled while waiting): claims drop such entries, cancelling never scans the list, and a manual retry revives the entry in place |
 //! | `{p:q}:leases` | sorted set | running ids by lease expiry: the reaper's work list |
 //! | `{p:q}:finished:<ttl>` | list | `expires\|id\|owner hash` of finished tasks with that TTL, in finishing (so expiry) order: what `purge_expired` reads from the head |
 //! | `{p:q}:ttls` | set | the TTLs that have a `finished` list |
@@ -55,7 +78,13 @@
 //! | `{p:q}:ids` | sorted set | every task id of the queue (admin listings) |
 //! | `{p:q}:k:<scoped key>` | string | an idempotency key (scoped to its owner) → its live task |
 //! | `{p:q}:watched` | hash | id → how many processes watch it; scripts publish a task's changes only while it is here |
-//! | `{p}:queues` | set | every queue name used, so any process can find a task by id |
+//! | `{p}:queues` | set | every queue name used, so any process can find a task by id; an enqueue adds its queues before it stores the tasks |
+//!
+//! A waiting task has exactly one entry in `ready` and `schedule` together, so the number of
+//! waiting tasks is `LLEN ready + ZCARD schedule - SCARD skip`, exactly. A claim pops entries
+//! until it has its limit or the list is empty, looking at no more than its limit plus 1000
+//! entries per call; an entry whose task is not due yet (it was moved by a process whose
+//! clock was ahead) goes back to the schedule instead of running early.
 //!
 //! | channel | carries |
 //! |---|---|
@@ -64,34 +93,43 @@
 //! | `p:cancel` | ids of running tasks whose cancellation was requested |
 //!
 //! What cannot live in the queue's slot is found without a script: a task is found by id by
-//! probing each known queue (one pipelined round trip; queues are few), and leases claimed
-//! through a store are remembered in process. Idempotency keys are unique per owner *within a
-//! queue*: a key is live while its task is pending, scheduled, running or retrying.
+//! probing each known queue while reading `{p}:queues` (one pipelined round trip; queues are
+//! few), and probing the queues learnt there in a second round trip only when the task was
+//! not found; leases claimed through a store are remembered in process. Idempotency keys are
+//! unique per owner *within a queue*: a key is live while its task is pending, scheduled,
+//! running or retrying.
 //!
 //! ## Expiry
 //!
-//! A finished record gets a Redis TTL equal to its task's TTL, so nothing needs a sweeper
-//! for the records themselves; readers also compare the record's `expires_at` with the
-//! store's clock. [`purge_expired`](errand_core::Store::purge_expired) (run by workers'
-//! maintenance) deletes what expired by that clock and removes expired ids from the listing
-//! indexes.
+//! A finished record gets a Redis TTL equal to its task's TTL (at least a second, so a
+//! watcher can read the end), so nothing needs a sweeper for the records themselves; readers
+//! also compare the record's `expires_at` with "now". Durations are clamped to
+//! [`MAX_DURATION`](errand_core::MAX_DURATION) (100 years).
+//! [`purge_expired`](errand_core::Store::purge_expired) (run by workers' maintenance) deletes
+//! what expired and removes expired ids from the listing indexes.
 //!
 //! ## Watching
 //!
 //! A process that watches a task subscribes to the task's channel on its pub/sub connection
 //! and counts itself in `{p:q}:watched`; scripts publish the task's record after each change
 //! only while it is counted there (one EXISTS per script call when nobody watches a task of
-//! the queue). When the process's last watcher of a task goes away, the count is lowered.
-//! A process killed while watching leaves its count behind: the task then publishes to
-//! nobody until `purge_expired` removes it, which costs a little and loses nothing. After a
-//! reconnection, each watched task's current record is sent to its watchers, so a stream's
-//! last item is always the latest state.
+//! the queue). Watches of one task are set up one after the other, so the process's watchers
+//! share one subscription; watches of different tasks are set up concurrently. A watch
+//! returns once subscribed, so it sees every change made after it returns. When the
+//! process's last watcher of a task goes away, the count is lowered. A process killed while
+//! watching leaves its count behind: the task then publishes to nobody until `purge_expired`
+//! removes it, which costs a little and loses nothing. After a reconnection, each watched
+//! task's current record is sent to its watchers, so a stream's last item is always the
+//! latest state.
 //!
 //! ## Redis Cluster
 //!
-//! The layout is cluster-ready (one hash tag per queue, no script crossing slots), but the
-//! store connects with a single-node client: running on a cluster needs redis-rs's cluster
-//! client behind the same scripts.
+//! Each script declares one key, `KEYS[1]` (the queue's tag `{p:q}`), and derives every other
+//! key it touches from it, so all of them share `KEYS[1]`'s hash tag and slot; commands outside
+//! scripts touch one queue's keys each, or `{p}:queues`. That is the shape Redis Cluster
+//! needs, but the store connects with a single-node client and has only been tested against
+//! a single Redis: a cluster deployment needs redis-rs's cluster client behind the same
+//! scripts, and its own tests.
 //!
 //! ## Delivery
 //!

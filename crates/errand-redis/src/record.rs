@@ -1,8 +1,9 @@
 //! How a task is laid out in Redis, and how stored records, script answers and event
 //! messages become [`TaskRecord`]s and [`Claimed`] tasks.
 //!
-//! A task is one string, so scripts read and write a whole batch of tasks with one MGET or
-//! MSET. It is a header line of `|`-separated fields, then six length-prefixed blobs:
+//! A task is one string, so scripts read and write a batch of tasks with MGET and MSET rather
+//! than commands per task. It is a header line of `|`-separated fields, then six
+//! length-prefixed blobs:
 //!
 //! ```text
 //! state|cancel|fence|attempt|started|updated|next|completed|expires|max|created|ttl|owner

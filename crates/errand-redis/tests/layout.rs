@@ -561,7 +561,11 @@ async fn clear_deletes_its_own_keys_and_no_others() {
     };
     assert!(left(format!("{{{}:*", f.prefix)).is_empty());
     assert!(left(format!("{{{}}}:queues", f.prefix)).is_empty());
-    assert_eq!(left(foreign.clone()), [foreign.as_str()], "not errand's key");
+    assert_eq!(
+        left(foreign.clone()),
+        [foreign.as_str()],
+        "not errand's key"
+    );
     assert!(
         !left(format!("{{{neighbour}:*")).is_empty(),
         "not this prefix"
