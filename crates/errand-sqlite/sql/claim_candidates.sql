@@ -1,7 +1,9 @@
--- The oldest due tasks of one queue, as (due_at, id, seq): read from tasks_ready alone (it
--- covers them), walking from its left edge. Only the rows of the tasks claimed are read.
+-- The oldest due tasks of one queue with what a worker needs to run them, for a claim from
+-- that queue alone (walks tasks_ready from its left edge, reading each row: all are claimed).
 -- ?1 queue, ?2 now, ?3 limit
-SELECT due_at, id, seq FROM tasks
+SELECT seq, id, fence, attempt, name, queue, args, context, user_id, tenant, correlation_id,
+       max_attempts, timeout_ms
+FROM tasks
 WHERE queue = ?1 AND due_at <= ?2
 ORDER BY due_at, id
 LIMIT ?3

@@ -95,38 +95,30 @@ pub(crate) struct ClaimSpec {
     pub(crate) worker_id: String,
 }
 
-/// Leases up to `limit` due tasks, oldest first across the queues. The winners are picked
-/// from the queues' ready index alone; only their rows are read, as they are claimed. When
-/// fewer were due, the queues' next due times are read for the work signal.
+/// Leases up to `limit` due tasks, oldest first across the queues. When fewer were due, the
+/// queues' next due times are read for the work signal.
 pub(crate) fn claim(
     cx: &mut WriteCx<'_>,
     spec: ClaimSpec,
     now: i64,
 ) -> Result<Vec<Claimed>, OpError> {
-    let limit = i64::try_from(spec.limit).unwrap_or(i64::MAX);
     let lease_until = after(now, spec.lease);
-    // (due_at, id, seq): the first two order tasks across queues, the last finds the row.
-    let mut due: Vec<(i64, TaskId, i64)> = Vec::with_capacity(spec.limit.min(1024));
-    {
-        let mut candidates = cx.conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
-        for queue in &spec.queues {
-            let mut rows = candidates.query(params![queue, now, limit])?;
-            while let Some(r) = rows.next()? {
-                due.push((r.get(0)?, id_at(r, 1)?, r.get(2)?));
-            }
-        }
-    }
-    if spec.queues.len() > 1 {
-        due.sort_unstable_by_key(|&(at, id, _)| (at, id));
-        due.truncate(spec.limit);
-    }
+    let due = match spec.queues.as_slice() {
+        [queue] => oldest_in(cx.conn, queue, now, spec.limit)?,
+        queues => oldest_across(cx.conn, queues, now, spec.limit)?,
+    };
     let mut take = cx.conn.prepare_cached(sql::CLAIM)?;
     let mut out = Vec::with_capacity(due.len());
-    for (_, id, seq) in due {
-        let task = take.query_row(params![seq, now, lease_until, spec.worker_id], |r| {
-            Ok(claimed(id, r))
-        })??;
-        cx.changed(id)?;
+    for (seq, task) in due {
+        take.execute(params![
+            seq,
+            now,
+            lease_until,
+            spec.worker_id,
+            fence(&task.lease),
+            task.attempt
+        ])?;
+        cx.changed(task.lease.id)?;
         out.push(task);
     }
     if out.len() < spec.limit {
@@ -139,27 +131,76 @@ pub(crate) fn claim(
     Ok(out)
 }
 
-/// Task `id` as `claim.sql` returns it, leased under its new fence.
-fn claimed(id: TaskId, r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
-    let args: String = r.get(4)?;
+/// A claim's limit as bound to SQL.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The oldest due tasks of `queue` with their storage keys, each as it will be once claimed:
+/// their rows are read as the ready index is walked.
+fn oldest_in(
+    conn: &Connection,
+    queue: &str,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Claimed)>, OpError> {
+    let mut stmt = conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
+    let mut rows = stmt.query(params![queue, now, sql_limit(limit)])?;
+    let mut due = Vec::with_capacity(limit.min(1024));
+    while let Some(r) = rows.next()? {
+        due.push((r.get(0)?, candidate(r)?));
+    }
+    Ok(due)
+}
+
+/// The oldest due tasks across `queues`, like [`oldest_in`]. The winners are picked from each
+/// queue's ready index alone, by `(due_at, id)`; only their rows are read.
+fn oldest_across(
+    conn: &Connection,
+    queues: &[String],
+    now: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Claimed)>, OpError> {
+    let mut keys: Vec<(i64, TaskId, i64)> = Vec::new();
+    let mut order = conn.prepare_cached(sql::CLAIM_ORDER)?;
+    for queue in queues {
+        let mut rows = order.query(params![queue, now, sql_limit(limit)])?;
+        while let Some(r) = rows.next()? {
+            keys.push((r.get(0)?, id_at(r, 1)?, r.get(2)?));
+        }
+    }
+    keys.sort_unstable_by_key(|&(at, id, _)| (at, id));
+    keys.truncate(limit);
+    let mut row = conn.prepare_cached(sql::CLAIM_ROW)?;
+    keys.into_iter()
+        .map(|(_, _, seq)| Ok((seq, row.query_row([seq], |r| Ok(candidate(r)))??)))
+        .collect()
+}
+
+/// The task a row of `claim_candidates.sql` or `claim_row.sql` becomes once claimed: the next
+/// fence and attempt.
+fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
+    let fence: u64 = r.get(2)?;
+    let attempt: u32 = r.get(3)?;
+    let args: String = r.get(6)?;
     Ok(Claimed {
         lease: Lease {
-            id,
-            fence: r.get(0)?,
+            id: id_at(r, 1)?,
+            fence: fence + 1,
         },
-        attempt: r.get(1)?,
-        name: r.get(2)?,
-        queue: r.get(3)?,
+        name: r.get(4)?,
+        queue: r.get(5)?,
         args: RawValue::from_string(args)
             .map_err(|e| OpError::Corrupt(format!("a task's arguments are not JSON: {e}")))?,
-        context: r.get::<_, Option<String>>(5)?.map(SealedContext::from_json),
+        context: r.get::<_, Option<String>>(7)?.map(SealedContext::from_json),
         owner: Owner {
-            user_id: r.get(6)?,
-            tenant: r.get(7)?,
+            user_id: r.get(8)?,
+            tenant: r.get(9)?,
         },
-        correlation_id: r.get(8)?,
-        max_attempts: r.get(9)?,
-        timeout: Duration::from_millis(r.get(10)?),
+        correlation_id: r.get(10)?,
+        attempt: attempt + 1,
+        max_attempts: r.get(11)?,
+        timeout: Duration::from_millis(r.get(12)?),
     })
 }
 
@@ -590,6 +631,16 @@ mod tests {
     }
 
     #[test]
+    fn both_claim_reads_return_the_columns_candidate_reads() {
+        let conn = schema();
+        let columns = |sql| {
+            let stmt = conn.prepare(sql).expect("statement prepares");
+            stmt.column_names().join(", ")
+        };
+        assert_eq!(columns(sql::CLAIM_CANDIDATES), columns(sql::CLAIM_ROW));
+    }
+
+    #[test]
     fn record_queries_return_the_columns_codec_reads() {
         const RECORD_COLUMNS: [&str; 24] = [
             "id",
@@ -666,8 +717,10 @@ mod tests {
                 "{sql}\nscans the table: {plan}"
             );
         };
-        // Claims pick their winners from the index alone, reading no row.
-        uses(sql::CLAIM_CANDIDATES, "COVERING INDEX tasks_ready");
+        uses(sql::CLAIM_CANDIDATES, "tasks_ready");
+        // Claims from several queues pick their winners from the index alone, reading no row.
+        uses(sql::CLAIM_ORDER, "COVERING INDEX tasks_ready");
+        uses(sql::CLAIM_ROW, "INTEGER PRIMARY KEY");
         uses(sql::NEXT_DUE, "tasks_ready");
         uses(sql::REAP_LAPSED, "tasks_leased");
         uses(sql::PURGE_EXPIRED, "tasks_expiry");

@@ -15,9 +15,13 @@ queries! {
     ENQUEUE_FIND_KEY = "enqueue_find_key.sql";
     /// Stores one new task.
     ENQUEUE = "enqueue.sql";
-    /// The order and storage keys of the oldest due tasks of one queue.
+    /// The oldest due tasks of one queue, with their rows.
     CLAIM_CANDIDATES = "claim_candidates.sql";
-    /// Leases one waiting task and returns it.
+    /// The order and storage keys of the oldest due tasks of one queue.
+    CLAIM_ORDER = "claim_order.sql";
+    /// The row of a task picked by its keys.
+    CLAIM_ROW = "claim_row.sql";
+    /// Leases one waiting task.
     CLAIM = "claim.sql";
     /// When the earliest waiting task of a queue falls due.
     NEXT_DUE = "next_due.sql";
