@@ -447,8 +447,10 @@ pub trait Store: Send + Sync + 'static {
     /// attempts.
     async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError>;
 
-    /// The task's record after each change, from now on. The stream may skip changes a slow
-    /// reader could not keep up with, but its last item is always the latest state it saw.
+    /// The task's record after each change, from now on: a record read after `watch` returns
+    /// reflects every change the stream will not deliver (so "watch, then read" misses
+    /// nothing). The stream may skip changes a slow reader could not keep up with, but its last
+    /// item is always the latest state it saw.
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError>;
 
     /// Ids of running tasks whose cancellation was requested, as it happens (workers listen).
