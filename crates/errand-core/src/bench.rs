@@ -117,27 +117,57 @@ impl Task for Noop {
     }
 }
 
-/// Records how long after its submission it started.
+/// Records, in the worker's [`StartLatencies`] resource, how long after its submission it
+/// started.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Probe {
     /// Submission time, microseconds since the Unix epoch.
     pub submitted_us: u64,
 }
 
-/// Start latencies, in microseconds.
-#[derive(Default)]
-struct Latencies(Mutex<Vec<u64>>);
+impl Probe {
+    /// A probe submitted now.
+    pub fn now() -> Self {
+        Self {
+            submitted_us: now_us(),
+        }
+    }
+}
+
+/// Enqueue-to-start latencies recorded by [`Probe`] tasks, in microseconds. Give the worker
+/// one with [`Worker::resource`](crate::Worker::resource).
+#[derive(Debug, Default)]
+pub struct StartLatencies(Mutex<Vec<u64>>);
+
+impl StartLatencies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many probes have started.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no probe has started.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Takes the recorded latencies, sorted.
+    pub fn take_sorted(&self) -> Vec<u64> {
+        let mut all = std::mem::take(&mut *self.lock());
+        all.sort_unstable();
+        all
+    }
+}
 
 impl Task for Probe {
     const NAME: &'static str = "errand.bench.probe";
     type Output = ();
     async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
         let waited = now_us().saturating_sub(self.submitted_us);
-        cx.resource::<Latencies>()?
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(waited);
+        cx.resource::<StartLatencies>()?.lock().push(waited);
         Ok(())
     }
 }
@@ -175,7 +205,7 @@ pub async fn run(
         .register::<Noop>()
         .and_then(|r| r.register::<Probe>())
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let latencies = Arc::new(Latencies::default());
+    let latencies = Arc::new(StartLatencies::default());
 
     // 1. Enqueue, each task with a context (sealed credential included), as a service would.
     let began = Instant::now();
@@ -228,29 +258,19 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for _ in 0..opts.latency_tasks {
         tick.tick().await;
-        client
-            .submit(Probe {
-                submitted_us: now_us(),
-            })
-            .await?;
+        client.submit(Probe::now()).await?;
     }
     let expected = target + opts.latency_tasks as u64;
     wait_for(&worker, expected).await?;
-    let mut sorted = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|p| p.into_inner()));
-    sorted.sort_unstable();
+    let sorted = latencies.take_sorted();
 
     // 4. Wake-up after idleness.
     let idle_latency_ms = match opts.idle_probe {
         Some(idle) => {
             tokio::time::sleep(idle).await;
-            client
-                .submit(Probe {
-                    submitted_us: now_us(),
-                })
-                .await?;
+            client.submit(Probe::now()).await?;
             wait_for(&worker, expected + 1).await?;
-            let v = latencies.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            v.map(|us| us as f64 / 1000.0)
+            latencies.take_sorted().pop().map(|us| us as f64 / 1000.0)
         }
         None => None,
     };

@@ -13,56 +13,16 @@
 //! as many tasks by two bare claim → complete loops (no `Worker`), which shows how much of
 //! the drain time is the store's and how much the worker runtime's.
 
+use errand_core::bench::{Noop, Probe, StartLatencies};
 use errand_core::{
     ClaimRequest, Completion, Context, DEFAULT_QUEUE, NewTask, Outcome, Registry, SealKey,
-    StatusUpdate, Store, Task, TaskCx, TaskError, Worker, WorkerConfig,
+    StatusUpdate, Store, Task, Worker, WorkerConfig,
 };
 use errand_redis::{RedisConfig, RedisStore};
 use serde_json::json;
 use serde_json::value::RawValue;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct Noop {
-    i: u64,
-}
-
-impl Task for Noop {
-    const NAME: &'static str = "noop";
-    type Output = ();
-    async fn run(self, _cx: TaskCx) -> Result<(), TaskError> {
-        Ok(())
-    }
-}
-
-/// Records how long after its submission it started.
-#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct Timed {
-    sent_us: u64,
-}
-
-struct Latencies(Mutex<Vec<u64>>);
-
-impl Task for Timed {
-    const NAME: &'static str = "timed";
-    type Output = ();
-    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
-        let waited = now_us().saturating_sub(self.sent_us);
-        let sink = cx.resource::<Latencies>()?;
-        sink.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(waited);
-        Ok(())
-    }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 struct Args {
     jobs: u64,
@@ -142,11 +102,11 @@ fn start_worker(
     store: &RedisStore,
     key: &SealKey,
     concurrency: usize,
-    latencies: &Arc<Latencies>,
+    latencies: &Arc<StartLatencies>,
 ) -> errand_core::WorkerHandle {
     let mut registry = Registry::new();
     registry.register::<Noop>().expect("register");
-    registry.register::<Timed>().expect("register");
+    registry.register::<Probe>().expect("register");
     let store: Arc<dyn Store> = Arc::new(store.clone());
     Worker::new(store, Arc::new(registry), key.clone())
         .config(WorkerConfig {
@@ -254,7 +214,7 @@ async fn main() {
     let (cpu1, rcpu1) = (process_cpu(), redis_cpu(&mut info).await);
 
     // Drain.
-    let latencies = Arc::new(Latencies(Mutex::new(Vec::new())));
+    let latencies = Arc::new(StartLatencies::default());
     let drain_began = Instant::now();
     let worker = start_worker(&store, &key, args.concurrency, &latencies);
     while worker.stats().succeeded < args.jobs {
@@ -325,17 +285,15 @@ async fn main() {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for _ in 0..total {
             tick.tick().await;
-            let t = NewTask::new(Timed::NAME, raw(json!({ "sent_us": now_us() })));
+            let t = NewTask::new(Probe::NAME, raw(json!(Probe::now())));
             let store = store.clone();
             tokio::spawn(async move { store.enqueue(vec![t]).await });
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (latencies.0.lock().expect("lock").len() as u64) < total && Instant::now() < deadline
-        {
+        while (latencies.len() as u64) < total && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let mut l = std::mem::take(&mut *latencies.0.lock().expect("lock"));
-        l.sort_unstable();
+        let l = latencies.take_sorted();
         out["latency_rate_per_s"] = json!(args.latency_rate);
         out["latency_samples"] = json!(l.len());
         out["latency_p50_ms"] = json!(percentile(&l, 0.5));
@@ -344,13 +302,13 @@ async fn main() {
             let mut idle = Vec::new();
             for _ in 0..5 {
                 tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-                let t = NewTask::new(Timed::NAME, raw(json!({ "sent_us": now_us() })));
+                let t = NewTask::new(Probe::NAME, raw(json!(Probe::now())));
                 store.enqueue(vec![t]).await.expect("enqueue");
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while latencies.0.lock().expect("lock").is_empty() && Instant::now() < deadline {
+                while latencies.is_empty() && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
-                idle.extend(std::mem::take(&mut *latencies.0.lock().expect("lock")));
+                idle.extend(latencies.take_sorted());
             }
             idle.sort_unstable();
             out["idle_secs"] = json!(args.idle_secs);

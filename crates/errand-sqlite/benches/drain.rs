@@ -22,61 +22,17 @@
 //! latency at a steady 1,000 tasks/s and after idleness, and one line draining the in-memory
 //! store with the same worker (the worker's own ceiling).
 
+use errand_core::bench::{Noop, Probe, StartLatencies};
 use errand_core::{
-    Client, Context, MemoryStore, Registry, SealKey, Secret, Store, Task, TaskCx, TaskError,
-    Worker, WorkerHandle,
+    Client, Context, MemoryStore, Registry, SealKey, Secret, Store, Worker, WorkerHandle,
 };
 use errand_sqlite::{SqliteConfig, SqliteStore, Synchronous, WriterStats};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// The no-op task drained.
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Noop {
-    i: u64,
-}
-
-impl Task for Noop {
-    const NAME: &'static str = "bench.noop";
-    type Output = ();
-    async fn run(self, _cx: TaskCx) -> Result<(), TaskError> {
-        Ok(())
-    }
-}
-
-/// Records how long after its submission it started.
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Probe {
-    submitted_us: u64,
-}
-
-#[derive(Default)]
-struct Latencies(Mutex<Vec<u64>>);
-
-impl Task for Probe {
-    const NAME: &'static str = "bench.probe";
-    type Output = ();
-    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
-        let waited = now_us().saturating_sub(self.submitted_us);
-        cx.resource::<Latencies>()?
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(waited);
-        Ok(())
-    }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -366,7 +322,7 @@ async fn latency_run(
     let singles_time = began.elapsed();
     let singles_writer = delta(&before, &store.writer_stats());
 
-    let latencies = Arc::new(Latencies::default());
+    let latencies = Arc::new(StartLatencies::default());
     let worker = Worker::new(shared.clone(), registry()?, key)
         .concurrency(concurrency)
         .resource(latencies.clone())
@@ -376,29 +332,20 @@ async fn latency_run(
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     for _ in 0..PROBES {
         tick.tick().await;
-        client
-            .submit(Probe {
-                submitted_us: now_us(),
-            })
-            .await?;
+        client.submit(Probe::now()).await?;
     }
     drained(&worker, (SINGLES + PROBES) as u64, None).await?;
-    let mut sorted = std::mem::take(&mut *latencies.0.lock().unwrap_or_else(|p| p.into_inner()));
-    sorted.sort_unstable();
+    let sorted = latencies.take_sorted();
 
     tokio::time::sleep(IDLE).await;
     let mut idle = Vec::new();
     for _ in 0..5 {
         let target = worker.stats().succeeded + 1;
-        client
-            .submit(Probe {
-                submitted_us: now_us(),
-            })
-            .await?;
+        client.submit(Probe::now()).await?;
         while worker.stats().succeeded < target {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        let waited = latencies.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let waited = latencies.take_sorted().pop();
         idle.extend(waited.map(|us| (us as f64 / 10.0).round() / 100.0));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
