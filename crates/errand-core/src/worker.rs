@@ -383,11 +383,13 @@ impl Shared {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops tracking the attempt holding `lease` (a newer attempt of the task stays).
-    fn forget(&self, lease: Lease) {
+    /// Stops tracking the attempts holding `leases` (a newer attempt of a task stays).
+    fn forget(&self, leases: impl IntoIterator<Item = Lease>) {
         let mut running = self.lock_running();
-        if running.get(&lease.id).is_some_and(|r| r.lease == lease) {
-            running.remove(&lease.id);
+        for lease in leases {
+            if running.get(&lease.id).is_some_and(|r| r.lease == lease) {
+                running.remove(&lease.id);
+            }
         }
     }
 }
@@ -674,7 +676,7 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
         None => Some(permit),
     };
     if let Some(permit) = unsent {
-        shared.forget(lease);
+        shared.forget([lease]);
         drop(permit);
     }
 }
@@ -857,9 +859,7 @@ async fn complete_loop(
             batch.drain(..).map(|d| (d.completion, d.permit)).unzip();
         write_completions(&shared, &completions, &stop, &mut give_up, &mut outage).await;
         // Written (or given up on): the leases and slots are free.
-        for c in &completions {
-            shared.forget(c.lease);
-        }
+        shared.forget(completions.iter().map(|c| c.lease));
         drop(permits);
         if give_up.is_some() && rx.is_empty() {
             return;
