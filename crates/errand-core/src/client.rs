@@ -1,7 +1,7 @@
 //! [`Client`]: submits typed tasks to a store, capturing the caller's context by value.
 
 use crate::context::Context;
-use crate::seal::{SealError, SealKey};
+use crate::seal::{SealError, SealKeyRing};
 use crate::store::{Enqueued, MAX_DURATION, NewTask, Store, StoreError};
 use crate::task::{Policy, Task};
 use std::future::{Future, IntoFuture};
@@ -15,7 +15,7 @@ pub enum SubmitError {
     /// The task's arguments could not be serialized.
     #[error("the task's arguments could not be serialized: {0}")]
     Args(#[from] serde_json::Error),
-    /// The context's credential could not be sealed.
+    /// The context could not be sealed.
     #[error(transparent)]
     Seal(#[from] SealError),
     /// The store refused or could not be reached.
@@ -27,7 +27,8 @@ pub enum SubmitError {
 ///
 /// The context is captured when [`Client::submit`] is called: by default the caller's
 /// [`Context::current`], or the one given with [`Submit::context`]. It is sealed under the
-/// client's key and stored with the task; nothing the caller does afterwards reaches it.
+/// client's ring, bound to the task, and stored with it; nothing the caller does afterwards
+/// reaches it.
 ///
 /// ```
 /// # use errand_core::*;
@@ -45,13 +46,17 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct Client {
     store: Arc<dyn Store>,
-    key: SealKey,
+    keys: SealKeyRing,
 }
 
 impl Client {
-    /// A client of `store`, sealing credentials under `key`.
-    pub fn new(store: Arc<dyn Store>, key: SealKey) -> Self {
-        Self { store, key }
+    /// A client of `store`, sealing contexts under `keys` (a [`SealKeyRing`], or one
+    /// [`SealKey`](crate::SealKey)).
+    pub fn new(store: Arc<dyn Store>, keys: impl Into<SealKeyRing>) -> Self {
+        Self {
+            store,
+            keys: keys.into(),
+        }
     }
 
     /// The store.
@@ -59,9 +64,9 @@ impl Client {
         &self.store
     }
 
-    /// The seal key.
-    pub fn seal_key(&self) -> &SealKey {
-        &self.key
+    /// The seal keys.
+    pub fn seal_keys(&self) -> &SealKeyRing {
+        &self.keys
     }
 
     /// Starts submitting `task`, capturing the current context now. Await the builder.
@@ -79,17 +84,9 @@ impl Client {
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<Enqueued>, SubmitError> {
         let ctx = Context::current();
-        // One seal for the whole batch: they share the context.
-        let sealed = ctx.as_ref().map(|c| c.seal(&self.key)).transpose()?;
         let batch = tasks
             .into_iter()
-            .map(|t| {
-                let task = self.new_task(&t)?;
-                Ok(match (&ctx, &sealed) {
-                    (Some(c), Some(s)) => task.with_sealed_context(c, s.clone()),
-                    _ => task,
-                })
-            })
+            .map(|t| self.attach(self.new_task(&t)?, ctx.as_ref()))
             .collect::<Result<Vec<_>, SubmitError>>()?;
         Ok(self.store.enqueue(batch).await?)
     }
@@ -101,7 +98,7 @@ impl Client {
 
     fn attach(&self, task: NewTask, ctx: Option<&Context>) -> Result<NewTask, SubmitError> {
         Ok(match ctx {
-            Some(ctx) => task.with_context(ctx, &self.key)?,
+            Some(ctx) => task.with_context(ctx, &self.keys)?,
             None => task,
         })
     }

@@ -5,7 +5,7 @@
 //! copies the context *at that moment*; nothing the caller does afterwards can reach the task.
 //! Inside a running task or request, [`Context::current`] returns it (a tokio task-local).
 
-use crate::seal::{SealError, SealKey, SealedCredential, Secret};
+use crate::seal::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,11 +39,11 @@ pub const NEVER_COPIED_HEADERS: &[&str] = &[
 /// ```
 #[derive(Clone)]
 pub struct Context {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
-struct Inner {
+pub(crate) struct Inner {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,38 +64,70 @@ struct Inner {
     extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// The credential a context carries, in one of its three lives.
+/// The credential a context carries.
 #[derive(Clone)]
-enum Credential {
+pub(crate) enum Credential {
     /// Plaintext, in the submitting process or inside the running task.
     Open {
         secret: Secret,
         expires_at: Option<DateTime<Utc>>,
     },
-    /// Ciphertext: what is serialized and stored.
-    Sealed(SealedCredential),
     /// Opened by a worker after its expiry: the secret was discarded.
     Expired { expired_at: DateTime<Utc> },
+}
+
+/// The credential inside a sealed document's plaintext (never serialized anywhere else: the
+/// only serialization of a context is [`Context::seal`], which encrypts it whole).
+#[derive(Serialize)]
+struct CredentialOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct CredentialIn {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl Serialize for Credential {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Credential::Sealed(sealed) => sealed.serialize(serializer),
-            Credential::Open { .. } | Credential::Expired { .. } => Err(serde::ser::Error::custom(
-                "a context with an open credential cannot be serialized; seal it first (Context::seal)",
-            )),
+            Credential::Open { secret, expires_at } => CredentialOut {
+                secret: Some(secret.expose()),
+                expires_at: *expires_at,
+            },
+            Credential::Expired { expired_at } => CredentialOut {
+                secret: None,
+                expires_at: Some(*expired_at),
+            },
         }
+        .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Credential {
+    /// An expired credential comes back [`Credential::Expired`], its secret discarded.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        SealedCredential::deserialize(deserializer).map(Credential::Sealed)
+        let doc = CredentialIn::deserialize(deserializer)?;
+        // Wrapped at once, so a discarded secret is zeroed too.
+        let secret = doc.secret.map(Secret::new);
+        Ok(match (secret, doc.expires_at) {
+            (Some(secret), expires_at) if expires_at.is_none_or(|at| at > Utc::now()) => {
+                Credential::Open { secret, expires_at }
+            }
+            (_, expires_at) => Credential::Expired {
+                expired_at: expires_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            },
+        })
     }
 }
 
-/// Why [`Context::credential`] has nothing to hand out, or why a context could not be opened.
+/// Why [`Context::credential`] has nothing to hand out.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CredentialError {
     /// The context carries no credential.
@@ -104,15 +136,6 @@ pub enum CredentialError {
     /// The credential expired; it is not handed to tasks.
     #[error("the credential expired at {0}")]
     Expired(DateTime<Utc>),
-    /// The credential is still sealed: it is only opened inside a running task.
-    #[error("the credential is sealed; it is opened only inside a running task")]
-    Sealed,
-    /// The sealed credential could not be opened (wrong key or tampering).
-    #[error(transparent)]
-    Unsealable(#[from] SealError),
-    /// The stored context document is not valid.
-    #[error("the stored context document is corrupt: {0}")]
-    Corrupt(String),
 }
 
 impl Context {
@@ -200,12 +223,21 @@ impl Context {
     pub fn credential(&self) -> Result<&Secret, CredentialError> {
         match &self.inner.credential {
             None => Err(CredentialError::Missing),
-            Some(Credential::Sealed(_)) => Err(CredentialError::Sealed),
             Some(Credential::Expired { expired_at }) => Err(CredentialError::Expired(*expired_at)),
             Some(Credential::Open { secret, expires_at }) => match expires_at {
                 Some(at) if *at <= Utc::now() => Err(CredentialError::Expired(*at)),
                 _ => Ok(secret),
             },
+        }
+    }
+
+    /// When the credential stops being handed out: `None` without a credential, or for one
+    /// that never expires.
+    pub fn credential_expires_at(&self) -> Option<DateTime<Utc>> {
+        match &self.inner.credential {
+            Some(Credential::Open { expires_at, .. }) => *expires_at,
+            Some(Credential::Expired { expired_at }) => Some(*expired_at),
+            None => None,
         }
     }
 
@@ -223,25 +255,6 @@ impl Context {
             correlation_id: self.inner.correlation_id.clone(),
         }
     }
-
-    /// Serializes the context into one JSON document, sealing its credential under `key`.
-    /// This is the only form in which a context reaches a store.
-    pub fn seal(&self, key: &SealKey) -> Result<SealedContext, SealError> {
-        let mut inner = (*self.inner).clone();
-        inner.credential = match inner.credential.take() {
-            Some(Credential::Open { secret, expires_at }) => {
-                Some(Credential::Sealed(key.seal(&secret, expires_at)?))
-            }
-            // An expired credential stays expired: there is nothing left to seal.
-            Some(Credential::Expired { expired_at }) => Some(Credential::Sealed(
-                key.seal(&Secret::new(""), Some(expired_at))?,
-            )),
-            other => other,
-        };
-        // Serializing `Inner` with a sealed (or no) credential cannot fail.
-        let json = serde_json::to_string(&inner).map_err(|_| SealError::Encrypt)?;
-        Ok(SealedContext(json.into()))
-    }
 }
 
 impl fmt::Debug for Context {
@@ -249,7 +262,6 @@ impl fmt::Debug for Context {
         let i = &self.inner;
         let credential = i.credential.as_ref().map(|c| match c {
             Credential::Open { .. } => "<redacted>",
-            Credential::Sealed(_) => "<sealed>",
             Credential::Expired { .. } => "<expired>",
         });
         f.debug_struct("Context")
@@ -263,46 +275,6 @@ impl fmt::Debug for Context {
             .field("credential", &credential)
             .field("extra", &i.extra)
             .finish()
-    }
-}
-
-/// A context serialized with its credential sealed: the one JSON document a store keeps with a
-/// task. Only [`SealedContext::open`], with the right key, turns it back into a [`Context`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedContext(Arc<str>);
-
-impl SealedContext {
-    /// Wraps a document read back from a store.
-    pub fn from_json(json: impl Into<Arc<str>>) -> Self {
-        Self(json.into())
-    }
-
-    /// The JSON document.
-    pub fn as_json(&self) -> &str {
-        &self.0
-    }
-
-    /// Parses the document and opens its credential. An expired credential is discarded, not
-    /// opened; a credential that cannot be opened is an error, never an anonymous context.
-    pub fn open(&self, key: &SealKey) -> Result<Context, CredentialError> {
-        let mut inner: Inner =
-            serde_json::from_str(&self.0).map_err(|e| CredentialError::Corrupt(e.to_string()))?;
-        if let Some(Credential::Sealed(sealed)) = inner.credential.take() {
-            let secret = key.open(&sealed)?;
-            inner.credential = Some(match sealed.expires_at {
-                Some(at) if at <= Utc::now() => Credential::Expired { expired_at: at },
-                expires_at => Credential::Open { secret, expires_at },
-            });
-        }
-        Ok(Context {
-            inner: Arc::new(inner),
-        })
-    }
-}
-
-impl fmt::Debug for SealedContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SealedContext({} bytes)", self.0.len())
     }
 }
 
@@ -455,81 +427,45 @@ impl HeaderAllowList {
     }
 }
 
+/// A context with every field set, for tests.
+#[cfg(test)]
+pub(crate) fn full_context(secret: &str, expires_at: Option<DateTime<Utc>>) -> Context {
+    Context::builder()
+        .user_id("u1")
+        .tenant("t1")
+        .role("admin")
+        .request_id("r1")
+        .correlation_id("c1")
+        .traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header("X-Client", "web")
+        .header("Authorization", "Bearer nope")
+        .header("Cookie", "sid=1")
+        .credential(Secret::new(secret), expires_at)
+        .extra("plan", serde_json::json!("pro"))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn full(secret: &str, expires_at: Option<DateTime<Utc>>) -> Context {
-        Context::builder()
-            .user_id("u1")
-            .tenant("t1")
-            .role("admin")
-            .request_id("r1")
-            .correlation_id("c1")
-            .traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-            .header("X-Client", "web")
-            .header("Authorization", "Bearer nope")
-            .header("Cookie", "sid=1")
-            .credential(Secret::new(secret), expires_at)
-            .extra("plan", serde_json::json!("pro"))
-            .build()
-    }
+    use super::full_context as full;
 
     #[test]
-    fn seal_open_round_trip_keeps_every_field() {
-        let key = SealKey::generate();
+    fn secret_never_in_debug() {
         let ctx = full("s3cret-token", None);
-        let sealed = ctx.seal(&key).unwrap();
-        assert!(!sealed.as_json().contains("s3cret-token"));
-        let back = sealed.open(&key).unwrap();
-        assert_eq!(back.summary(), ctx.summary());
-        assert_eq!(back.roles(), ["admin"]);
-        assert_eq!(back.header("x-client"), Some("web"));
-        assert_eq!(back.header("authorization"), None);
-        assert_eq!(back.header("cookie"), None);
-        assert_eq!(
-            back.traceparent(),
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-        );
-        assert_eq!(back.extra()["plan"], "pro");
-        assert_eq!(back.credential().unwrap().expose(), "s3cret-token");
+        assert!(!format!("{ctx:?}").contains("s3cret-token"));
+        assert_eq!(ctx.credential().unwrap().expose(), "s3cret-token");
     }
 
     #[test]
-    fn wrong_key_is_an_error_not_an_anonymous_context() {
-        let sealed = full("tok", None).seal(&SealKey::generate()).unwrap();
-        let err = sealed.open(&SealKey::generate()).unwrap_err();
-        assert!(matches!(err, CredentialError::Unsealable(_)));
-        assert!(err.to_string().contains("wrong seal key"));
-    }
-
-    #[test]
-    fn expired_credential_is_not_handed_out() {
-        let key = SealKey::generate();
+    fn an_expiring_credential_is_not_handed_out_after_its_expiry() {
         let past = Utc::now() - chrono::Duration::seconds(1);
-        let back = full("tok-expired", Some(past))
-            .seal(&key)
-            .unwrap()
-            .open(&key)
-            .unwrap();
-        assert!(matches!(
-            back.credential(),
-            Err(CredentialError::Expired(_))
-        ));
-        // Live context whose credential expires while in use.
         let live = full("tok", Some(past));
         assert!(matches!(
             live.credential(),
             Err(CredentialError::Expired(_))
         ));
-    }
-
-    #[test]
-    fn secret_never_in_debug_or_plain_serialization() {
-        let ctx = full("s3cret-token", None);
-        assert!(!format!("{ctx:?}").contains("s3cret-token"));
-        let err = serde_json::to_string(&*ctx.inner).unwrap_err();
-        assert!(err.to_string().contains("seal it first"));
     }
 
     #[test]

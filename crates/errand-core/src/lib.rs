@@ -19,13 +19,16 @@ mod client;
 mod clock;
 mod context;
 mod cx;
+pub mod deployment;
 pub mod events;
 mod id;
+mod lease;
 mod manager;
 mod memory;
 mod registry;
 mod resources;
 mod seal;
+mod sealed;
 mod status;
 mod store;
 mod task;
@@ -39,11 +42,13 @@ pub mod conformance;
 pub use client::{Client, Submit, SubmitError};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::{
-    Context, ContextBuilder, ContextSummary, CredentialError, HeaderAllowList,
-    NEVER_COPIED_HEADERS, SealedContext,
+    Context, ContextBuilder, ContextSummary, CredentialError, HeaderAllowList, NEVER_COPIED_HEADERS,
 };
 pub use cx::TaskCx;
 pub use id::{ParseTaskIdError, TaskId};
+pub use lease::{
+    LEASE_EXPIRED, Lease, LeaseState, LeaseToken, ParseLeaseTokenError, lease_expired_error,
+};
 pub use manager::{
     Manager, ManagerConfig, ManagerCounters, ShutdownStats, ShutdownStatus, SpawnBuilder,
     SpawnError, TaskEnd, TaskHandle, TaskInfo, TaskResult,
@@ -51,16 +56,16 @@ pub use manager::{
 pub use memory::MemoryStore;
 pub use registry::{PrepareError, Prepared, Registry, RegistryError, TaskType};
 pub use resources::Resources;
-pub use seal::{SealError, SealKey, SealedCredential, Secret};
+pub use seal::{SealError, SealKey, SealKeyRing, Secret};
+pub use sealed::{CONTEXT_INTEGRITY, SEAL_KEY_UNKNOWN, SealBinding, SealedContext, UnsealError};
 pub use status::{
     ErrorInfo, Owner, ParseStateError, Progress, StatusUpdate, Step, StepStatus, TaskRecord,
     TaskState,
 };
 pub use store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    LEASE_EXPIRED, Lease, LeaseState, ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page,
-    QueueDepth, Reaped, RetryOutcome, Store, StoreError, WorkSignal, lease_expired_error,
-    scoped_key,
+    ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    Store, StoreError, WorkSignal, scoped_key,
 };
 pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
 pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats, WorkerStatus};

@@ -2,14 +2,15 @@
 //! measured against. Nothing survives the process.
 
 use crate::clock::{Clock, SystemClock};
-use crate::context::SealedContext;
 use crate::events::{CancelBus, Watchers, WorkNotifier};
 use crate::id::TaskId;
+use crate::lease::{Lease, LeaseState, LeaseToken, lease_expired_error};
+use crate::sealed::SealedContext;
 use crate::status::{Owner, StatusUpdate, TaskRecord, TaskState};
 use crate::store::{
-    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
-    LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
-    Store, StoreError, WorkSignal, lease_expired_error, scoped_key,
+    CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
+    ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome, Store,
+    StoreError, WorkSignal, scoped_key,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -55,6 +56,8 @@ struct State {
     keys: HashMap<String, TaskId>,
     /// Task ids per owner, for listings.
     by_owner: HashMap<Owner, BTreeSet<TaskId>>,
+    /// Deployment facts (`Store::get_meta`).
+    meta: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -63,7 +66,8 @@ struct Entry {
     args: Box<RawValue>,
     context: Option<SealedContext>,
     scoped_key: Option<String>,
-    fence: u64,
+    /// The token of the last claim.
+    token: Option<LeaseToken>,
     ttl: Duration,
     /// Key in `ready` while waiting.
     due_ms: Option<i64>,
@@ -176,7 +180,7 @@ impl State {
 
     fn lease_state(&self, lease: &Lease) -> LeaseState {
         match self.tasks.get(&lease.id) {
-            Some(e) if e.fence == lease.fence && e.record.status == TaskState::Running => {
+            Some(e) if e.token == Some(lease.token) && e.record.status == TaskState::Running => {
                 if e.record.cancel_requested {
                     LeaseState::CancelRequested
                 } else {
@@ -265,7 +269,7 @@ impl Store for MemoryStore {
                     args: t.args,
                     context: t.context,
                     scoped_key,
-                    fence: 0,
+                    token: None,
                     ttl: t.ttl,
                     due_ms: None,
                     lease_ms: None,
@@ -306,7 +310,8 @@ impl Store for MemoryStore {
                 q.remove(&(due, id));
             }
             e.due_ms = None;
-            e.fence += 1;
+            let token = LeaseToken::random();
+            e.token = Some(token);
             e.lease_ms = Some(ms(lease_until));
             let r = &mut e.record;
             r.status = TaskState::Running;
@@ -316,7 +321,7 @@ impl Store for MemoryStore {
             r.next_attempt_at = None;
             st.leases.insert((ms(lease_until), id));
             out.push(Claimed {
-                lease: Lease { id, fence: e.fence },
+                lease: Lease { id, token },
                 name: e.record.name.clone(),
                 queue: e.record.queue.clone(),
                 args: e.args.clone(),
@@ -326,6 +331,7 @@ impl Store for MemoryStore {
                 attempt: e.record.attempt,
                 max_attempts: e.record.max_attempts,
                 timeout: Duration::from_millis(e.record.timeout_ms),
+                due_at: DateTime::from_timestamp_millis(due),
             });
             if self.shared.watchers.is_watched(id) {
                 self.publish(&e.record);
@@ -656,5 +662,31 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn healthy(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().meta.get(name).cloned())
+    }
+
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        if st.meta.get(name).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        st.meta.insert(name.to_string(), value.to_string());
+        Ok(true)
     }
 }

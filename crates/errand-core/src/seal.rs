@@ -1,18 +1,19 @@
-//! Sealing credentials with an AEAD, so that stores, logs and events only ever see ciphertext.
+//! Seal keys: the AEAD keys under which a task's whole context is sealed before it reaches a
+//! store, and the ring that lets a deployment rotate them.
 //!
-//! A [`Secret`] is the plaintext credential (typically the caller's access token). Before a
-//! [`Context`](crate::Context) leaves the process it is sealed under a [`SealKey`] with
-//! XChaCha20-Poly1305: a random 192-bit nonce per credential, the expiry bound in as associated
-//! data so it cannot be moved. Only a process holding the same key can open it again, and the
-//! [`Worker`](crate::Worker) does that just before it runs the task.
+//! A [`Secret`] is a plaintext credential (typically the caller's access token). A
+//! [`SealKey`] is a 256-bit XChaCha20-Poly1305 key with a short public id derived from it; a
+//! [`SealKeyRing`] is the list of keys one process holds: the first seals, any of them opens,
+//! and a sealed document names the id of the key that sealed it. See
+//! [`Context::seal`](crate::Context::seal) for what is sealed and what it is bound to.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// A plaintext credential. It cannot be printed: `Debug` shows `Secret(***)` and there is no
@@ -44,11 +45,28 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A 256-bit key for sealing credentials. Every process that submits or runs tasks with
-/// credentials needs the same key; `errand serve` reads it from configuration or generates one
-/// into its data directory.
+/// The length of a nonce in a sealed document (XChaCha20-Poly1305: 192 bits, random).
+pub(crate) const NONCE_LEN: usize = 24;
+
+/// A 256-bit key for sealing contexts, with its public key id.
+///
+/// The id is the first 16 hex digits of SHA-256 over a domain label and the key: it names the
+/// key in sealed documents, logs and error messages without revealing anything about it.
+/// Every process that submits or runs tasks of one deployment needs a ring that can open the
+/// deployment's key; `errand serve` reads it from `ERRAND_SEAL_KEYS` or generates one into its
+/// data directory.
+///
+/// ```
+/// let key = errand_core::SealKey::generate();
+/// assert_eq!(key.id().len(), 16);
+/// let again = errand_core::SealKey::from_base64(&key.to_base64()).unwrap();
+/// assert_eq!(again.id(), key.id());
+/// ```
 #[derive(Clone)]
-pub struct SealKey(Zeroizing<[u8; 32]>);
+pub struct SealKey {
+    bytes: Zeroizing<[u8; 32]>,
+    id: Arc<str>,
+}
 
 impl SealKey {
     /// A fresh random key.
@@ -56,12 +74,20 @@ impl SealKey {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(&key);
-        Self(Zeroizing::new(bytes))
+        Self::from_bytes(bytes)
     }
 
     /// A key from its 32 raw bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        let digest = Sha256::new()
+            .chain_update(b"errand.seal-key-id.v1\0")
+            .chain_update(bytes)
+            .finalize();
+        let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            bytes: Zeroizing::new(bytes),
+            id: id.into(),
+        }
     }
 
     /// A key from its standard base64 form (44 characters), as written by [`SealKey::to_base64`].
@@ -73,121 +99,158 @@ impl SealKey {
 
     /// The key in standard base64, for configuration files.
     pub fn to_base64(&self) -> String {
-        B64.encode(self.0.as_slice())
+        B64.encode(self.bytes.as_slice())
+    }
+
+    /// The key's public id (16 hex digits).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.as_slice().into())
+        XChaCha20Poly1305::new(self.bytes.as_slice().into())
     }
 
-    /// Seals `secret`, binding `expires_at` to the ciphertext.
-    pub fn seal(
-        &self,
-        secret: &Secret,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<SealedCredential, SealError> {
+    /// Encrypts `plain` with a fresh random nonce, authenticating `aad` with it: the nonce
+    /// followed by the ciphertext and tag.
+    pub(crate) fn encrypt(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = associated_data(expires_at);
         let ciphertext = self
             .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret.expose().as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plain, aad })
             .map_err(|_| SealError::Encrypt)?;
-        Ok(SealedCredential {
-            v: 1,
-            nonce: B64.encode(nonce),
-            ciphertext: B64.encode(ciphertext),
-            expires_at,
-        })
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
     }
 
-    /// Opens a sealed credential. Fails when the key is not the one it was sealed with, or
-    /// when any byte of it (expiry included) was changed.
-    pub fn open(&self, sealed: &SealedCredential) -> Result<Secret, SealError> {
-        if sealed.v != 1 {
-            return Err(SealError::Version(sealed.v));
+    /// Opens what [`SealKey::encrypt`] made; `None` when any byte of it, or of `aad`, differs.
+    pub(crate) fn decrypt(&self, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
         }
-        let nonce = B64
-            .decode(&sealed.nonce)
-            .map_err(|_| SealError::Unopenable)?;
-        if nonce.len() != 24 {
-            return Err(SealError::Unopenable);
-        }
-        let ciphertext = B64
-            .decode(&sealed.ciphertext)
-            .map_err(|_| SealError::Unopenable)?;
-        let aad = associated_data(sealed.expires_at);
-        let plain = self
-            .cipher()
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher()
             .decrypt(
-                XNonce::from_slice(&nonce),
+                XNonce::from_slice(nonce),
                 Payload {
-                    msg: &ciphertext,
-                    aad: &aad,
+                    msg: ciphertext,
+                    aad,
                 },
             )
-            .map_err(|_| SealError::Unopenable)?;
-        let plain = Zeroizing::new(plain);
-        let text = std::str::from_utf8(&plain).map_err(|_| SealError::Unopenable)?;
-        Ok(Secret::new(text))
+            .ok()
+            .map(Zeroizing::new)
     }
 }
 
 impl fmt::Debug for SealKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SealKey(***)")
+        write!(f, "SealKey({})", self.id)
     }
 }
 
-fn associated_data(expires_at: Option<DateTime<Utc>>) -> Vec<u8> {
-    let mut aad = b"errand.credential.v1|".to_vec();
-    if let Some(at) = expires_at {
-        aad.extend_from_slice(at.timestamp_millis().to_string().as_bytes());
+/// The seal keys of one process: the first seals, any of them opens.
+///
+/// Rotating a key never fails queued work: start every process with `new,old` (the new key
+/// seals, tasks sealed under the old one still open), and drop `old` once no task sealed under
+/// it remains. A ring of one key is what [`SealKey`] converts into.
+///
+/// ```
+/// use errand_core::{SealKey, SealKeyRing};
+/// let (old, new) = (SealKey::generate(), SealKey::generate());
+/// let list = format!("{},{}", new.to_base64(), old.to_base64());
+/// let ring = SealKeyRing::from_base64_list(&list).unwrap();
+/// assert_eq!(ring.sealing().id(), new.id());
+/// assert!(ring.get(old.id()).is_some());
+/// assert_eq!(ring.ids(), [new.id(), old.id()]);
+/// ```
+#[derive(Clone)]
+pub struct SealKeyRing {
+    keys: Arc<[SealKey]>,
+}
+
+impl SealKeyRing {
+    /// A ring of `keys`, the first of which seals. Fails when it is empty or holds one key
+    /// twice.
+    pub fn new(keys: impl IntoIterator<Item = SealKey>) -> Result<Self, SealError> {
+        let keys: Vec<SealKey> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Err(SealError::EmptyRing);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|k| k.id == key.id) {
+                return Err(SealError::DuplicateKey(key.id.to_string()));
+            }
+        }
+        Ok(Self { keys: keys.into() })
     }
-    aad
+
+    /// A ring from comma-separated base64 keys (`ERRAND_SEAL_KEYS`), the first of which seals.
+    /// Spaces around keys are ignored.
+    pub fn from_base64_list(list: &str) -> Result<Self, SealError> {
+        let keys = list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(SealKey::from_base64)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(keys)
+    }
+
+    /// The key that seals.
+    pub fn sealing(&self) -> &SealKey {
+        &self.keys[0]
+    }
+
+    /// The key with id `id`, if the ring holds it.
+    pub fn get(&self, id: &str) -> Option<&SealKey> {
+        self.keys.iter().find(|k| &*k.id == id)
+    }
+
+    /// The ids of the ring's keys, sealing key first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(SealKey::id).collect()
+    }
+
+    /// Every key, sealing key first.
+    pub fn keys(&self) -> &[SealKey] {
+        &self.keys
+    }
 }
 
-/// A credential sealed under a [`SealKey`]: what stores hold. Its `Debug` shows only the expiry.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedCredential {
-    v: u8,
-    nonce: String,
-    ciphertext: String,
-    /// When the credential stops being handed to tasks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
+impl From<SealKey> for SealKeyRing {
+    fn from(key: SealKey) -> Self {
+        Self {
+            keys: Arc::from([key]),
+        }
+    }
 }
 
-impl fmt::Debug for SealedCredential {
+impl fmt::Debug for SealKeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SealedCredential")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
+        f.debug_tuple("SealKeyRing").field(&self.ids()).finish()
     }
 }
 
-/// Why sealing or opening a credential failed.
+/// Why a key, a ring or a seal could not be made.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum SealError {
     /// The key text is not base64 of exactly 32 bytes.
-    #[error("seal key must be 32 bytes in standard base64 (44 characters)")]
+    #[error("a seal key must be 32 bytes in standard base64 (44 characters)")]
     BadKey,
+    /// A ring needs at least one key.
+    #[error("the seal key ring is empty: give at least one base64 key")]
+    EmptyRing,
+    /// A ring lists the same key twice.
+    #[error("the seal key ring lists key {0} twice")]
+    DuplicateKey(String),
     /// Encryption failed (never expected with a valid key).
-    #[error("sealing the credential failed")]
+    #[error("sealing the context failed")]
     Encrypt,
-    /// Wrong key, or the sealed data was tampered with.
-    #[error(
-        "the sealed credential could not be opened: wrong seal key, or the data was tampered with"
-    )]
-    Unopenable,
-    /// Sealed by a newer errand.
-    #[error("the sealed credential has unknown format version {0}")]
-    Version(u8),
+    /// The context could not be serialized (never expected).
+    #[error("the context could not be serialized for sealing: {0}")]
+    Serialize(String),
 }
 
 #[cfg(test)]
@@ -195,44 +258,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip() {
+    fn encrypt_binds_the_associated_data() {
         let key = SealKey::generate();
-        let sealed = key.seal(&Secret::new("hunter2"), None).unwrap();
-        assert_eq!(key.open(&sealed).unwrap().expose(), "hunter2");
-        let json = serde_json::to_string(&sealed).unwrap();
-        assert!(!json.contains("hunter2"));
-        assert!(!format!("{sealed:?}").contains(&sealed.ciphertext));
-    }
-
-    #[test]
-    fn wrong_key_and_tampering_fail() {
-        let key = SealKey::generate();
-        let at = Utc::now();
-        let sealed = key.seal(&Secret::new("hunter2"), Some(at)).unwrap();
+        let sealed = key.encrypt(b"hunter2", b"task-1").unwrap();
         assert_eq!(
-            SealKey::generate().open(&sealed).unwrap_err(),
-            SealError::Unopenable
+            key.decrypt(&sealed, b"task-1").unwrap().as_slice(),
+            b"hunter2"
         );
-        let mut moved = sealed.clone();
-        moved.expires_at = Some(at + chrono::Duration::hours(1));
-        assert_eq!(key.open(&moved).unwrap_err(), SealError::Unopenable);
+        assert!(key.decrypt(&sealed, b"task-2").is_none(), "moved");
+        assert!(SealKey::generate().decrypt(&sealed, b"task-1").is_none());
         let mut flipped = sealed.clone();
-        let mut bytes = B64.decode(&flipped.ciphertext).unwrap();
-        bytes[0] ^= 1;
-        flipped.ciphertext = B64.encode(bytes);
-        assert_eq!(key.open(&flipped).unwrap_err(), SealError::Unopenable);
+        flipped[NONCE_LEN] ^= 1;
+        assert!(key.decrypt(&flipped, b"task-1").is_none(), "altered");
+        assert!(key.decrypt(&sealed[..10], b"task-1").is_none(), "cut");
     }
 
     #[test]
-    fn key_text_round_trip_and_rejects_garbage() {
-        let key = SealKey::generate();
-        let again = SealKey::from_base64(&key.to_base64()).unwrap();
-        let sealed = key.seal(&Secret::new("x"), None).unwrap();
-        assert_eq!(again.open(&sealed).unwrap().expose(), "x");
+    fn key_ids_are_stable_and_distinct() {
+        let key = SealKey::from_bytes([7; 32]);
+        assert_eq!(key.id(), SealKey::from_bytes([7; 32]).id());
+        assert_ne!(key.id(), SealKey::from_bytes([8; 32]).id());
+        assert!(key.id().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(format!("{key:?}"), format!("SealKey({})", key.id()));
+        assert!(!format!("{key:?}").contains(&key.to_base64()));
+    }
+
+    #[test]
+    fn rings_refuse_bad_lists() {
         assert_eq!(
-            SealKey::from_base64("short").unwrap_err(),
+            SealKeyRing::from_base64_list("").unwrap_err(),
+            SealError::EmptyRing
+        );
+        assert_eq!(
+            SealKeyRing::from_base64_list("short").unwrap_err(),
             SealError::BadKey
         );
-        assert_eq!(format!("{key:?}"), "SealKey(***)");
+        let key = SealKey::generate();
+        let twice = format!("{0}, {0}", key.to_base64());
+        assert_eq!(
+            SealKeyRing::from_base64_list(&twice).unwrap_err(),
+            SealError::DuplicateKey(key.id().to_string())
+        );
+        let one: SealKeyRing = key.clone().into();
+        assert_eq!(one.ids(), [key.id()]);
     }
 }

@@ -5,17 +5,22 @@
 //! many items at once) because round trips, not CPU, decide a store's throughput.
 //!
 //! Delivery is at-least-once. A claim takes a *lease* identified by a [`Lease`]: the task id and
-//! a *fence* that grows with every claim of that task. Heartbeats, reports and completions
-//! carry the lease, and a store rejects them once the task has been claimed again (the lease
-//! lapsed and another worker took over), so a worker that lost its lease cannot overwrite the
-//! newer attempt.
+//! a random [`LeaseToken`] issued by that claim (see [`crate::lease`]). Heartbeats, reports and
+//! completions carry the lease, and a store rejects them once the task has been claimed again
+//! (the lease lapsed and another worker took over), so a worker that lost its lease cannot
+//! overwrite the newer attempt.
 
-use crate::context::{Context, SealedContext};
+use crate::context::Context;
 use crate::id::TaskId;
-use crate::seal::{SealError, SealKey};
+#[cfg(doc)]
+use crate::lease::LeaseToken;
+use crate::lease::{Lease, LeaseState};
+use crate::seal::{SealError, SealKeyRing};
+use crate::sealed::{SealBinding, SealedContext};
 use crate::status::{ErrorInfo, Owner, StatusUpdate, TaskRecord, TaskState};
 use crate::task::{DEFAULT_QUEUE, Policy};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -107,22 +112,19 @@ impl NewTask {
         self
     }
 
-    /// Attaches `ctx`, sealing its credential under `key`, and takes the owner and ids from it.
-    pub fn with_context(self, ctx: &Context, key: &SealKey) -> Result<Self, SealError> {
-        Ok(self.with_sealed_context(ctx, ctx.seal(key)?))
-    }
-
-    /// Attaches `sealed`, which must be `ctx` sealed (see [`Context::seal`]), and takes the
-    /// owner and ids from `ctx`: seal once, attach to many tasks.
-    pub fn with_sealed_context(mut self, ctx: &Context, sealed: SealedContext) -> Self {
-        self.context = Some(sealed);
+    /// Attaches `ctx`, sealed under `ring` and bound to this task's id, name and arguments,
+    /// and takes the owner and ids from it. Call it once the id, name and arguments are final:
+    /// changing them afterwards makes the context fail its integrity check.
+    pub fn with_context(mut self, ctx: &Context, ring: &SealKeyRing) -> Result<Self, SealError> {
+        let binding = SealBinding::new(self.id, &self.name, self.args.get());
+        self.context = Some(ctx.seal(ring, binding)?);
         self.owner = Owner {
             user_id: ctx.user_id().map(str::to_string),
             tenant: ctx.tenant().map(str::to_string),
         };
         self.correlation_id = ctx.correlation_id().map(str::to_string);
         self.request_id = ctx.request_id().map(str::to_string);
-        self
+        Ok(self)
     }
 
     /// The idempotency key scoped to the owner, so two users' equal keys never collide; `None`
@@ -177,15 +179,6 @@ pub struct ClaimRequest {
     pub worker_id: String,
 }
 
-/// A claimed task's lease: renew, report and complete with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Lease {
-    /// The task.
-    pub id: TaskId,
-    /// Grows with every claim of the task; a store rejects operations with an older fence.
-    pub fence: u64,
-}
-
 /// A task handed to a worker.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -199,7 +192,7 @@ pub struct Claimed {
     pub args: Box<RawValue>,
     /// Its sealed context.
     pub context: Option<SealedContext>,
-    /// Its owner (for logging when the context cannot be opened).
+    /// Its owner as the store records it: the worker checks it against the opened context.
     pub owner: Owner,
     /// Its correlation id.
     pub correlation_id: Option<String>,
@@ -209,17 +202,16 @@ pub struct Claimed {
     pub max_attempts: u32,
     /// Time limit of this attempt.
     pub timeout: Duration,
+    /// When this attempt became due (its submission, the end of its delay, or its retry
+    /// time), if the store knows: the start of its wait in the queue.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
-/// Whether a worker still holds a lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseState {
-    /// Held; renewed if this was a heartbeat.
-    Held,
-    /// Held, and cancellation was requested: fire the task's token.
-    CancelRequested,
-    /// Lost: the task was reclaimed or finished elsewhere; stop and do not complete it.
-    Lost,
+impl Claimed {
+    /// What its sealed context is bound to: its id, name and arguments as stored.
+    pub fn seal_binding(&self) -> SealBinding<'_> {
+        SealBinding::new(self.lease.id, &self.name, self.args.get())
+    }
 }
 
 /// How an attempt ended.
@@ -377,19 +369,6 @@ pub struct Reaped {
     pub cancelled: u64,
 }
 
-/// The kind of the error recorded when a lease lapses.
-pub const LEASE_EXPIRED: &str = "lease_expired";
-
-/// The error a store records on a task whose lease lapsed; `retryable` when attempts remain.
-pub fn lease_expired_error(retryable: bool) -> ErrorInfo {
-    ErrorInfo {
-        message: "the worker running this task stopped renewing its lease (it crashed, hung or lost the store)".into(),
-        kind: LEASE_EXPIRED.into(),
-        details: None,
-        retryable,
-    }
-}
-
 /// A stream of a task's records, one per status change.
 pub type EventStream = BoxStream<'static, TaskRecord>;
 
@@ -471,4 +450,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether this process can still write through this store, whatever the state of the
+    /// store's server: an error means a part of the store inside this process died (SQLite's
+    /// writer thread) and will not come back, so the process should be restarted. Unlike
+    /// [`Store::ping`], a remote store that cannot be reached right now is healthy.
+    async fn healthy(&self) -> Result<(), StoreError>;
+
+    /// Settings of the store that put tasks at risk, as sentences for operators (for Redis: an
+    /// eviction policy other than `noeviction`, persistence turned off); empty when none.
+    async fn warnings(&self) -> Result<Vec<String>, StoreError>;
+
+    /// One fact every process of the deployment must agree on (see [`crate::deployment`]),
+    /// `None` when nothing is recorded under `name`.
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records `value` under `name` if what is recorded is `expected` (`None`: nothing);
+    /// returns whether it did. Atomic: of two processes swapping from the same `expected`,
+    /// one wins.
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError>;
 }

@@ -16,14 +16,13 @@
 use crate::context::Context;
 use crate::cx::{CxParts, Reporter, TaskCx};
 use crate::id::TaskId;
+use crate::lease::{Lease, LeaseState};
 use crate::registry::{PrepareError, Registry};
 use crate::resources::Resources;
-use crate::seal::SealKey;
-use crate::status::{ErrorInfo, StatusUpdate};
-use crate::store::{
-    ClaimRequest, Claimed, CompleteResult, Completion, Lease, LeaseState, Outcome, Store,
-    StoreError,
-};
+use crate::seal::SealKeyRing;
+use crate::sealed::CONTEXT_INTEGRITY;
+use crate::status::{ErrorInfo, Owner, StatusUpdate};
+use crate::store::{ClaimRequest, Claimed, CompleteResult, Completion, Outcome, Store, StoreError};
 use crate::task::{DEFAULT_QUEUE, TaskError, panic_message};
 use futures::FutureExt;
 use futures::StreamExt;
@@ -128,18 +127,23 @@ impl Default for WorkerConfig {
 pub struct Worker {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
-    key: SealKey,
+    keys: SealKeyRing,
     config: WorkerConfig,
     resources: Resources,
 }
 
 impl Worker {
-    /// A worker with default settings.
-    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, key: SealKey) -> Self {
+    /// A worker with default settings, opening contexts with `keys` (a [`SealKeyRing`], or one
+    /// [`SealKey`](crate::SealKey)).
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        keys: impl Into<SealKeyRing>,
+    ) -> Self {
         Self {
             store,
             registry,
-            key,
+            keys: keys.into(),
             config: WorkerConfig::default(),
             resources: Resources::new(),
         }
@@ -190,7 +194,7 @@ impl Worker {
         let shared = Arc::new(Shared {
             store: self.store,
             registry: self.registry,
-            key: self.key,
+            keys: self.keys,
             resources: Arc::new(self.resources),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             running: Mutex::new(HashMap::new()),
@@ -367,7 +371,7 @@ impl WorkerHandle {
 struct Shared {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
-    key: SealKey,
+    keys: SealKeyRing,
     resources: Arc<Resources>,
     config: WorkerConfig,
     slots: Arc<Semaphore>,
@@ -633,10 +637,11 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
     });
     let lease = task.lease;
     if let Some(older) = shared.lock_running().insert(id, running.clone())
-        && older.lease.fence < lease.fence
+        && older.lease != lease
     {
-        // This worker still held an older attempt of the task, whose lease lapsed and which
-        // the store handed out again (to us): that attempt is over.
+        // This worker still held an earlier claim of the task, whose lease lapsed (or which a
+        // store that lost writes handed out again): a newer claim supersedes it, whatever the
+        // attempt numbers say.
         older.stop(StopReason::LeaseLost);
     }
     // A panic anywhere in the attempt (the task's arguments, its policy, errand's own code) is
@@ -704,22 +709,6 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
         report,
     };
 
-    // The context first: a task whose credential cannot be opened never runs anonymously.
-    let context = match task
-        .context
-        .as_ref()
-        .map(|c| c.open(&shared.key))
-        .transpose()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let message =
-                format!("the task's context could not be restored, so it was not run: {e}");
-            error!(error = %e, "task failed: context could not be restored");
-            Counters::bump(&stats.failed);
-            return Some(done(fatal("context", message), StatusUpdate::default()));
-        }
-    };
     let prepared = match shared.registry.prepare(&task.name, &task.args) {
         Ok(p) => p,
         Err(e) => {
@@ -730,6 +719,29 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
             error!(error = %e, "task failed: {kind}");
             Counters::bump(&stats.failed);
             return Some(done(fatal(kind, e.to_string()), StatusUpdate::default()));
+        }
+    };
+    // A task whose context cannot be opened and checked never runs: not anonymously, not as
+    // anyone.
+    let context = match open_context(&shared.keys, &task) {
+        Ok(c) => c,
+        Err(err) => {
+            let retry = err.is_retryable() && task.attempt < task.max_attempts;
+            error!(error = %err, kind = err.kind(), "task not run: its context could not be restored");
+            return Some(if retry {
+                Counters::bump(&stats.retried);
+                let delay = prepared.policy.backoff.delay(task.attempt);
+                done(
+                    Outcome::Retry {
+                        error: err.into_info(),
+                        delay,
+                    },
+                    StatusUpdate::default(),
+                )
+            } else {
+                Counters::bump(&stats.failed);
+                done(Outcome::Failed(err.into_info()), StatusUpdate::default())
+            });
         }
     };
     let backoff = prepared.policy.backoff;
@@ -825,6 +837,39 @@ async fn execute(shared: &Shared, task: Claimed, running: &Running) -> Option<Co
             )
         }
     })
+}
+
+/// Opens a claimed task's sealed context and checks it against what the store says about the
+/// task: the owner and correlation id the store shows (and lists the task under) must be the
+/// ones sealed, and a task with an owner must have a context.
+fn open_context(keys: &SealKeyRing, task: &Claimed) -> Result<Option<Context>, TaskError> {
+    let integrity = |message: String| TaskError::fatal(message).with_kind(CONTEXT_INTEGRITY);
+    let Some(sealed) = &task.context else {
+        if task.owner != Owner::default() {
+            return Err(integrity(
+                "the task's record names an owner but carries no sealed context: it was altered in the store".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let context = sealed.open(keys, task.seal_binding()).map_err(|e| {
+        let error = if e.is_retryable() {
+            TaskError::retryable(e.to_string())
+        } else {
+            TaskError::fatal(e.to_string())
+        };
+        error.with_kind(e.kind())
+    })?;
+    let sealed_owner = Owner {
+        user_id: context.user_id().map(str::to_string),
+        tenant: context.tenant().map(str::to_string),
+    };
+    if sealed_owner != task.owner || context.correlation_id() != task.correlation_id.as_deref() {
+        return Err(integrity(
+            "the task's record names another owner or correlation id than its sealed context: it was altered in the store".into(),
+        ));
+    }
+    Ok(Some(context))
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> TaskError {

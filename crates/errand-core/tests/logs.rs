@@ -154,12 +154,12 @@ async fn the_credential_appears_nowhere() {
     while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), events.next()).await {
         dumps.push(serde_json::to_string(&r).expect("json"));
     }
-    let sealed = ctx.seal(&key).expect("seal");
-    dumps.push(sealed.as_json().to_string());
-    dumps.push(format!("{sealed:?}"));
     let task = NewTask::new("x", serde_json::value::RawValue::NULL.to_owned())
-        .with_context(&ctx, &key)
+        .with_context(&ctx, &key.clone().into())
         .expect("seal");
+    let sealed = task.context.clone().expect("sealed");
+    dumps.push(sealed.as_str().to_string());
+    dumps.push(format!("{sealed:?}"));
     dumps.push(format!("{task:?}"));
     worker.shutdown(LONG).await;
     dumps.push(logs.text());

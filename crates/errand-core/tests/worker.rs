@@ -11,32 +11,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(30);
 
-struct Setup {
-    store: Arc<dyn Store>,
-    key: SealKey,
-    client: Client,
-    journal: Arc<Journal>,
-}
-
-fn setup(store: Arc<dyn Store>) -> Setup {
-    let key = SealKey::generate();
-    Setup {
-        client: Client::new(store.clone(), key.clone()),
-        store,
-        key,
-        journal: Arc::new(Journal::default()),
-    }
-}
-
-impl Setup {
-    fn worker(&self, config: WorkerConfig) -> WorkerHandle {
-        Worker::new(self.store.clone(), registry(), self.key.clone())
-            .config(config)
-            .resource(self.journal.clone())
-            .start()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_less_task_never_sees_the_previous_tasks_context() {
     let s = setup(Arc::new(MemoryStore::new()));
@@ -473,31 +447,6 @@ async fn unknown_tasks_and_bad_args_fail_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_credential_that_cannot_be_opened_fails_and_never_runs_anonymously() {
-    let s = setup(Arc::new(MemoryStore::new()));
-    let ctx = user("eve")
-        .to_builder()
-        .credential(Secret::new("eves-token"), None)
-        .build();
-    // Sealed under another key than the worker's.
-    let other = Client::new(s.store.clone(), SealKey::generate());
-    let id = other
-        .submit(UseCredential)
-        .context(ctx)
-        .await
-        .expect("submit")
-        .id;
-    let worker = s.worker(config(1));
-    let r = finished(&s.store, id, LONG).await;
-    assert_eq!(r.status, TaskState::Failed);
-    let err = r.error.expect("error");
-    assert_eq!((err.kind.as_str(), err.retryable), ("context", false));
-    assert!(err.message.contains("wrong seal key"), "{}", err.message);
-    assert!(s.journal.of(id).is_empty(), "the task body never ran");
-    worker.shutdown(LONG).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_reach_the_task_only_while_valid() {
     let s = setup(Arc::new(MemoryStore::new()));
     let soon = chrono::Utc::now() + chrono::Duration::hours(1);
@@ -681,6 +630,23 @@ impl Store for FaultyStore {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.up()
+    }
+    async fn healthy(&self) -> Result<(), StoreError> {
+        self.inner.healthy().await
+    }
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.warnings().await
+    }
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.inner.get_meta(name).await
+    }
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_meta(name, expected, value).await
     }
 }
 

@@ -16,7 +16,7 @@
 use errand_core::bench::{Noop, Probe, StartLatencies};
 use errand_core::{
     ClaimRequest, Completion, Context, DEFAULT_QUEUE, NewTask, Outcome, Registry, SealKey,
-    StatusUpdate, Store, Task, Worker, WorkerConfig,
+    SealKeyRing, StatusUpdate, Store, Task, Worker, WorkerConfig,
 };
 use errand_redis::{RedisConfig, RedisStore};
 use serde_json::json;
@@ -100,7 +100,7 @@ async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
 /// A worker running the bench's tasks.
 fn start_worker(
     store: &RedisStore,
-    key: &SealKey,
+    key: &SealKeyRing,
     concurrency: usize,
     latencies: &Arc<StartLatencies>,
 ) -> errand_core::WorkerHandle {
@@ -119,7 +119,7 @@ fn start_worker(
 }
 
 /// Enqueues `args.jobs` no-op tasks in batches; returns the seconds it took.
-async fn enqueue_all(store: &RedisStore, args: &Args, ctx: &Context, key: &SealKey) -> f64 {
+async fn enqueue_all(store: &RedisStore, args: &Args, ctx: &Context, key: &SealKeyRing) -> f64 {
     let started = Instant::now();
     let mut next = 0u64;
     while next < args.jobs {
@@ -202,7 +202,7 @@ async fn main() {
         .get_multiplexed_async_connection()
         .await
         .expect("info connection");
-    let key = SealKey::generate();
+    let key = SealKeyRing::from(SealKey::generate());
     let ctx = Context::builder()
         .user_id("bench-user")
         .tenant("bench")

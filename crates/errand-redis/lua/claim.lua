@@ -1,5 +1,6 @@
--- Claims up to ARGV[2] due tasks of one queue, oldest first, each with a lease of ARGV[3] ms
--- and its attempt and fence raised by one.
+-- Claims up to ARGV[2] due tasks of one queue, oldest first, each with a lease of ARGV[3] ms,
+-- its attempt raised by one, and a new lease token: the k-th claimed task takes the k-th 32
+-- characters of ARGV[4] (random tokens from the claiming process, one per task it may claim).
 -- Delayed and retrying tasks that fell due are first moved from the schedule to the back of
 -- the ready list, so they need no poller. Entries are then popped from the head until
 -- `limit` tasks are claimed or the list is empty, looking at no more than `limit + SKIP_MAX`
@@ -9,12 +10,14 @@
 -- - an entry of a scheduled or retrying task whose due time is still ahead (the clock that
 --   moved it was ahead of this one) goes back to the schedule, never runs early;
 -- - an entry of a waiting task is claimed; any other is dropped.
--- ARGV: now, limit, lease (ms).
--- Returns per task: id, record (as now stored).
+-- ARGV: now, limit, lease (ms), tokens.
+-- Returns per task: id, record (as now stored), when it was due ('' if it was pending since
+-- its creation: its `created` time).
 
 local SKIP_MAX = 1000
 local limit = tonumber(ARGV[2])
 local lease_until = now + tonumber(ARGV[3])
+local tokens = ARGV[4]
 
 local due = redis.call('ZRANGE', schedule_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 if #due > 0 then
@@ -46,15 +49,16 @@ while claimed < limit and budget > 0 do
   local records = #keys > 0 and redis.call('MGET', unpack(keys)) or {}
   for i, id in ipairs(live) do
     local s = records[i]
-    local state, cr, f, a, n, pos
+    local state, cr, a, n, pos
     if s then
-      state, cr, f, a, n, pos = string.match(s, '^(%a+)|(%d)|(%d+)|(%d+)|%d*|%d*|(%d*)|()')
+      state, cr, a, n, pos = string.match(s, '^(%a+)|(%d)|%x+|(%d+)|%d*|%d*|(%d*)|()')
     end
     if state and state ~= 'pending' and is_waiting(state) and n ~= '' and tonumber(n) > now then
       later[#later + 1] = n
       later[#later + 1] = id
     elseif state and is_waiting(state) then
-      local claimed_record = 'running|' .. cr .. '|' .. (tonumber(f) + 1) .. '|'
+      local token = string.sub(tokens, claimed * 32 + 1, claimed * 32 + 32)
+      local claimed_record = 'running|' .. cr .. '|' .. token .. '|'
         .. (tonumber(a) + 1) .. '|' .. now .. '|' .. now .. '||' .. string.sub(s, pos)
       writes[#writes + 1] = keys[i]
       writes[#writes + 1] = claimed_record
@@ -62,6 +66,7 @@ while claimed < limit and budget > 0 do
       leased[#leased + 1] = id
       out[#out + 1] = id
       out[#out + 1] = claimed_record
+      out[#out + 1] = n
       claimed = claimed + 1
       announce(id, claimed_record)
     end

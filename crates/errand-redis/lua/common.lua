@@ -11,10 +11,12 @@
 -- A task is one string, `{p:q}:t:<id>`, so that a batch of tasks is read with one MGET and
 -- written with one MSET (a few Redis calls per batch instead of several per task):
 --
---   state|cancel|fence|attempt|started|updated|next|completed|expires|max|created|ttl|owner\n
+--   state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner\n
 --   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>
 --
--- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `next` is when a
+-- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `token` is the
+-- lease token of the last claim (32 hex digits, issued by the claiming process at random; `0`
+-- before the first claim) that heartbeats, reports and completions must match, `next` is when a
 -- scheduled or retrying task is due, `owner` is the owner's hash (it names the owner's
 -- listing index). The six length-prefixed blobs may hold any bytes; empty means unset. The
 -- payload (name, owner, ids, args, sealed context) never changes after enqueue. Error and
@@ -51,7 +53,7 @@ local function owner_key(oh)
   return base .. ':o:' .. oh
 end
 
-local HEADER = '^(%a+)|(%d)|(%d+)|(%d+)|(%d*)|(%d+)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|(%x+)\n()'
+local HEADER = '^(%a+)|(%d)|(%x+)|(%d+)|(%d*)|(%d+)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|(%x+)\n()'
 
 -- The blob starting at `pos`: its content and the position after it.
 local function blob_at(s, pos)
@@ -80,7 +82,7 @@ local function decode(s)
   p, pos = blob_at(s, pos)
   sp, pos = blob_at(s, pos)
   return {
-    s = st, cr = cr, f = tonumber(f), a = tonumber(a), st = started, u = u, n = n, co = co,
+    s = st, cr = cr, f = f, a = tonumber(a), st = started, u = u, n = n, co = co,
     x = x, m = tonumber(m), c = c, t = tonumber(t), oh = oh,
     -- `d` is the payload blob as stored, length prefix included: it is only ever copied.
     e = e, r = r, kn = kn, p = p, sp = sp, d = string.sub(s, pos),
@@ -94,9 +96,9 @@ local function encode(r)
     .. #r.p .. ':' .. r.p .. #r.sp .. ':' .. r.sp .. r.d
 end
 
--- Only the state, cancel flag and fence (enough to check a lease).
+-- Only the state, cancel flag and lease token (enough to check a lease).
 local function lease_of(s)
-  return string.match(s, '^(%a+)|(%d)|(%d+)|')
+  return string.match(s, '^(%a+)|(%d)|(%x+)|')
 end
 
 local function is_waiting(state)

@@ -1,5 +1,5 @@
 -- Ends attempts of one queue.
--- ARGV: now, then per completion 7 values: id, fence, outcome, payload, delay (ms),
+-- ARGV: now, then per completion 7 values: id, lease token, outcome, payload, delay (ms),
 --   progress JSON ('' unchanged), steps JSON ('' unchanged).
 -- Outcomes: S success (payload: result JSON), F failed (payload: error JSON), C cancelled,
 --   R retry after `delay` (payload: error JSON), L released (back to pending, attempt given back).
@@ -16,14 +16,14 @@ local out, done, expiring, writes = {}, {}, {}, {}
 local fronts, backs, scheduled = {}, {}, {}
 for n = 1, #keys do
   local i = 2 + (n - 1) * 7
-  local id, fence, outcome, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local id, token, outcome, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local progress, steps = ARGV[i + 5], ARGV[i + 6]
   local s = records[n]
   local state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos
   if s then
     state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos = string.match(s, HEADER)
   end
-  if state == 'running' and tonumber(f) == fence then
+  if state == 'running' and f == token then
     done[#done + 1] = id
     out[n] = 1
     local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')

@@ -1,12 +1,12 @@
 -- Renews leases of one queue for ARGV[2] ms from now.
--- ARGV: now, extension (ms), then per lease: id, fence.
+-- ARGV: now, extension (ms), then per lease: id, lease token.
 -- Returns per lease: 0 lost (reclaimed or finished), 1 held, 2 held with cancellation requested.
 
 local lease_until = now + tonumber(ARGV[2])
-local ids, fences, keys = {}, {}, {}
+local ids, tokens, keys = {}, {}, {}
 for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
-  fences[#fences + 1] = tonumber(ARGV[i + 1])
+  tokens[#tokens + 1] = ARGV[i + 1]
   keys[#keys + 1] = task_key(ARGV[i])
 end
 local records = call_keys('MGET', keys, 1)
@@ -17,7 +17,7 @@ for i, id in ipairs(ids) do
   if s then
     state, cr, f = lease_of(s)
   end
-  if state == 'running' and tonumber(f) == fences[i] then
+  if state == 'running' and f == tokens[i] then
     renewed[#renewed + 1] = lease_until
     renewed[#renewed + 1] = id
     out[i] = cr == '1' and 2 or 1

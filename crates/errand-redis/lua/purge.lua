@@ -48,7 +48,7 @@ for i, id in ipairs(ids) do
   local s = records[i]
   local state, expires
   if s then
-    state, expires = string.match(s, '^(%a+)|%d|%d+|%d+|%d*|%d*|%d*|%d*|(%d*)|')
+    state, expires = string.match(s, '^(%a+)|%d|%x+|%d+|%d*|%d*|%d*|%d*|(%d*)|')
   end
   -- A record retried since is live again, or expires later with a newer entry: it stays.
   if not s or (not is_waiting(state) and state ~= 'running'

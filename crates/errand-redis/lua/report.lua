@@ -1,6 +1,6 @@
 -- Merges progress and steps reported by running tasks of one queue: one MGET and one MSET for
 -- the batch.
--- ARGV: now, then per report: id, fence, progress JSON ('' unchanged), steps JSON ('' unchanged).
+-- ARGV: now, then per report: id, lease token, progress JSON ('' unchanged), steps JSON ('' unchanged).
 -- Returns per report: 0 lost (dropped), 1 held, 2 held with cancellation requested.
 
 local keys = {}
@@ -12,10 +12,10 @@ local records = call_keys('MGET', keys, 1)
 local out, writes = {}, {}
 for n = 1, #keys do
   local i = 2 + (n - 1) * 4
-  local id, fence, progress, steps = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local id, token, progress, steps = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local s = records[n]
   local r = s and decode(s)
-  if r and r.s == 'running' and r.f == fence then
+  if r and r.s == 'running' and r.f == token then
     if progress ~= '' then
       r.p = progress
     end

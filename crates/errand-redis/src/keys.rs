@@ -21,6 +21,11 @@ impl Keys {
         }
     }
 
+    /// The hash of deployment facts (the ids of the keys in use).
+    pub(crate) fn meta(&self) -> String {
+        format!("{{{}}}:meta", self.prefix)
+    }
+
     /// The set of queue names ever used.
     pub(crate) fn queues(&self) -> &str {
         &self.queues

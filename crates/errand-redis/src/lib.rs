@@ -141,6 +141,7 @@
 
 mod config;
 mod error;
+mod health;
 mod keyed_lock;
 mod keys;
 mod listener;

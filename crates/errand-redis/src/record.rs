@@ -6,7 +6,7 @@
 //! length-prefixed blobs:
 //!
 //! ```text
-//! state|cancel|fence|attempt|started|updated|next|completed|expires|max|created|ttl|owner
+//! state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner
 //! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>
 //! ```
 //!
@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `state` | `pending`, `scheduled`, `running`, `retrying`, `success`, `failed` or `cancelled` |
 //! | `cancel` | `1` once cancellation of the running task was requested |
-//! | `fence` | raised by every claim; leases carry it |
+//! | `token` | the lease token of the last claim (32 hex digits, random; `0` before the first); leases carry it |
 //! | `attempt`, `max` | attempts started, attempts allowed |
 //! | `started` … `created` | times in ms (empty when unset); `next` is when a scheduled or retrying task is due |
 //! | `ttl` | how long the finished record is kept (ms) |
@@ -30,8 +30,8 @@
 use crate::error::corrupt;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    Claimed, ErrorInfo, Lease, MAX_DURATION, NewTask, Owner, Progress, SealedContext, Step,
-    StoreError, TaskId, TaskRecord, TaskState,
+    Claimed, ErrorInfo, Lease, LeaseToken, MAX_DURATION, NewTask, Owner, Progress, SealedContext,
+    Step, StoreError, TaskId, TaskRecord, TaskState,
 };
 use redis::Value;
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,7 @@ struct PayloadOut<'a> {
     to: u64,
     a: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
-    x: Option<&'a RawValue>,
+    x: Option<&'a str>,
 }
 
 /// The immutable part of a task, as read back.
@@ -79,8 +79,8 @@ struct PayloadIn<'a> {
     to: u64,
     #[serde(borrow)]
     a: &'a RawValue,
-    #[serde(borrow, default)]
-    x: Option<&'a RawValue>,
+    #[serde(default)]
+    x: Option<String>,
 }
 
 impl PayloadIn<'_> {
@@ -101,12 +101,6 @@ pub(crate) fn millis(d: Duration) -> i64 {
 
 /// The JSON of the immutable part of `task`, delayed by `delay` ms when scheduled.
 pub(crate) fn payload(task: &NewTask, delay: Option<i64>) -> Result<String, StoreError> {
-    let context: Option<&RawValue> = task
-        .context
-        .as_ref()
-        .map(|c| serde_json::from_str(c.as_json()))
-        .transpose()
-        .map_err(|e| StoreError::Invalid(format!("the sealed context is not JSON: {e}")))?;
     serde_json::to_string(&PayloadOut {
         n: &task.name,
         u: task.owner.user_id.as_deref(),
@@ -117,7 +111,7 @@ pub(crate) fn payload(task: &NewTask, delay: Option<i64>) -> Result<String, Stor
         dl: delay,
         to: u64::try_from(millis(task.timeout)).unwrap_or(0),
         a: &task.args,
-        x: context,
+        x: task.context.as_ref().map(SealedContext::as_str),
     })
     .map_err(|e| StoreError::Invalid(format!("the task cannot be encoded: {e}")))
 }
@@ -160,7 +154,7 @@ pub(crate) struct Stored<'a> {
 
 const STATE: usize = 0;
 const CANCEL: usize = 1;
-const FENCE: usize = 2;
+const TOKEN: usize = 2;
 const ATTEMPT: usize = 3;
 const STARTED: usize = 4;
 const UPDATED: usize = 5;
@@ -211,23 +205,35 @@ impl<'a> Stored<'a> {
         parse_payload(self.blobs[PAYLOAD])
     }
 
-    /// The task as a worker gets it after a claim.
-    pub(crate) fn claimed(&self, id: TaskId, queue: &str) -> Result<Claimed, StoreError> {
-        let d = self.payload()?;
+    /// The task as a worker gets it after a claim; `due` is when it was due, as the claim
+    /// script answered it (empty: since its creation).
+    pub(crate) fn claimed(
+        &self,
+        id: TaskId,
+        queue: &str,
+        due: &str,
+    ) -> Result<Claimed, StoreError> {
+        let mut d = self.payload()?;
+        let context = d.x.take().map(SealedContext::from_stored);
+        let token = self.header[TOKEN]
+            .parse::<LeaseToken>()
+            .map_err(|_| corrupt("a claimed task's lease token is not 32 hex digits"))?;
+        let due_at = match time(due)? {
+            Some(at) => at,
+            None => from_millis(number(self.header[CREATED])?)?,
+        };
         Ok(Claimed {
-            lease: Lease {
-                id,
-                fence: number(self.header[FENCE])?,
-            },
+            lease: Lease { id, token },
             name: d.n.clone(),
             queue: queue.to_string(),
             args: d.a.to_owned(),
-            context: d.x.map(|x| SealedContext::from_json(x.get())),
+            context,
             owner: d.owner(),
             correlation_id: d.ci.clone(),
             attempt: number(self.header[ATTEMPT])?,
             max_attempts: number(self.header[MAX])?,
             timeout: Duration::from_millis(d.to),
+            due_at: Some(due_at),
         })
     }
 
@@ -407,7 +413,7 @@ mod tests {
         task.owner = Owner::new("alice", Some("acme".into()));
         task.correlation_id = Some("corr".into());
         task.key = Some("k".into());
-        task.context = Some(SealedContext::from_json(r#"{"user_id":"alice"}"#));
+        task.context = Some(SealedContext::from_stored("ctx2.00112233aabbccdd.c2VhbGVk"));
         task.timeout = Duration::from_secs(7);
         let s = stored(&task, "{errand:default}:k:x");
         let r = record_of(s.as_bytes(), task.id, "default").expect("reads");
@@ -426,18 +432,27 @@ mod tests {
             "a scheduled task's due time is its run_at"
         );
 
-        let c = Stored::parse(s.as_bytes())
+        // As the claim script leaves it: running, with the claim's token.
+        let token = "0123456789abcdef0123456789abcdef";
+        let running = s.replacen("scheduled|0|0|", &format!("running|0|{token}|"), 1);
+        let c = Stored::parse(running.as_bytes())
             .expect("parses")
-            .claimed(task.id, "default")
+            .claimed(task.id, "default", "")
             .expect("claimed");
+        assert_eq!(c.lease.token.to_string(), token);
         assert_eq!(
             c.args.get(),
             r#"{"w": "a|b\nc:d"}"#,
             "args are kept byte for byte"
         );
         assert_eq!(
-            c.context.expect("context").as_json(),
-            r#"{"user_id":"alice"}"#
+            c.context.expect("context").as_str(),
+            "ctx2.00112233aabbccdd.c2VhbGVk"
+        );
+        assert_eq!(
+            c.due_at.map(|t| t.timestamp_millis()),
+            Some(1_700_000_000_000),
+            "due since its creation"
         );
         assert_eq!(c.timeout, Duration::from_secs(7));
     }

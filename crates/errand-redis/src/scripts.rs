@@ -77,7 +77,7 @@ macro_rules! scripts {
             }
 
             /// All of them, to load at once.
-            pub(crate) fn all(&self) -> [&Lua; 10] {
+            pub(crate) fn all(&self) -> [&Lua; 11] {
                 [$(&self.$field),*]
             }
         }
@@ -95,4 +95,5 @@ scripts! {
     reap => "reap.lua",
     purge => "purge.lua",
     watch => "watch.lua",
+    meta_swap => "meta_swap.lua",
 }

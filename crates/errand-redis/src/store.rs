@@ -15,8 +15,8 @@ use crate::signal::RedisSignal;
 use async_trait::async_trait;
 use errand_core::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
-    LeaseState, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
-    StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
+    LeaseState, LeaseToken, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped,
+    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
     lease_expired_error,
 };
 use futures::StreamExt;
@@ -168,8 +168,12 @@ impl RedisStore {
         self.inner.now.script_arg()
     }
 
-    fn keys(&self) -> &Keys {
+    pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    pub(crate) fn redis(&self) -> &Redis {
+        &self.inner.redis
     }
 
     fn cached_queues(&self) -> Vec<Arc<str>> {
@@ -342,7 +346,11 @@ impl RedisStore {
             .iter()
             .map(|(queue, limit)| {
                 let mut call = scripts.claim.call(&self.keys().base(queue), now);
-                call.arg(*limit).arg(lease_ms);
+                // One fresh random token for each task the call may claim.
+                let tokens: String = (0..*limit)
+                    .map(|_| LeaseToken::random().to_string())
+                    .collect();
+                call.arg(*limit).arg(lease_ms).arg(tokens);
                 call
             })
             .collect();
@@ -351,12 +359,12 @@ impl RedisStore {
         let mut held = Vec::new();
         for ((queue, _), value) in requests.iter().zip(values) {
             let answer = array(value)?;
-            for pair in answer.chunks(2) {
-                let [id, stored] = pair else {
+            for triple in answer.chunks(3) {
+                let [id, stored, due] = triple else {
                     return Err(corrupt("a claim answer has the wrong shape"));
                 };
                 let id = task_id(id)?;
-                claimed.push(Stored::parse(bytes(stored)?)?.claimed(id, queue)?);
+                claimed.push(Stored::parse(bytes(stored)?)?.claimed(id, queue, text(due)?)?);
                 held.push((id, queue.clone()));
             }
         }
@@ -646,7 +654,7 @@ impl Store for RedisStore {
                     call
                 },
                 |call, lease| {
-                    call.arg(lease.id.to_string()).arg(lease.fence);
+                    call.arg(lease.id.to_string()).arg(lease.token.to_string());
                     Ok(())
                 },
             )
@@ -681,7 +689,7 @@ impl Store for RedisStore {
                 |call, (lease, update)| {
                     let (progress, steps) = report_args(update)?;
                     call.arg(lease.id.to_string())
-                        .arg(lease.fence)
+                        .arg(lease.token.to_string())
                         .arg(progress)
                         .arg(steps);
                     Ok(())
@@ -724,7 +732,7 @@ impl Store for RedisStore {
                     };
                     let (progress, steps) = report_args(&c.report)?;
                     call.arg(c.lease.id.to_string())
-                        .arg(c.lease.fence)
+                        .arg(c.lease.token.to_string())
                         .arg(outcome)
                         .arg(payload)
                         .arg(delay)
@@ -1036,6 +1044,28 @@ impl Store for RedisStore {
             .query::<Value>(&redis::cmd("PING"))
             .await
             .map(drop)
+    }
+
+    /// Always healthy: nothing in this process stops for good when Redis is away.
+    async fn healthy(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.redis_warnings().await
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.meta(name).await
+    }
+
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.swap(name, expected, value).await
     }
 }
 

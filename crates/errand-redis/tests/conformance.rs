@@ -3,4 +3,4 @@
 
 mod common;
 
-errand_core::store_conformance!(|clock| async move { common::CleanStore::new(clock).await });
+errand_core::store_conformance!(|clock| async move { common::clean_store(clock).await });

@@ -264,7 +264,7 @@ async fn a_report_batch_answers_each_lease() {
     };
     let stale = Lease {
         id: c[1].lease.id,
-        fence: c[1].lease.fence + 1,
+        token: errand_core::LeaseToken::random(),
     };
     let states = f
         .store

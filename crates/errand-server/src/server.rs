@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use errand_core::{Registry, SealKey, Store, StoreError, TaskId, TaskRecord};
+use errand_core::{Registry, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
-    pub seal_key: SealKey,
+    pub seal_keys: SealKeyRing,
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: open event streams end.
@@ -82,13 +82,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server over `store`, accepting the tasks of `registry`, sealing callers' credentials
-    /// under `seal_key`. Fails when the configuration cannot authenticate safely (see
-    /// [`ServerConfig::validate`]).
+    /// A server over `store`, accepting the tasks of `registry`, sealing callers' contexts
+    /// under `seal_keys` (a [`SealKeyRing`], or one [`SealKey`](errand_core::SealKey)). Fails
+    /// when the configuration cannot authenticate safely (see [`ServerConfig::validate`]).
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
-        seal_key: SealKey,
+        seal_keys: impl Into<SealKeyRing>,
         config: ServerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -96,7 +96,7 @@ impl Server {
             state: Arc::new(AppState {
                 store,
                 registry,
-                seal_key,
+                seal_keys: seal_keys.into(),
                 config,
                 metrics: Arc::new(Metrics::default()),
                 shutdown: CancellationToken::new(),

@@ -113,7 +113,7 @@ pub(crate) async fn submit(
     let prepared = app.registry.prepare(&request.name, &request.args)?;
     let mut task = NewTask::new(request.name, request.args)
         .with_policy(&prepared.policy)
-        .with_context(caller.context(), &app.seal_key)
+        .with_context(caller.context(), &app.seal_keys)
         .map_err(|e| {
             tracing::error!(error = %e, "sealing the caller's context failed");
             ApiError::internal()

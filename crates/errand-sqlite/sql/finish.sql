@@ -4,8 +4,8 @@
 -- error; any other end stores the error given, or keeps the one recorded.
 -- ?1 id, ?2 now, ?3 status, ?4 result (success only), ?5 error (NULL: unchanged),
 -- ?6 progress (NULL: unchanged), ?7 steps (NULL: unchanged),
--- ?8 fence: a completion's lease, which matches no row once lost; NULL for a cancel or the
---    reaper, which read the row in the same transaction
+-- ?8 lease_token: a completion's lease, which matches no row once lost; NULL for a cancel or
+--    the reaper, which read the row in the same transaction
 UPDATE tasks SET
     status = ?3,
     result = coalesce(?4, result),
@@ -19,4 +19,4 @@ UPDATE tasks SET
     due_at = NULL,
     lease_until = NULL,
     live_key = NULL
-WHERE id = ?1 AND (?8 IS NULL OR (fence = ?8 AND status = 'running'))
+WHERE id = ?1 AND (?8 IS NULL OR (lease_token = ?8 AND status = 'running'))

@@ -16,10 +16,22 @@ struct Migration {
 }
 
 /// Every schema version, oldest first. Never edit a released one; add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../sql/migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../sql/migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../sql/migrations/0002_lease_tokens.sql"),
+    },
+];
+
+/// Every migration's SQL, oldest first (the whole schema when applied in order).
+#[cfg(test)]
+pub(crate) fn all() -> impl Iterator<Item = &'static str> {
+    MIGRATIONS.iter().map(|m| m.sql)
+}
 
 /// The schema version this build writes.
 pub(crate) fn latest() -> i64 {

@@ -8,9 +8,9 @@ use crate::signals::DueChange;
 use crate::sql;
 use crate::writer::WriteCx;
 use errand_core::{
-    CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease, LeaseState, ListQuery,
-    NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome, SealedContext,
-    StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
+    CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease, LeaseState, LeaseToken,
+    ListQuery, NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    SealedContext, StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
 };
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::value::RawValue;
@@ -55,7 +55,7 @@ pub(crate) fn enqueue(
             i64::try_from(t.timeout.as_millis()).unwrap_or(i64::MAX),
             codec::span(t.ttl),
             t.args.get(),
-            t.context.as_ref().map(SealedContext::as_json),
+            t.context.as_ref().map(SealedContext::as_str),
         ])?;
         // Even a delayed task wakes idle workers: they recompute how long to sleep.
         cx.effects.work = true;
@@ -115,7 +115,7 @@ pub(crate) fn claim(
             now,
             lease_until,
             spec.worker_id,
-            fence(&task.lease),
+            &token(&task.lease)[..],
             task.attempt
         ])?;
         cx.changed(task.lease.id)?;
@@ -177,22 +177,24 @@ fn oldest_across(
         .collect()
 }
 
-/// The task a row of `claim_candidates.sql` or `claim_row.sql` becomes once claimed: the next
-/// fence and attempt.
+/// The task a row of `claim_candidates.sql` or `claim_row.sql` becomes once claimed: a new
+/// lease token, and the next attempt.
 fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
-    let fence: u64 = r.get(2)?;
+    let due_at: i64 = r.get(2)?;
     let attempt: u32 = r.get(3)?;
     let args: String = r.get(6)?;
     Ok(Claimed {
         lease: Lease {
             id: id_at(r, 1)?,
-            fence: fence + 1,
+            token: LeaseToken::random(),
         },
         name: r.get(4)?,
         queue: r.get(5)?,
         args: RawValue::from_string(args)
             .map_err(|e| OpError::Corrupt(format!("a task's arguments are not JSON: {e}")))?,
-        context: r.get::<_, Option<String>>(7)?.map(SealedContext::from_json),
+        context: r
+            .get::<_, Option<String>>(7)?
+            .map(SealedContext::from_stored),
         owner: Owner {
             user_id: r.get(8)?,
             tenant: r.get(9)?,
@@ -201,12 +203,13 @@ fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
         attempt: attempt + 1,
         max_attempts: r.get(11)?,
         timeout: Duration::from_millis(r.get(12)?),
+        due_at: Some(codec::time(due_at)?),
     })
 }
 
-fn fence(lease: &Lease) -> i64 {
-    // A fence beyond i64 was never issued, so it matches no row: the lease is lost.
-    i64::try_from(lease.fence).unwrap_or(-1)
+/// A lease's token as stored (16 bytes).
+fn token(lease: &Lease) -> [u8; 16] {
+    lease.token.to_bytes()
 }
 
 fn lease_state(cancel_requested: Option<bool>) -> LeaseState {
@@ -230,7 +233,9 @@ pub(crate) fn heartbeat(
         .iter()
         .map(|l| {
             let cancel = renew
-                .query_row(params![&id_bytes(l.id)[..], fence(l), until], |r| r.get(0))
+                .query_row(params![&id_bytes(l.id)[..], &token(l)[..], until], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             Ok(lease_state(cancel))
         })
@@ -260,7 +265,13 @@ pub(crate) fn report(
         let (progress, steps) = report_json(&update)?;
         let cancel: Option<bool> = merge
             .query_row(
-                params![&id_bytes(lease.id)[..], fence(&lease), progress, steps, now],
+                params![
+                    &id_bytes(lease.id)[..],
+                    &token(&lease)[..],
+                    progress,
+                    steps,
+                    now
+                ],
                 |r| r.get(0),
             )
             .optional()?;
@@ -284,9 +295,9 @@ struct Ending<'a> {
     progress: Option<&'a str>,
     /// The last steps as stored (`None`: unchanged).
     steps: Option<&'a str>,
-    /// A completion's lease fence (a lost lease matches no row); `None` for a cancel or a
+    /// A completion's lease token (a lost lease matches no row); `None` for a cancel or a
     /// reap, which read the row in the same transaction.
-    fence: Option<i64>,
+    token: Option<[u8; 16]>,
 }
 
 impl<'a> Ending<'a> {
@@ -298,7 +309,7 @@ impl<'a> Ending<'a> {
             error: None,
             progress: None,
             steps: None,
-            fence: None,
+            token: None,
         }
     }
 
@@ -308,7 +319,7 @@ impl<'a> Ending<'a> {
         Self {
             progress: report.0.as_deref(),
             steps: report.1.as_deref(),
-            fence: Some(fence(lease)),
+            token: Some(token(lease)),
             ..Self::new(status)
         }
     }
@@ -323,7 +334,7 @@ impl<'a> Ending<'a> {
             self.error,
             self.progress,
             self.steps,
-            self.fence
+            self.token.as_ref().map(|t| &t[..])
         ])?;
         Ok(changed > 0)
     }
@@ -368,7 +379,7 @@ pub(crate) fn complete(
                     next,
                     progress,
                     steps,
-                    fence(&c.lease)
+                    &token(&c.lease)[..]
                 ];
                 match retry.query_row(params, |r| r.get(0)).optional()? {
                     Some(queue) => {
@@ -381,7 +392,13 @@ pub(crate) fn complete(
                 }
             }
             Outcome::Released => {
-                let params = params![&id_bytes(id)[..], now, progress, steps, fence(&c.lease)];
+                let params = params![
+                    &id_bytes(id)[..],
+                    now,
+                    progress,
+                    steps,
+                    &token(&c.lease)[..]
+                ];
                 if release.execute(params)? > 0 {
                     cx.effects.work = true;
                     true
@@ -600,6 +617,34 @@ pub(crate) fn depth(conn: &Connection) -> Result<QueueDepth, OpError> {
     })?)
 }
 
+/// One deployment fact.
+pub(crate) fn get_meta(conn: &Connection, name: &str) -> Result<Option<String>, OpError> {
+    Ok(conn
+        .prepare_cached(sql::META_GET)?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+/// Records `value` under `name` if `expected` is recorded (`None`: nothing); whether it did.
+pub(crate) fn swap_meta(
+    cx: &mut WriteCx<'_>,
+    name: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> Result<bool, OpError> {
+    let changed = match expected {
+        None => cx
+            .conn
+            .prepare_cached(sql::META_INSERT)?
+            .execute(params![name, value])?,
+        Some(expected) => cx
+            .conn
+            .prepare_cached(sql::META_SWAP)?
+            .execute(params![name, expected, value])?,
+    };
+    Ok(changed > 0)
+}
+
 /// Reads the task table's first page.
 pub(crate) fn ping(conn: &Connection) -> Result<(), OpError> {
     conn.prepare_cached(sql::PING)?.query_row([], |_| Ok(()))?;
@@ -612,8 +657,9 @@ mod tests {
 
     fn schema() -> Connection {
         let conn = Connection::open_in_memory().expect("in-memory database");
-        conn.execute_batch(include_str!("../sql/migrations/0001_init.sql"))
-            .expect("schema applies");
+        for m in crate::migrations::all() {
+            conn.execute_batch(m).expect("schema applies");
+        }
         conn
     }
 

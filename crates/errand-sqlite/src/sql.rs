@@ -57,6 +57,12 @@ queries! {
     REAP_REQUEUE = "reap_requeue.sql";
     /// Deletes a chunk of expired records.
     PURGE_EXPIRED = "purge_expired.sql";
+    /// One deployment fact.
+    META_GET = "meta_get.sql";
+    /// Records a deployment fact where none is.
+    META_INSERT = "meta_insert.sql";
+    /// Replaces a deployment fact holding an expected value.
+    META_SWAP = "meta_swap.sql";
     /// Counts waiting and running tasks.
     DEPTH = "depth.sql";
     /// Reads one page of the task table.

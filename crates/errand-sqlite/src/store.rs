@@ -316,13 +316,50 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if !self.inner.writer.is_alive() {
-            return Err(StoreError::Unavailable(format!(
-                "the writer of the task database {} has stopped",
-                self.inner.db.path.display()
-            )));
-        }
+        self.healthy().await?;
         self.inner.readers.run(ops::ping).await
+    }
+
+    /// Fails once the writer thread has stopped (the store was closed, or it died): nothing
+    /// can be written through this store again.
+    async fn healthy(&self) -> Result<(), StoreError> {
+        if self.inner.writer.is_alive() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the writer of the task database {} has stopped; restart the process",
+                self.inner.db.path.display()
+            )))
+        }
+    }
+
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_string();
+        self.inner
+            .readers
+            .run(move |conn| ops::get_meta(conn, &name))
+            .await
+    }
+
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let (name, expected, value) = (
+            name.to_string(),
+            expected.map(str::to_string),
+            value.to_string(),
+        );
+        self.inner
+            .writer
+            .run(move |cx| ops::swap_meta(cx, &name, expected.as_deref(), &value))
+            .await
     }
 }
 

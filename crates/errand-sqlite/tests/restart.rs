@@ -60,7 +60,7 @@ async fn pending_tasks_run_after_a_restart() {
             .context
             .as_ref()
             .expect("context")
-            .open(&key)
+            .open(&key.clone().into(), c.seal_binding())
             .expect("opens");
         assert_eq!(opened.user_id(), c.owner.user_id.as_deref());
         assert_eq!(c.attempt, 1);
@@ -155,7 +155,7 @@ async fn a_task_running_in_a_killed_process_is_reclaimed() {
     let c = &again[0];
     assert_eq!((c.lease.id, c.attempt), (id, 2));
     assert_eq!(
-        c.context.as_ref().map(|s| s.as_json()),
+        c.context.as_ref().map(|s| s.as_str()),
         Some(sealed_before.as_str()),
         "the original context document"
     );

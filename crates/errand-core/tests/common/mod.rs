@@ -330,3 +330,30 @@ pub fn config(concurrency: usize) -> WorkerConfig {
         ..WorkerConfig::default()
     }
 }
+
+/// A store with a client and a journal, and workers on demand.
+pub struct Setup {
+    pub store: Arc<dyn Store>,
+    pub key: SealKey,
+    pub client: Client,
+    pub journal: Arc<Journal>,
+}
+
+pub fn setup(store: Arc<dyn Store>) -> Setup {
+    let key = SealKey::generate();
+    Setup {
+        client: Client::new(store.clone(), key.clone()),
+        store,
+        key,
+        journal: Arc::new(Journal::default()),
+    }
+}
+
+impl Setup {
+    pub fn worker(&self, config: WorkerConfig) -> WorkerHandle {
+        Worker::new(self.store.clone(), registry(), self.key.clone())
+            .config(config)
+            .resource(self.journal.clone())
+            .start()
+    }
+}

@@ -6,14 +6,9 @@
 
 pub mod proxy;
 
-use async_trait::async_trait;
-use errand_core::{
-    CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
-    Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome, StatusUpdate,
-    Store, StoreError, TaskId, TaskRecord, WorkSignal,
-};
+use errand_core::Clock;
+use errand_core::conformance::Guarded;
 use errand_redis::{RedisConfig, RedisStore};
-use futures::stream::BoxStream;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,6 +37,7 @@ pub fn delete_keys(url: &str, prefix: &str) {
         Err(_) => return,
     };
     keys.push(format!("{{{prefix}}}:queues"));
+    keys.push(format!("{{{prefix}}}:meta"));
     if !keys.is_empty() {
         let _: Result<u64, _> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
     }
@@ -57,90 +53,23 @@ pub async fn store_on(prefix: &str, clock: Arc<dyn Clock>) -> RedisStore {
     .expect("store connects")
 }
 
-/// A [`RedisStore`] that deletes its keys when the last handle to it is dropped, even when
-/// the test panicked.
-pub struct CleanStore {
-    inner: RedisStore,
-    prefix: String,
-}
+/// Deletes its prefix's keys on the shared Redis when dropped, even when the test panicked.
+pub struct KeyCleaner(String);
 
-impl CleanStore {
-    /// A fresh store under a unique prefix.
-    pub async fn new(clock: Arc<dyn Clock>) -> Self {
-        let prefix = unique_prefix();
-        Self {
-            inner: store_on(&prefix, clock).await,
-            prefix,
-        }
-    }
-}
-
-impl Drop for CleanStore {
+impl Drop for KeyCleaner {
     fn drop(&mut self) {
-        delete_keys(REDIS_URL, &self.prefix);
+        delete_keys(REDIS_URL, &self.0);
     }
 }
 
-#[async_trait]
-impl Store for CleanStore {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, StoreError> {
-        self.inner.enqueue(tasks).await
-    }
-    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
-        self.inner.claim(request).await
-    }
-    async fn heartbeat(
-        &self,
-        leases: &[Lease],
-        extend: Duration,
-    ) -> Result<Vec<LeaseState>, StoreError> {
-        self.inner.heartbeat(leases, extend).await
-    }
-    async fn report(
-        &self,
-        updates: Vec<(Lease, StatusUpdate)>,
-    ) -> Result<Vec<LeaseState>, StoreError> {
-        self.inner.report(updates).await
-    }
-    async fn complete(
-        &self,
-        completions: Vec<Completion>,
-    ) -> Result<Vec<CompleteResult>, StoreError> {
-        self.inner.complete(completions).await
-    }
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query).await
-    }
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        self.inner.cancel(id).await
-    }
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        self.inner.retry(id).await
-    }
-    async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
-        self.inner.watch(id).await
-    }
-    async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {
-        self.inner.cancellations().await
-    }
-    async fn work_signal(&self, queues: &[String]) -> Result<Box<dyn WorkSignal>, StoreError> {
-        self.inner.work_signal(queues).await
-    }
-    async fn reap(&self) -> Result<Reaped, StoreError> {
-        self.inner.reap().await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.inner.purge_expired().await
-    }
-    async fn depth(&self) -> Result<QueueDepth, StoreError> {
-        self.inner.depth().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
+/// A [`RedisStore`] under a unique prefix that deletes its keys when the last handle to it is
+/// dropped.
+pub type CleanStore = Guarded<RedisStore, KeyCleaner>;
+
+/// A fresh store under a unique prefix, reading time from `clock`.
+pub async fn clean_store(clock: Arc<dyn Clock>) -> CleanStore {
+    let prefix = unique_prefix();
+    Guarded::new(store_on(&prefix, clock).await, KeyCleaner(prefix))
 }
 
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.

@@ -598,4 +598,21 @@ impl Store for TestStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
+    async fn healthy(&self) -> Result<(), StoreError> {
+        self.inner.healthy().await
+    }
+    async fn warnings(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.warnings().await
+    }
+    async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.inner.get_meta(name).await
+    }
+    async fn swap_meta(
+        &self,
+        name: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_meta(name, expected, value).await
+    }
 }

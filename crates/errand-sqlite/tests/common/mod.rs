@@ -35,7 +35,7 @@ pub fn task_for(user: &str, key: &SealKey) -> NewTask {
     let args = serde_json::value::to_raw_value(&serde_json::json!({ "user": user }))
         .expect("JSON value serializes");
     NewTask::new("test", args)
-        .with_context(&ctx(user), key)
+        .with_context(&ctx(user), &key.clone().into())
         .expect("context seals")
 }
 

@@ -14,11 +14,14 @@
 use crate::{
     CancelOutcome, ClaimRequest, Claimed, Client, CompleteResult, Completion, Context, Enqueued,
     ErrorInfo, LEASE_EXPIRED, Lease, LeaseState, ListQuery, ManualClock, NewTask, Outcome,
-    OwnerFilter, Progress, Registry, RetryOutcome, SealKey, Secret, StatusUpdate, Step, StepStatus,
-    Store, Task, TaskCx, TaskError, TaskId, TaskState, Worker,
+    OwnerFilter, Progress, Registry, RetryOutcome, SealKey, SealKeyRing, Secret, StatusUpdate,
+    Step, StepStatus, Store, Task, TaskCx, TaskError, TaskId, TaskState, Worker,
 };
 use futures::StreamExt;
 use serde_json::value::RawValue;
+
+mod guarded;
+pub use guarded::Guarded;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +59,8 @@ macro_rules! store_conformance {
             claims_skip_cancelled_entries,
             claims_across_queues_take_the_oldest,
             listing_owners_without_tenant_and_filtered_pages,
-            durations_are_clamped_not_overflowed
+            durations_are_clamped_not_overflowed,
+            deployment_facts_swap_atomically
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -90,7 +94,20 @@ fn args(v: serde_json::Value) -> Box<RawValue> {
     serde_json::value::to_raw_value(&v).expect("JSON value serializes")
 }
 
-fn task_for(user: &str, key: &SealKey) -> NewTask {
+fn ring() -> SealKeyRing {
+    SealKey::generate().into()
+}
+
+/// A claimed task's context, opened as a worker opens it.
+fn open(c: &Claimed, key: &SealKeyRing) -> Context {
+    c.context
+        .as_ref()
+        .expect("context")
+        .open(key, c.seal_binding())
+        .expect("opens")
+}
+
+fn task_for(user: &str, key: &SealKeyRing) -> NewTask {
     NewTask::new("conformance", args(serde_json::json!({"user": user})))
         .with_context(&ctx(user), key)
         .expect("context seals")
@@ -146,7 +163,7 @@ fn error(kind: &str, retryable: bool) -> ErrorInfo {
 
 /// A new task reads back with everything it was given.
 pub async fn enqueue_then_get(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.max_attempts = 4;
     t.timeout = Duration::from_secs(7);
@@ -174,7 +191,7 @@ pub async fn enqueue_then_get(store: S, _clock: C) {
 
 /// A batch is stored in one call and claimed oldest first, within the limit and the queues.
 pub async fn batch_enqueue_claims_oldest_first(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let batch: Vec<NewTask> = (0..10).map(|i| task_for(&format!("u{i}"), &key)).collect();
     let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
     let mut other = task_for("other-queue", &key);
@@ -197,12 +214,7 @@ pub async fn batch_enqueue_claims_oldest_first(store: S, _clock: C) {
         assert_eq!(c.attempt, 1);
         assert_eq!(c.name, "conformance");
         assert_eq!(get(&store, c.lease.id).await.status, TaskState::Running);
-        let opened = c
-            .context
-            .as_ref()
-            .expect("context")
-            .open(&key)
-            .expect("opens");
+        let opened = open(c, &key);
         assert_eq!(opened.user_id(), c.owner.user_id.as_deref());
     }
     let rest = claim(&store, 100).await;
@@ -228,7 +240,7 @@ pub async fn batch_enqueue_claims_oldest_first(store: S, _clock: C) {
 
 /// A live key returns the existing task; other owners' keys and finished tasks do not count.
 pub async fn idempotency_key_returns_live_task(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let keyed = |user: &str| {
         let mut t = task_for(user, &key);
         t.key = Some("same-key".into());
@@ -278,7 +290,7 @@ pub async fn idempotency_key_returns_live_task(store: S, _clock: C) {
 
 /// A delayed task is `scheduled` and not claimable before its time.
 pub async fn delay_schedules_task(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.delay = Some(Duration::from_secs(10));
     let e = enqueue_one(&store, t).await;
@@ -296,7 +308,7 @@ pub async fn delay_schedules_task(store: S, clock: C) {
 /// A lease that lapses hands the task to the next claim, with the same context, a higher
 /// attempt and a new fence; the old holder is fenced out.
 pub async fn lapsed_lease_is_reclaimed_with_same_context(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let first = claim_one(&store).await;
     assert_eq!(
@@ -321,13 +333,16 @@ pub async fn lapsed_lease_is_reclaimed_with_same_context(store: S, clock: C) {
 
     let second = claim_one(&store).await;
     assert_eq!(second.attempt, 2);
-    assert!(second.lease.fence > first.lease.fence);
+    assert_ne!(
+        second.lease.token, first.lease.token,
+        "a new claim, a new token"
+    );
     assert_eq!(
-        second.context.as_ref().map(|c| c.as_json().to_string()),
-        first.context.as_ref().map(|c| c.as_json().to_string()),
+        second.context.as_ref().map(|c| c.as_str().to_string()),
+        first.context.as_ref().map(|c| c.as_str().to_string()),
         "the context document is unchanged"
     );
-    let opened = second.context.expect("context").open(&key).expect("opens");
+    let opened = open(&second, &key);
     assert_eq!(opened.user_id(), Some("alice"));
     assert_eq!(
         opened.credential().expect("credential").expose(),
@@ -387,7 +402,7 @@ pub async fn lapsed_lease_is_reclaimed_with_same_context(store: S, clock: C) {
 
 /// A lapsed lease with no attempts left fails the task.
 pub async fn lapsed_lease_without_attempts_left_fails(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.max_attempts = 1;
     let e = enqueue_one(&store, t).await;
@@ -405,7 +420,7 @@ pub async fn lapsed_lease_without_attempts_left_fails(store: S, clock: C) {
 
 /// Heartbeats keep a lease.
 pub async fn heartbeat_extends_lease(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     enqueue_one(&store, task_for("alice", &key)).await;
     let c = claim_one(&store).await;
     clock.advance(LEASE - Duration::from_secs(5));
@@ -429,7 +444,7 @@ pub async fn heartbeat_extends_lease(store: S, clock: C) {
 
 /// A retry outcome leaves the task `retrying` until its backoff passes.
 pub async fn retry_outcome_waits_for_backoff(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let c = claim_one(&store).await;
     let retry = Outcome::Retry {
@@ -452,14 +467,14 @@ pub async fn retry_outcome_waits_for_backoff(store: S, clock: C) {
     let again = claim_one(&store).await;
     assert_eq!(again.attempt, 2);
     assert_eq!(
-        again.context.map(|c| c.as_json().to_string()),
-        c.context.map(|c| c.as_json().to_string())
+        again.context.map(|c| c.as_str().to_string()),
+        c.context.map(|c| c.as_str().to_string())
     );
 }
 
 /// Success stores the result; failure stores the error; both expire after the TTL.
 pub async fn success_and_failure_are_recorded(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut a = task_for("alice", &key);
     a.ttl = Duration::from_secs(600);
     let (ok_id, bad_id) = (a.id, TaskId::new());
@@ -512,7 +527,7 @@ pub async fn success_and_failure_are_recorded(store: S, _clock: C) {
 
 /// Reports from the lease holder merge into the record.
 pub async fn reports_merge_progress_and_steps(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let c = claim_one(&store).await;
     let step = |name: &str, status| Step {
@@ -569,7 +584,7 @@ pub async fn reports_merge_progress_and_steps(store: S, _clock: C) {
 
 /// Cancelling a waiting task ends it at once.
 pub async fn cancel_waiting_task(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let pending = enqueue_one(&store, task_for("alice", &key)).await;
     let mut delayed = task_for("alice", &key);
     delayed.delay = Some(Duration::from_secs(60));
@@ -601,7 +616,7 @@ pub async fn cancel_waiting_task(store: S, clock: C) {
 /// Cancelling a running task signals its worker, and the record ends `cancelled` even if the
 /// worker reports a retry.
 pub async fn cancel_running_task(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut cancels = store.cancellations().await.expect("cancellations");
     let a = enqueue_one(&store, task_for("alice", &key)).await;
     let b = enqueue_one(&store, task_for("bob", &key)).await;
@@ -651,7 +666,7 @@ pub async fn cancel_running_task(store: S, _clock: C) {
 /// A manual retry requeues a failed or cancelled task with its original context; other
 /// states conflict.
 pub async fn manual_retry_requeues_with_context(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.key = Some("retry-key".into());
     let e = enqueue_one(&store, t).await;
@@ -676,8 +691,8 @@ pub async fn manual_retry_requeues_with_context(store: S, _clock: C) {
     let second = claim_one(&store).await;
     assert_eq!(second.lease.id, e.id);
     assert_eq!(second.attempt, 1);
-    assert!(second.lease.fence > first.lease.fence);
-    let opened = second.context.expect("context").open(&key).expect("opens");
+    assert_ne!(second.lease.token, first.lease.token);
+    let opened = open(&second, &key);
     assert_eq!(opened.user_id(), Some("alice"));
     assert_eq!(opened.request_id(), Some("req-alice"));
     complete(
@@ -698,7 +713,7 @@ pub async fn manual_retry_requeues_with_context(store: S, _clock: C) {
 
 /// Listings show only the owner's tasks, newest first, filtered and paged.
 pub async fn list_is_isolated_newest_first_and_paged(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let alice: Vec<NewTask> = (0..25).map(|_| task_for("alice", &key)).collect();
     let alice_ids: Vec<TaskId> = alice.iter().rev().map(|t| t.id).collect();
     store.enqueue(alice).await.expect("enqueue");
@@ -760,7 +775,7 @@ pub async fn list_is_isolated_newest_first_and_paged(store: S, _clock: C) {
 
 /// A watcher sees each change of its task, ending with the final state.
 pub async fn watch_delivers_each_change(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let mut events = store.watch(e.id).await.expect("watch");
     let c = claim_one(&store).await;
@@ -802,7 +817,7 @@ pub async fn watch_delivers_each_change(store: S, _clock: C) {
 
 /// Finished records disappear after their TTL and are purged.
 pub async fn finished_records_expire(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.ttl = Duration::from_secs(60);
     let e = enqueue_one(&store, t).await;
@@ -841,7 +856,7 @@ pub async fn finished_records_expire(store: S, clock: C) {
 
 /// A released task goes back to `pending` without spending its attempt.
 pub async fn release_does_not_spend_attempt(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let c = claim_one(&store).await;
     assert_eq!(c.attempt, 1);
@@ -853,15 +868,15 @@ pub async fn release_does_not_spend_attempt(store: S, _clock: C) {
     assert_eq!((r.status, r.attempt), (TaskState::Pending, 0));
     let again = claim_one(&store).await;
     assert_eq!(again.attempt, 1);
-    assert!(
-        again.lease.fence > c.lease.fence,
-        "the fence still moves on"
+    assert_ne!(
+        again.lease.token, c.lease.token,
+        "every claim issues a new token"
     );
 }
 
 /// New work wakes an idle worker's signal promptly.
 pub async fn work_signal_wakes_idle_worker(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut signal = store
         .work_signal(&["default".into()])
         .await
@@ -921,7 +936,7 @@ impl Task for WhoAmI {
 /// sees its own user everywhere. Mismatches are counted, and there must be none.
 pub async fn concurrent_users_never_mix(store: S, _clock: C) {
     const USERS: usize = 1000;
-    let key = SealKey::generate();
+    let key = ring();
     let client = Client::new(store.clone(), key.clone());
     let mut submits = Vec::with_capacity(USERS);
     for i in 0..USERS {
@@ -1000,7 +1015,7 @@ async fn next_event(events: &mut crate::EventStream) -> crate::TaskRecord {
 
 /// Two watchers follow one task; when one goes away, the other still gets every change.
 pub async fn a_watcher_leaving_does_not_end_the_others(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let mut stays = store.watch(e.id).await.expect("watch");
     let leaves = store.watch(e.id).await.expect("watch");
@@ -1022,7 +1037,7 @@ pub async fn a_watcher_leaving_does_not_end_the_others(store: S, _clock: C) {
 
 /// Once a task has been claimed again, its old lease can end it no way at all.
 pub async fn stale_leases_are_rejected_for_every_outcome(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     let old = claim_one(&store).await.lease;
     clock.advance(LEASE + Duration::from_secs(1));
@@ -1057,7 +1072,7 @@ pub async fn stale_leases_are_rejected_for_every_outcome(store: S, clock: C) {
 /// A task whose cancellation was requested, and whose worker then vanished, ends `cancelled`
 /// when its lease lapses; a release after a cancel request ends it `cancelled` too.
 pub async fn lapsed_lease_of_a_cancel_requested_task_is_cancelled(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let a = enqueue_one(&store, task_for("alice", &key)).await;
     let b = enqueue_one(&store, task_for("bob", &key)).await;
     let claimed = claim(&store, 2).await;
@@ -1090,7 +1105,7 @@ pub async fn lapsed_lease_of_a_cancel_requested_task_is_cancelled(store: S, cloc
 /// A key is free again after every final state: failed, cancelled while waiting, and failed
 /// by the reaper.
 pub async fn keys_are_freed_by_every_final_state(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let keyed = |k: &str, attempts: u32| {
         let mut t = task_for("alice", &key);
         t.key = Some(k.into());
@@ -1120,7 +1135,7 @@ pub async fn keys_are_freed_by_every_final_state(store: S, clock: C) {
 /// Manual retry: a cancelled task comes back; an expired record is gone; a task whose key was
 /// taken by another live task meanwhile comes back without taking the key.
 pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut t = task_for("alice", &key);
     t.key = Some("contested".into());
     t.ttl = Duration::from_secs(3600);
@@ -1157,7 +1172,7 @@ pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clo
 /// A task cancelled while pending, retried by hand, then failing with a backoff, is not
 /// claimable before its backoff (no leftover queue entry may run it early).
 pub async fn cancel_then_retry_then_backoff_is_respected(store: S, clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
     store.cancel(e.id).await.expect("cancel");
     store.retry(e.id).await.expect("retry");
@@ -1176,7 +1191,7 @@ pub async fn cancel_then_retry_then_backoff_is_respected(store: S, clock: C) {
 
 /// Cancelled waiting tasks never take a claim's place: `claim(1)` returns the next live one.
 pub async fn claims_skip_cancelled_entries(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let batch: Vec<NewTask> = (0..3).map(|i| task_for(&format!("u{i}"), &key)).collect();
     let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
     store.enqueue(batch).await.expect("enqueue");
@@ -1190,7 +1205,7 @@ pub async fn claims_skip_cancelled_entries(store: S, _clock: C) {
 
 /// A claim over several queues takes the oldest tasks among them.
 pub async fn claims_across_queues_take_the_oldest(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let mut ids = Vec::new();
     for (i, q) in ["q-a", "q-b", "q-a", "q-b"].iter().enumerate() {
         let mut t = task_for(&format!("u{i}"), &key);
@@ -1205,7 +1220,7 @@ pub async fn claims_across_queues_take_the_oldest(store: S, _clock: C) {
 
 /// Listing an owner without a tenant, and a status filter across pages.
 pub async fn listing_owners_without_tenant_and_filtered_pages(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let no_tenant = Context::builder().user_id("nomad").build();
     let tasks: Vec<NewTask> = (0..7)
         .map(|_| {
@@ -1258,7 +1273,7 @@ pub async fn listing_owners_without_tenant_and_filtered_pages(store: S, _clock: 
 /// "Forever" as `Duration::MAX` is clamped to [`MAX_DURATION`](crate::MAX_DURATION), and every
 /// store handles it.
 pub async fn durations_are_clamped_not_overflowed(store: S, _clock: C) {
-    let key = SealKey::generate();
+    let key = ring();
     let policy = crate::Policy {
         queue: "default".into(),
         max_attempts: 1,
@@ -1289,4 +1304,42 @@ pub async fn durations_are_clamped_not_overflowed(store: S, _clock: C) {
         enqueue_one(&store, later).await.status,
         TaskState::Scheduled
     );
+}
+
+/// Deployment facts: nothing until recorded; a swap from the wrong value changes nothing; of
+/// many processes swapping from the same value at once, exactly one wins.
+pub async fn deployment_facts_swap_atomically(store: S, _clock: C) {
+    let name = "conformance_fact";
+    assert_eq!(store.get_meta(name).await.expect("get"), None);
+    assert!(!store.swap_meta(name, Some("x"), "y").await.expect("swap"));
+    assert_eq!(store.get_meta(name).await.expect("get"), None);
+    assert!(store.swap_meta(name, None, "k1").await.expect("swap"));
+    assert!(
+        !store.swap_meta(name, None, "k2").await.expect("swap"),
+        "already recorded"
+    );
+    assert_eq!(
+        store.get_meta(name).await.expect("get").as_deref(),
+        Some("k1")
+    );
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .swap_meta(name, Some("k1"), &format!("racer-{i}"))
+                    .await
+                    .expect("swap")
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.expect("joined"));
+    }
+    assert_eq!(winners, 1, "exactly one swap from k1 wins");
+    let now = store.get_meta(name).await.expect("get").expect("recorded");
+    assert!(now.starts_with("racer-"), "{now}");
+    assert_eq!(store.get_meta("another_fact").await.expect("get"), None);
+    store.healthy().await.expect("a working store is healthy");
 }
