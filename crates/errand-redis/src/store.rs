@@ -139,7 +139,9 @@ impl RedisStore {
         let pattern = self.inner.keys.pattern();
         let mut cursor: u64 = 0;
         let mut unlink = redis::cmd("UNLINK");
-        unlink.arg(self.inner.keys.queues());
+        unlink
+            .arg(self.inner.keys.queues())
+            .arg(self.inner.keys.meta());
         let mut deleted = self.inner.redis.query::<u64>(&unlink).await?;
         loop {
             let mut scan = redis::cmd("SCAN");

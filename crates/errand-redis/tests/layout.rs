@@ -541,6 +541,12 @@ async fn clear_deletes_its_own_keys_and_no_others() {
             .enqueue(vec![task("default"), task("b:c")])
             .await
             .expect("enqueue");
+        assert!(
+            store
+                .swap_meta("seal_key_id", None, "k1")
+                .await
+                .expect("meta")
+        );
     }
     // A key that starts like the prefix's own but is none of errand's.
     let foreign = format!("{{{}}}:not-errand", f.prefix);
@@ -561,6 +567,16 @@ async fn clear_deletes_its_own_keys_and_no_others() {
     };
     assert!(left(format!("{{{}:*", f.prefix)).is_empty());
     assert!(left(format!("{{{}}}:queues", f.prefix)).is_empty());
+    assert!(left(format!("{{{}}}:meta", f.prefix)).is_empty());
+    assert_eq!(
+        other
+            .get_meta("seal_key_id")
+            .await
+            .expect("meta")
+            .as_deref(),
+        Some("k1"),
+        "the neighbour's deployment record stays"
+    );
     assert_eq!(
         left(foreign.clone()),
         [foreign.as_str()],

@@ -25,6 +25,14 @@ pub enum SqliteError {
         /// Why.
         source: std::io::Error,
     },
+    /// The database file could not be created private (mode 0600) or made so.
+    #[error("cannot create the task database {} with private permissions (0600): {source}", .path.display())]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Another connection holds a lock on the file for longer than the busy timeout.
     #[error("the task database {} is locked by another connection (still busy after {} ms); is another errand process migrating or holding a long write?", .path.display(), .waited.as_millis())]
     Locked {

@@ -59,6 +59,7 @@ mod database;
 mod error;
 mod migrations;
 mod ops;
+pub mod private;
 mod readers;
 mod signals;
 mod sql;

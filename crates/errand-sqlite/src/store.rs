@@ -5,6 +5,7 @@ use crate::config::SqliteConfig;
 use crate::database::Db;
 use crate::error::SqliteError;
 use crate::ops::{self, ClaimSpec};
+use crate::private;
 use crate::readers::Readers;
 use crate::signals::Signals;
 use crate::writer::{Writer, WriterStats};
@@ -70,8 +71,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating the file and its directory if needed and
-    /// upgrading its schema.
+    /// Opens the store at `path`, creating the file (mode 0600) and its directory (0700) if
+    /// needed, taking group and other permissions away from an existing file, and upgrading
+    /// its schema.
     ///
     /// **Blocks the calling thread**: it does file I/O, and while another process holds a lock
     /// on the file (it is migrating the schema, or in a long write) each step that needs the
@@ -96,12 +98,16 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, SqliteError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
+            private::private_dir(dir).map_err(|source| SqliteError::CreateDir {
                 dir: dir.to_path_buf(),
                 path: path.clone(),
                 source,
             })?;
         }
+        private::private_file(&path).map_err(|source| SqliteError::Private {
+            path: path.clone(),
+            source,
+        })?;
         let db = Arc::new(Db {
             path,
             busy_timeout: config.busy_timeout,

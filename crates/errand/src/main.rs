@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod deployment;
 mod logging;
 mod secrets;
 mod settings;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 /// Configuration comes from flags, then ERRAND_* environment variables, then a TOML file
 /// (--config, or ./errand.toml when it exists), then defaults that suit one machine
 /// (127.0.0.1:8080, the SQLite store under ./errand-data). Secrets come from
-/// ERRAND_JWT_SECRET / ERRAND_SEAL_KEY, the config file, or files `errand serve` generates in
+/// ERRAND_JWT_SECRET / ERRAND_SEAL_KEYS, the config file, or files `errand serve` generates in
 /// the data directory (mode 0600).
 #[derive(Debug, Parser)]
 #[command(name = "errand", version, about, long_about)]

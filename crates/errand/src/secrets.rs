@@ -1,14 +1,15 @@
-//! The two secrets of a deployment: the HS256 token secret and the credential seal key.
+//! The two secrets of a deployment: the HS256 token secret and the seal keys of task contexts.
 //!
 //! Each comes from its environment variable, else the config file, else a file in the data
 //! directory. `errand serve` generates the files on first start (mode 0600), so `errand token`
-//! and `errand worker` given the same `--data-dir` share them without any setup.
+//! and `errand worker` given the same `--data-dir` share them without any setup. Processes on
+//! other machines get the same values through the environment or the config file.
 
 use crate::settings::Settings;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use errand_core::SealKey;
+use errand_core::{SealKey, SealKeyRing};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -43,19 +44,26 @@ pub fn jwt_secret(settings: &Settings, missing: Missing) -> anyhow::Result<Vec<u
     Ok(text.into_bytes())
 }
 
-/// The seal key: `ERRAND_SEAL_KEY`, else `seal_key` in the file, else `<data_dir>/seal.key`.
-pub fn seal_key(settings: &Settings, missing: Missing) -> anyhow::Result<SealKey> {
+/// The seal key ring: `ERRAND_SEAL_KEYS` (comma-separated base64 keys, the first seals), else
+/// `ERRAND_SEAL_KEY` (a ring of one), else `seal_keys` or `seal_key` in the config file, else
+/// `<data_dir>/seal.key` (one key, or a comma-separated list).
+pub fn seal_keys(settings: &Settings, missing: Missing) -> anyhow::Result<SealKeyRing> {
     let parse = |text: &str, from: &str| {
-        SealKey::from_base64(text).with_context(|| format!("invalid seal key in {from}"))
+        SealKeyRing::from_base64_list(text).with_context(|| format!("invalid seal keys in {from}"))
     };
-    if let Ok(v) = std::env::var("ERRAND_SEAL_KEY") {
-        return parse(&v, "ERRAND_SEAL_KEY");
+    for var in ["ERRAND_SEAL_KEYS", "ERRAND_SEAL_KEY"] {
+        if let Ok(v) = std::env::var(var) {
+            return parse(&v, var);
+        }
+    }
+    if let Some(v) = &settings.file.seal_keys {
+        return parse(v.expose(), "seal_keys in the config file");
     }
     if let Some(v) = &settings.file.seal_key {
-        return parse(v.expose(), "the config file");
+        return parse(v.expose(), "seal_key in the config file");
     }
     let path = settings.data_dir().join(SEAL_KEY_FILE);
-    let text = read_or_generate(&path, missing, "ERRAND_SEAL_KEY", || {
+    let text = read_or_generate(&path, missing, "ERRAND_SEAL_KEYS", || {
         SealKey::generate().to_base64()
     })?;
     parse(&text, &path.display().to_string())
@@ -84,7 +92,7 @@ fn read_or_generate(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dir)
+    errand_sqlite::private::private_dir(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     // Written whole to a private temporary file, then linked into place: a process that
     // races us never reads a half-written secret, and the first one linked wins.
@@ -146,12 +154,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(dir.path());
         assert!(
-            seal_key(&s, Missing::Fail).is_err(),
+            seal_keys(&s, Missing::Fail).is_err(),
             "not generated on demand"
         );
-        let key = seal_key(&s, Missing::Generate).expect("generated");
-        let again = seal_key(&s, Missing::Fail).expect("read back");
-        assert_eq!(key.to_base64(), again.to_base64());
+        let key = seal_keys(&s, Missing::Generate).expect("generated");
+        let again = seal_keys(&s, Missing::Fail).expect("read back");
+        assert_eq!(key.ids(), again.ids());
+        assert_eq!(key.ids().len(), 1);
         let secret = jwt_secret(&s, Missing::Generate).expect("generated");
         assert!(secret.len() >= 32);
         assert_eq!(jwt_secret(&s, Missing::Fail).expect("read back"), secret);
@@ -173,7 +182,7 @@ mod tests {
             .map(|_| {
                 let path = dir.path().to_path_buf();
                 std::thread::spawn(move || {
-                    seal_key(&settings(&path), Missing::Generate).map(|k| k.to_base64())
+                    seal_keys(&settings(&path), Missing::Generate).map(|k| k.sealing().to_base64())
                 })
             })
             .collect();

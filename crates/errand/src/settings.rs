@@ -83,7 +83,10 @@ pub struct FileConfig {
     pub url: Option<String>,
     /// The HS256 secret (prefer `ERRAND_JWT_SECRET` or the generated file).
     pub jwt_secret: Option<Sensitive>,
-    /// The credential seal key, base64 (prefer `ERRAND_SEAL_KEY` or the generated file).
+    /// The seal keys of task contexts: comma-separated base64 keys, the first seals (prefer
+    /// `ERRAND_SEAL_KEYS` or the generated file).
+    pub seal_keys: Option<Sensitive>,
+    /// One seal key, base64: a ring of one (`seal_keys` wins when both are set).
     pub seal_key: Option<Sensitive>,
     /// Token claim holding the user id.
     pub user_claim: Option<String>,

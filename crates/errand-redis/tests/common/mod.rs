@@ -56,6 +56,28 @@ pub async fn store_on(prefix: &str, clock: Arc<dyn Clock>) -> RedisStore {
 /// Deletes its prefix's keys on the shared Redis when dropped, even when the test panicked.
 pub struct KeyCleaner(String);
 
+impl KeyCleaner {
+    /// Cleans `prefix` up when dropped.
+    pub fn new(prefix: &str) -> Self {
+        Self(prefix.to_string())
+    }
+}
+
+/// Polls until the task is in a final state (panics after 10 s).
+pub async fn finished(
+    store: &dyn errand_core::Store,
+    id: errand_core::TaskId,
+) -> errand_core::TaskRecord {
+    for _ in 0..1_000 {
+        let r = store.get(id).await.expect("get").expect("the task exists");
+        if r.status.is_terminal() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("task {id} did not finish within 10 s");
+}
+
 impl Drop for KeyCleaner {
     fn drop(&mut self) {
         delete_keys(REDIS_URL, &self.0);
@@ -69,7 +91,8 @@ pub type CleanStore = Guarded<RedisStore, KeyCleaner>;
 /// A fresh store under a unique prefix, reading time from `clock`.
 pub async fn clean_store(clock: Arc<dyn Clock>) -> CleanStore {
     let prefix = unique_prefix();
-    Guarded::new(store_on(&prefix, clock).await, KeyCleaner(prefix))
+    let store = store_on(&prefix, clock).await;
+    Guarded::new(store, KeyCleaner(prefix))
 }
 
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.

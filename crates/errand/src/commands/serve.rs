@@ -1,6 +1,7 @@
 //! `errand serve`: the HTTP API, plus workers running the registered tasks in this process.
 
 use super::runtime::{RunArgs, WorkerPlan, library, registry};
+use crate::deployment::{self, Keys};
 use crate::secrets::{self, Missing};
 use crate::settings::{DEFAULT_ADDR, Settings, StoreArgs, StoreKind};
 use crate::{shutdown, stores};
@@ -10,6 +11,10 @@ use errand_core::HeaderAllowList;
 use errand_server::Server;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the process checks that it can still write through its store.
+pub const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
 /// Serves the API (and runs workers unless `--workers 0`).
 #[derive(Debug, clap::Args)]
@@ -45,8 +50,17 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     });
     let choice = settings.store(&args.store, StoreKind::Sqlite)?;
     let jwt_secret = secrets::jwt_secret(&settings, Missing::Generate)?;
-    let seal_key = secrets::seal_key(&settings, Missing::Generate)?;
+    let seal_keys = secrets::seal_keys(&settings, Missing::Generate)?;
+    // Signals are handled from here on: a SIGTERM while waiting for the store stops the wait,
+    // and one right after the ready line below is a graceful shutdown.
+    let stop = shutdown::signal();
     let store = stores::open(&choice).await?;
+    let keys = Keys {
+        seal: &seal_keys,
+        token: None,
+    };
+    deployment::check(&*store, &keys, &stop).await?;
+    deployment::warn_about(&*store).await;
     let registry = Arc::new(registry(&settings, &args.run)?);
     let library = library(&settings);
 
@@ -61,14 +75,14 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     {
         config.header_allow_list = HeaderAllowList::new(headers);
     }
-    let server = Server::new(store.clone(), registry.clone(), seal_key.clone(), config)
+    let server = Server::new(store.clone(), registry.clone(), seal_keys.clone(), config)
         .context("invalid server configuration")?
         .routes(reference::routes(library.clone()));
 
     let concurrency = args.workers.or(settings.file.workers).unwrap_or(16);
     let plan = WorkerPlan::new(&settings, &args.run, concurrency, &choice);
     let worker = (plan.concurrency > 0).then(|| {
-        errand_core::Worker::new(store.clone(), registry.clone(), seal_key.clone())
+        errand_core::Worker::new(store.clone(), registry.clone(), seal_keys.clone())
             .config(plan.config())
             .resource(library.clone())
             .start()
@@ -86,9 +100,6 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand serving"
     );
-    // Signals are handled before the server says it is ready: a SIGTERM right after the line
-    // below is a graceful shutdown.
-    let stop = shutdown::signal();
     // A line for people and scripts, on stdout.
     println!("errand listening on http://{local}");
 
@@ -96,7 +107,14 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
-    stop.cancelled().await;
+    let broken = tokio::select! {
+        () = stop.cancelled() => None,
+        reason = deployment::unhealthy(&*store, HEALTH_CHECK) => Some(reason),
+    };
+    if let Some(reason) = &broken {
+        tracing::error!(%reason, "the task store can no longer be written through this process; stopping");
+        stop.cancel();
+    }
     tracing::info!(drain_timeout = ?plan.drain, "shutting down: no new tasks are claimed; running tasks get the drain timeout");
     if let Some(worker) = worker {
         // Logs its statistics ("worker stopped").
@@ -105,6 +123,9 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     match api.await {
         Ok(result) => result.context("the API server failed")?,
         Err(e) => anyhow::bail!("the API server task failed: {e}"),
+    }
+    if let Some(reason) = broken {
+        anyhow::bail!("stopped because the task store can no longer be written: {reason}");
     }
     tracing::info!("errand stopped");
     Ok(())

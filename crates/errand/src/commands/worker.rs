@@ -1,6 +1,8 @@
 //! `errand worker`: runs the registered tasks, without an API, against a shared store.
 
 use super::runtime::{RunArgs, WorkerPlan, library, registry};
+use super::serve::HEALTH_CHECK;
+use crate::deployment::{self, Keys};
 use crate::secrets::{self, Missing};
 use crate::settings::{Settings, StoreArgs, StoreKind};
 use crate::{shutdown, stores};
@@ -26,8 +28,16 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         StoreKind::Sqlite
     };
     let choice = settings.store(&args.store, default)?;
-    let seal_key = secrets::seal_key(&settings, Missing::Fail)?;
+    let seal_keys = secrets::seal_keys(&settings, Missing::Fail)?;
+    // Signals are handled from here on (a SIGTERM while waiting for the store stops the wait).
+    let stop = shutdown::signal();
     let store = stores::open(&choice).await?;
+    let keys = Keys {
+        seal: &seal_keys,
+        token: None,
+    };
+    deployment::check(&*store, &keys, &stop).await?;
+    deployment::warn_about(&*store).await;
     let registry = Arc::new(registry(&settings, &args.run)?);
     let concurrency = args
         .concurrency
@@ -37,7 +47,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
     let plan = WorkerPlan::new(&settings, &args.run, concurrency, &choice);
     let config = plan.config();
     let worker_id = config.id.clone();
-    let worker = errand_core::Worker::new(store, registry.clone(), seal_key)
+    let worker = errand_core::Worker::new(store.clone(), registry.clone(), seal_keys.clone())
         .config(config)
         .resource(library(&settings))
         .start();
@@ -49,13 +59,20 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand worker running"
     );
-    // Signals are handled before the worker says it runs.
-    let stop = shutdown::signal();
     println!("errand worker {worker_id} running");
-    stop.cancelled().await;
+    let broken = tokio::select! {
+        () = stop.cancelled() => None,
+        reason = deployment::unhealthy(&*store, HEALTH_CHECK) => Some(reason),
+    };
+    if let Some(reason) = &broken {
+        tracing::error!(%reason, "the task store can no longer be written through this process; stopping");
+    }
     tracing::info!(drain_timeout = ?plan.drain, "shutting down: no new tasks are claimed; running tasks get the drain timeout");
     let stats = worker.shutdown(plan.drain).await;
     // The stats as JSON on stdout, for scripts.
     println!("{}", serde_json::to_string(&stats)?);
+    if let Some(reason) = broken {
+        anyhow::bail!("stopped because the task store can no longer be written: {reason}");
+    }
     Ok(())
 }

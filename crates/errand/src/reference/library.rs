@@ -8,6 +8,7 @@
 
 use super::embed;
 use errand_core::Owner;
+use errand_sqlite::private::{private_dir, private_file};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -135,11 +136,16 @@ impl Library {
             return Ok(None);
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| LibraryError::Io {
+            private_dir(dir).map_err(|source| LibraryError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
+        // A user's index is theirs alone: created 0600 before SQLite opens it.
+        private_file(&path).map_err(|source| LibraryError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let sqlite = |source| LibraryError::Sqlite {
             path: path.clone(),
             source,
