@@ -264,7 +264,7 @@ impl Settings {
     /// tenant and admin role where the server reads them.
     pub fn token_config(&self, jwt_secret: Vec<u8>, user_claim: &Option<String>) -> ServerConfig {
         let mut config = ServerConfig {
-            jwt_secret,
+            jwt_secrets: vec![jwt_secret],
             user_claim: self.user_claim(user_claim),
             ..ServerConfig::default()
         };
