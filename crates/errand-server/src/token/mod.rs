@@ -59,7 +59,7 @@ pub enum TokenError {
     KeyAlgorithm {
         /// The token's `alg`.
         alg: String,
-        /// The token's `kid`.
+        /// The token's `kid`, cut to 64 characters.
         kid: String,
         /// The algorithms the key allows, comma-separated.
         allowed: String,

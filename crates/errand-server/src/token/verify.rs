@@ -174,16 +174,17 @@ impl Verifier {
                 keys = named(&remote.refetch().await);
             }
         }
+        let shown: String = kid.chars().take(64).collect();
         if keys.is_empty() {
             return Err(TokenError::UnknownKey {
-                kid: Some(kid.chars().take(64).collect()),
+                kid: Some(shown),
                 alg: format!("{alg:?}"),
             });
         }
         if keys.iter().all(|k| k.algorithm != alg) {
             return Err(TokenError::KeyAlgorithm {
                 alg: format!("{alg:?}"),
-                kid: kid.to_string(),
+                kid: shown,
                 allowed: list(keys.iter().map(|k| format!("{:?}", k.algorithm))),
             });
         }
@@ -260,12 +261,19 @@ impl Verifier {
                 ));
             }
         };
-        if now - self.leeway >= expires_at {
+        // A leeway too large to subtract or add accepts every time.
+        if now
+            .checked_sub_signed(self.leeway)
+            .is_some_and(|earliest| earliest >= expires_at)
+        {
             return Err(TokenError::Expired(expires_at));
         }
         if let Some(v) = claims.get("nbf") {
             let not_before = numeric_date(v, "nbf")?;
-            if now + self.leeway < not_before {
+            if now
+                .checked_add_signed(self.leeway)
+                .is_some_and(|latest| latest < not_before)
+            {
                 return Err(TokenError::NotYetValid(not_before));
             }
         }
