@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let registry = Arc::new(registry);
     let key = SealKey::generate();
     let config = ServerConfig {
-        jwt_secret: b"benchmark-secret-benchmark-secret-32".to_vec(),
+        jwt_secrets: vec![b"benchmark-secret-benchmark-secret-32".to_vec()],
         ..Default::default()
     };
     let token = config.mint_token("bench", Some("acme"), false, Duration::from_secs(3600))?;

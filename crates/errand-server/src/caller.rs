@@ -6,12 +6,13 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::observe::{RequestIds, UserSlot};
 use crate::server::AppState;
-use crate::token::{self, TokenError};
+use crate::token::{TokenError, Verifier};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use errand_core::{Context, Owner, OwnerFilter, Secret};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub struct Caller {
     context: Context,
     user_id: Arc<str>,
     admin: bool,
+    token_expires_at: DateTime<Utc>,
 }
 
 impl Caller {
@@ -68,6 +70,13 @@ impl Caller {
     /// Whether the caller holds the configured admin role.
     pub fn is_admin(&self) -> bool {
         self.admin
+    }
+
+    /// When the caller's bearer token expires (its `exp` claim): past this instant the caller
+    /// is no longer authenticated, so whatever serves it longer (an event stream) should end.
+    /// The server's leeway for clock skew is not added.
+    pub fn token_expires_at(&self) -> DateTime<Utc> {
+        self.token_expires_at
     }
 
     /// The owner of what the caller submits: its user and tenant.
@@ -148,7 +157,7 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let ids = request.extensions().get::<RequestIds>().cloned();
-    let caller = match identify(&state.config, request.headers(), ids) {
+    let caller = match identify(&state.config, &state.verifier, request.headers(), ids).await {
         Ok(caller) => caller,
         Err(refusal) => {
             state.metrics.auth_failure(refusal.code());
@@ -166,8 +175,9 @@ pub(crate) async fn authenticate(
 }
 
 /// The caller named by the request's bearer token.
-fn identify(
+async fn identify(
     config: &ServerConfig,
+    verifier: &Verifier,
     headers: &HeaderMap,
     ids: Option<RequestIds>,
 ) -> Result<Caller, Refusal> {
@@ -191,12 +201,7 @@ fn identify(
     if token.is_empty() || token.contains(' ') {
         return Err(Refusal::Header("the token is empty or contains spaces"));
     }
-    let verified = token::verify(
-        &config.jwt_secret,
-        token,
-        config.token_leeway,
-        chrono::Utc::now(),
-    )?;
+    let verified = verifier.verify(token, Utc::now()).await?;
     let claims = &verified.claims;
     let user = identity_claim(claims, &config.user_claim)?.ok_or_else(|| {
         TokenError::Claims(format!(
@@ -241,6 +246,18 @@ fn identify(
         context: builder.build(),
         user_id: user.into(),
         admin,
+        token_expires_at: verified.expires_at,
+    })
+}
+
+/// The claim `name`: the top-level claim of that name, or, when there is none and the name
+/// has dots, the value at that path through nested objects (`realm_access.roles`). A top-level
+/// name wins, so namespaced claims such as `https://example.com/roles` are found as they are.
+fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    claims.get(name).or_else(|| {
+        let mut path = name.split('.');
+        let first = claims.get(path.next()?)?;
+        path.try_fold(first, |value, key| value.as_object()?.get(key))
     })
 }
 
@@ -249,7 +266,7 @@ fn identity_claim<'a>(
     claims: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a str>, TokenError> {
-    match claims.get(name) {
+    match claim(claims, name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_IDENTITY_LEN => Ok(Some(s)),
         Some(_) => Err(TokenError::Claims(format!(
@@ -265,7 +282,7 @@ fn roles_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Vec<&'a
             "the {name:?} claim must be a string or an array of strings"
         ))
     };
-    match claims.get(name) {
+    match claim(claims, name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(role)) => Ok(vec![role.as_str()]),
         Some(Value::Array(items)) => items.iter().map(|v| v.as_str().ok_or_else(bad)).collect(),
@@ -278,11 +295,12 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
     use errand_core::HeaderAllowList;
+    use serde_json::json;
     use std::time::Duration;
 
     fn config() -> ServerConfig {
         ServerConfig {
-            jwt_secret: vec![9; 32],
+            jwt_secrets: vec![vec![9; 32]],
             header_allow_list: HeaderAllowList::new(["x-client", "authorization", "cookie"]),
             ..Default::default()
         }
@@ -297,8 +315,17 @@ mod tests {
         h
     }
 
-    #[test]
-    fn context_carries_identity_ids_headers_and_the_token() {
+    async fn identify_with(
+        config: &ServerConfig,
+        headers: &HeaderMap,
+        ids: Option<RequestIds>,
+    ) -> Result<Caller, Refusal> {
+        let verifier = Verifier::new(config).expect("verifier");
+        identify(config, &verifier, headers, ids).await
+    }
+
+    #[tokio::test]
+    async fn context_carries_identity_ids_headers_and_the_token() {
         let config = config();
         let token = config
             .mint_token("alice", Some("acme"), true, Duration::from_secs(60))
@@ -314,7 +341,10 @@ mod tests {
             request_id: "r1".into(),
             correlation_id: "c1".into(),
         };
-        let caller = identify(&config, &h, Some(ids)).ok().expect("caller");
+        let caller = identify_with(&config, &h, Some(ids))
+            .await
+            .ok()
+            .expect("caller");
         let ctx = caller.context();
         assert_eq!(caller.user_id(), "alice");
         assert_eq!(ctx.tenant(), Some("acme"));
@@ -327,23 +357,32 @@ mod tests {
         assert_eq!(ctx.header("authorization"), None);
         assert_eq!(ctx.header("cookie"), None);
         assert_eq!(ctx.credential().expect("credential").expose(), token);
+        let in_a_minute = Utc::now() + chrono::TimeDelta::seconds(60);
+        assert!(
+            (caller.token_expires_at() - in_a_minute)
+                .num_seconds()
+                .abs()
+                <= 2
+        );
     }
 
-    #[test]
-    fn claims_errand_cannot_use_are_refused() {
+    #[tokio::test]
+    async fn claims_errand_cannot_use_are_refused() {
         let config = ServerConfig {
             user_claim: "oid".into(),
             ..config()
         };
         // Minted with `sub`, read with `oid`: no user.
         let token = mint_token_sub(&config);
-        let refusal = identify(&config, &headers(&token), None).expect_err("refused");
+        let refusal = identify_with(&config, &headers(&token), None)
+            .await
+            .expect_err("refused");
         assert_eq!(refusal.code(), "invalid_claims");
     }
 
     fn mint_token_sub(config: &ServerConfig) -> String {
         crate::mint_token(
-            &config.jwt_secret,
+            &config.jwt_secrets[0],
             "bob",
             None,
             false,
@@ -353,28 +392,32 @@ mod tests {
         .expect("mint")
     }
 
-    #[test]
-    fn authorization_header_forms() {
+    #[tokio::test]
+    async fn authorization_header_forms() {
         let config = config();
-        let none = identify(&config, &HeaderMap::new(), None).expect_err("refused");
+        let none = identify_with(&config, &HeaderMap::new(), None)
+            .await
+            .expect_err("refused");
         assert_eq!(none.code(), "missing_token");
         for bad in ["Basic abc", "Bearer", "Bearer ", "Token x", "Bearer a b"] {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
-            let refusal = identify(&config, &h, None).expect_err("refused");
+            let refusal = identify_with(&config, &h, None).await.expect_err("refused");
             assert_eq!(refusal.code(), "malformed_authorization", "{bad}");
         }
         let token = mint_token_sub(&config);
         let mut twice = headers(&token);
         twice.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-        let refusal = identify(&config, &twice, None).expect_err("refused");
+        let refusal = identify_with(&config, &twice, None)
+            .await
+            .expect_err("refused");
         assert_eq!(refusal.code(), "malformed_authorization");
         let mut lower = HeaderMap::new();
         lower.insert(
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("bearer {token}")).expect("header"),
         );
-        assert!(identify(&config, &lower, None).is_ok());
+        assert!(identify_with(&config, &lower, None).await.is_ok());
     }
 
     #[test]
@@ -383,9 +426,75 @@ mod tests {
         assert!(roles_claim(&claims, "roles").expect("absent").is_empty());
         claims.insert("roles".into(), Value::from("admin"));
         assert_eq!(roles_claim(&claims, "roles").expect("string"), ["admin"]);
-        claims.insert("roles".into(), serde_json::json!(["a", "b"]));
+        claims.insert("roles".into(), json!(["a", "b"]));
         assert_eq!(roles_claim(&claims, "roles").expect("array"), ["a", "b"]);
-        claims.insert("roles".into(), serde_json::json!([1]));
+        claims.insert("roles".into(), json!([1]));
         assert!(roles_claim(&claims, "roles").is_err());
+    }
+
+    #[test]
+    fn claims_are_found_at_the_top_level_first_then_by_path() {
+        let claims = json!({
+            "realm_access": {"roles": ["admin", "user"]},
+            "https://example.com/roles": ["auditor"],
+            "org": {"id": "acme", "deep": {"er": "x"}},
+            "a.b": "flat",
+            "a": {"b": "nested"},
+            "tid": 5,
+        });
+        let claims = claims.as_object().expect("object");
+        assert_eq!(
+            roles_claim(claims, "realm_access.roles").expect("Keycloak"),
+            ["admin", "user"]
+        );
+        assert_eq!(
+            roles_claim(claims, "https://example.com/roles").expect("Auth0"),
+            ["auditor"]
+        );
+        assert_eq!(
+            identity_claim(claims, "org.id").expect("path"),
+            Some("acme")
+        );
+        assert_eq!(
+            identity_claim(claims, "org.deep.er").expect("deeper"),
+            Some("x")
+        );
+        assert_eq!(
+            identity_claim(claims, "a.b").expect("flat"),
+            Some("flat"),
+            "a top-level name with dots wins over the path"
+        );
+        assert_eq!(identity_claim(claims, "org.missing").expect("absent"), None);
+        assert_eq!(
+            identity_claim(claims, "tid.x").expect("not an object"),
+            None
+        );
+        assert_eq!(identity_claim(claims, "org.").expect("empty key"), None);
+        assert!(
+            identity_claim(claims, "org").is_err(),
+            "an object is no user id"
+        );
+    }
+
+    #[tokio::test]
+    async fn keycloak_style_nested_roles_make_an_admin() {
+        let config = ServerConfig {
+            roles_claim: "realm_access.roles".into(),
+            ..config()
+        };
+        let claims = json!({
+            "sub": "kc-user",
+            "realm_access": {"roles": ["offline_access", "admin"]},
+            "exp": Utc::now().timestamp() + 60,
+        });
+        let key = jsonwebtoken::EncodingKey::from_secret(&config.jwt_secrets[0]).expect("key");
+        let token =
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign");
+        let caller = identify_with(&config, &headers(&token), None)
+            .await
+            .ok()
+            .expect("caller");
+        assert!(caller.is_admin());
+        assert_eq!(caller.context().roles(), ["offline_access", "admin"]);
     }
 }

@@ -15,9 +15,12 @@
 //! | `GET /v1/task-types` | registered task names with the JSON schema of their args |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | liveness, store reachability, Prometheus text, the OpenAPI document (no authentication) |
 //!
-//! - **Authentication**: `Authorization: Bearer <JWT>`, HS256 only ([`mint_token`] makes
-//!   one). No token, a malformed header or token, another algorithm, a bad signature, an
-//!   expired token: each is a 401 with its own `code` and message.
+//! - **Authentication**: `Authorization: Bearer <JWT>`, verified with errand's HS256 secrets
+//!   (rotatable; [`mint_token`] makes one) and/or an identity provider's RS256/ES256 keys from
+//!   a JWKS file or URL, with optional issuer and audience checks (see the [`token`] module and
+//!   `docs/identity-providers.md`). No token, a malformed header or token, an algorithm or key
+//!   the server does not accept, a bad signature, an expired token, a wrong issuer or
+//!   audience: each is a 401 with its own `code` and message.
 //! - **Context**: each authenticated request becomes an [`errand_core::Context`] (user, tenant,
 //!   roles, `x-request-id` taken or generated, `x-correlation-id` taken or equal to the request
 //!   id, `traceparent`, allow-listed headers, and the token itself as the credential, expiring
@@ -40,7 +43,10 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = ServerConfig { jwt_secret: b"thirty-two bytes of secret at least".to_vec(), ..Default::default() };
+//! let config = ServerConfig {
+//!     jwt_secrets: vec![b"thirty-two bytes of secret at least".to_vec()],
+//!     ..Default::default()
+//! };
 //! let token = config.mint_token("alice", None, false, std::time::Duration::from_secs(3600))?;
 //! let router = Server::new(Arc::new(MemoryStore::new()), Arc::new(Registry::new()), SealKey::generate(), config)?
 //!     .routes(axum::Router::new().route("/v1/whoami", axum::routing::get(whoami)))
@@ -69,4 +75,4 @@ pub use extract::Json;
 pub use observe::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 pub use openapi::OPENAPI_JSON;
 pub use server::Server;
-pub use token::{TokenError, mint_token};
+pub use token::{TokenError, hs256_key_id, mint_token};

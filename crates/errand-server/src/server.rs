@@ -5,6 +5,7 @@ use crate::config::{ConfigError, ServerConfig};
 use crate::error::{self, ApiError};
 use crate::metrics::Metrics;
 use crate::observe;
+use crate::token::Verifier;
 use crate::{events, ops, tasks};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +25,8 @@ pub(crate) struct AppState {
     pub registry: Arc<Registry>,
     pub seal_keys: SealKeyRing,
     pub config: ServerConfig,
+    /// Checks bearer tokens against the configured keys.
+    pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: open event streams end.
     pub shutdown: CancellationToken,
@@ -64,7 +67,7 @@ impl AppState {
 /// use std::sync::Arc;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = ServerConfig { jwt_secret: vec![42; 32], ..Default::default() };
+/// let config = ServerConfig { jwt_secrets: vec![vec![42; 32]], ..Default::default() };
 /// let server = Server::new(
 ///     Arc::new(MemoryStore::new()),
 ///     Arc::new(Registry::new()),
@@ -84,7 +87,8 @@ pub struct Server {
 impl Server {
     /// A server over `store`, accepting the tasks of `registry`, sealing callers' contexts
     /// under `seal_keys` (a [`SealKeyRing`], or one [`SealKey`](errand_core::SealKey)). Fails
-    /// when the configuration cannot authenticate safely (see [`ServerConfig::validate`]).
+    /// when the configuration cannot authenticate safely (see [`ServerConfig::validate`]) or
+    /// its JWKS file cannot be read or holds no usable key.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
@@ -92,12 +96,14 @@ impl Server {
         config: ServerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let verifier = Verifier::new(&config)?;
         Ok(Self {
             state: Arc::new(AppState {
                 store,
                 registry,
                 seal_keys: seal_keys.into(),
                 config,
+                verifier,
                 metrics: Arc::new(Metrics::default()),
                 shutdown: CancellationToken::new(),
             }),

@@ -91,7 +91,7 @@ async fn every_kind_of_bad_token_is_a_distinct_401() {
                 signed::<Hmac<sha2::Sha512>>("HS512", &claims, SECRET)
             )),
             "unsupported_algorithm",
-            "HS256 only",
+            "accepts only HS256",
         ),
         (
             "alg none",

@@ -148,7 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if role != "worker" {
         let secret = env("ERRAND_JWT_SECRET").ok_or("set ERRAND_JWT_SECRET (at least 32 bytes)")?;
         let config = ServerConfig {
-            jwt_secret: secret.into_bytes(),
+            jwt_secrets: vec![secret.into_bytes()],
             ..Default::default()
         };
         let client = Client::new(store.clone(), seal_key.clone());

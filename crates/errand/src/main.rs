@@ -1,6 +1,7 @@
 //! The `errand` binary: `errand serve` runs the API and workers on the embedded store; the
 //! other commands mint tokens, run workers, talk to a server, and benchmark the stores.
 
+mod auth;
 mod client;
 mod commands;
 mod deployment;
@@ -19,8 +20,10 @@ use std::process::ExitCode;
 /// Configuration comes from flags, then ERRAND_* environment variables, then a TOML file
 /// (--config, or ./errand.toml when it exists), then defaults that suit one machine
 /// (127.0.0.1:8080, the SQLite store under ./errand-data). Secrets come from
-/// ERRAND_JWT_SECRET / ERRAND_SEAL_KEYS, the config file, or files `errand serve` generates in
-/// the data directory (mode 0600).
+/// ERRAND_JWT_SECRETS (comma-separated, the first signs) / ERRAND_SEAL_KEYS (comma-separated,
+/// the first seals), the config file, or files `errand serve` generates in the data directory
+/// (mode 0600). `serve` also accepts an identity provider's tokens: --jwks-url or --jwks-file,
+/// with --issuer and --audience.
 #[derive(Debug, Parser)]
 #[command(name = "errand", version, about, long_about)]
 struct Cli {

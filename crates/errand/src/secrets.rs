@@ -1,11 +1,11 @@
-//! The two secrets of a deployment: the HS256 token secret and the seal keys of task contexts.
+//! The secrets of a deployment: the HS256 token secrets and the seal keys of task contexts.
 //!
 //! Each comes from its environment variable, else the config file, else a file in the data
 //! directory. `errand serve` generates the files on first start (mode 0600), so `errand token`
 //! and `errand worker` given the same `--data-dir` share them without any setup. Processes on
 //! other machines get the same values through the environment or the config file.
 
-use crate::settings::Settings;
+use crate::settings::{Settings, split_list};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -27,21 +27,36 @@ pub enum Missing {
     Fail,
 }
 
-/// The token secret: `ERRAND_JWT_SECRET`, else `jwt_secret` in the file, else
-/// `<data_dir>/jwt.secret`.
-pub fn jwt_secret(settings: &Settings, missing: Missing) -> anyhow::Result<Vec<u8>> {
-    if let Ok(v) = std::env::var("ERRAND_JWT_SECRET") {
-        return Ok(v.into_bytes());
+/// The HS256 token secrets, the first of which signs: `ERRAND_JWT_SECRETS` (comma-separated)
+/// or `ERRAND_JWT_SECRET` (one), else `jwt_secrets` or `jwt_secret` in the file, else
+/// `<data_dir>/jwt.secret`. Setting both forms in one place is an error.
+pub fn jwt_secrets(settings: &Settings, missing: Missing) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = |secrets: Vec<String>| secrets.into_iter().map(String::into_bytes).collect();
+    match (
+        std::env::var("ERRAND_JWT_SECRETS").ok(),
+        std::env::var("ERRAND_JWT_SECRET").ok(),
+    ) {
+        (Some(_), Some(_)) => {
+            bail!("both ERRAND_JWT_SECRETS and ERRAND_JWT_SECRET are set: set only one")
+        }
+        (Some(list), None) => return Ok(bytes(split_list(&list))),
+        (None, Some(one)) => return Ok(vec![one.into_bytes()]),
+        (None, None) => {}
     }
-    if let Some(v) = &settings.file.jwt_secret {
-        return Ok(v.expose().as_bytes().to_vec());
+    match (&settings.file.jwt_secrets, &settings.file.jwt_secret) {
+        (Some(_), Some(_)) => {
+            bail!("the config file sets both jwt_secrets and jwt_secret: keep only one")
+        }
+        (Some(list), None) => return Ok(bytes(list.expose().items())),
+        (None, Some(one)) => return Ok(vec![one.expose().as_bytes().to_vec()]),
+        (None, None) => {}
     }
     let path = settings.data_dir().join(JWT_SECRET_FILE);
-    let text = read_or_generate(&path, missing, "ERRAND_JWT_SECRET", || {
+    let text = read_or_generate(&path, missing, "ERRAND_JWT_SECRETS", || {
         let bytes: [u8; 48] = rand::random();
         B64.encode(bytes)
     })?;
-    Ok(text.into_bytes())
+    Ok(vec![text.into_bytes()])
 }
 
 /// The seal key ring: `ERRAND_SEAL_KEYS` (comma-separated base64 keys, the first seals), else
@@ -161,9 +176,9 @@ mod tests {
         let again = seal_keys(&s, Missing::Fail).expect("read back");
         assert_eq!(key.ids(), again.ids());
         assert_eq!(key.ids().len(), 1);
-        let secret = jwt_secret(&s, Missing::Generate).expect("generated");
-        assert!(secret.len() >= 32);
-        assert_eq!(jwt_secret(&s, Missing::Fail).expect("read back"), secret);
+        let secrets = jwt_secrets(&s, Missing::Generate).expect("generated");
+        assert!(secrets.len() == 1 && secrets[0].len() >= 32);
+        assert_eq!(jwt_secrets(&s, Missing::Fail).expect("read back"), secrets);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -199,12 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn the_file_lists_secrets_first_signing_and_refuses_both_forms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path());
+        s.file = toml::from_str("jwt_secrets = \"new-secret, old-secret\"").expect("toml");
+        assert_eq!(
+            jwt_secrets(&s, Missing::Fail).expect("from the file"),
+            [b"new-secret".to_vec(), b"old-secret".to_vec()]
+        );
+        s.file = toml::from_str("jwt_secret = \"only,one\"").expect("toml");
+        assert_eq!(
+            jwt_secrets(&s, Missing::Fail).expect("one, commas and all"),
+            [b"only,one".to_vec()]
+        );
+        s.file = toml::from_str("jwt_secret = \"a\"\njwt_secrets = [\"b\"]").expect("toml");
+        let err = jwt_secrets(&s, Missing::Fail).expect_err("both");
+        assert!(err.to_string().contains("both"), "{err}");
+    }
+
+    #[test]
     fn a_missing_secret_says_how_to_get_one() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = jwt_secret(&settings(dir.path()), Missing::Fail).expect_err("missing");
+        let err = jwt_secrets(&settings(dir.path()), Missing::Fail).expect_err("missing");
         let msg = err.to_string();
         assert!(
-            msg.contains("errand serve") && msg.contains("ERRAND_JWT_SECRET"),
+            msg.contains("errand serve") && msg.contains("ERRAND_JWT_SECRETS"),
             "{msg}"
         );
     }

@@ -3,7 +3,6 @@
 //! machine: bind 127.0.0.1, the embedded SQLite store under `./errand-data`.
 
 use anyhow::{Context as _, bail};
-use errand_server::ServerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +50,9 @@ pub enum LogFormat {
 /// drain_timeout = "30s"
 /// user_claim = "sub"          # or "oid"
 /// allow_headers = ["x-client-version"]
+/// jwks_url = "https://login.example.com/keys"   # an identity provider's keys
+/// issuer = "https://login.example.com/"
+/// audience = ["api://errand"]  # or "a,b"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,17 +83,33 @@ pub struct FileConfig {
     pub reference_tasks: Option<bool>,
     /// Client commands: the API's base URL.
     pub url: Option<String>,
-    /// The HS256 secret (prefer `ERRAND_JWT_SECRET` or the generated file).
+    /// HS256 secrets, the first signing (prefer `ERRAND_JWT_SECRETS` or the generated file):
+    /// an array, or one comma-separated string.
+    pub jwt_secrets: Option<Sensitive<ListValue>>,
+    /// One HS256 secret: the same as `jwt_secrets` with one secret.
     pub jwt_secret: Option<Sensitive>,
     /// The seal keys of task contexts: comma-separated base64 keys, the first seals (prefer
     /// `ERRAND_SEAL_KEYS` or the generated file).
     pub seal_keys: Option<Sensitive>,
     /// One seal key, base64: a ring of one (`seal_keys` wins when both are set).
     pub seal_key: Option<Sensitive>,
+    /// `serve`: a JWKS file of an identity provider's public keys.
+    pub jwks_file: Option<PathBuf>,
+    /// `serve`: an identity provider's JWKS URL.
+    pub jwks_url: Option<String>,
+    /// `serve`: the shortest time between two fetches of the JWKS URL, e.g. `"30s"`.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub jwks_refetch_interval: Option<Duration>,
+    /// The issuer tokens must name (`iss`).
+    pub issuer: Option<String>,
+    /// The audiences a token's `aud` must hold one of: an array, or a comma-separated string.
+    pub audience: Option<ListValue>,
     /// Token claim holding the user id.
     pub user_claim: Option<String>,
     /// Token claim holding the tenant.
     pub tenant_claim: Option<String>,
+    /// Token claim holding the roles.
+    pub roles_claim: Option<String>,
     /// Role that sees every user's tasks.
     pub admin_role: Option<String>,
     /// Request headers copied into task contexts.
@@ -107,19 +125,44 @@ pub struct FileConfig {
 /// A configuration value that must not be printed: `Debug` shows `***`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
-pub struct Sensitive(String);
+pub struct Sensitive<T = String>(T);
 
-impl Sensitive {
+impl<T> Sensitive<T> {
     /// The value.
-    pub fn expose(&self) -> &str {
+    pub fn expose(&self) -> &T {
         &self.0
     }
 }
 
-impl std::fmt::Debug for Sensitive {
+impl<T> std::fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
     }
+}
+
+/// A list in the TOML file: an array of strings, or one string of comma-separated items.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ListValue {
+    /// `["a", "b"]`.
+    Items(Vec<String>),
+    /// `"a,b"`.
+    Joined(String),
+}
+
+impl ListValue {
+    /// The items, each trimmed.
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            ListValue::Items(items) => items.iter().map(|i| i.trim().to_string()).collect(),
+            ListValue::Joined(joined) => split_list(joined),
+        }
+    }
+}
+
+/// The comma-separated items of `joined`, each trimmed.
+pub fn split_list(joined: &str) -> Vec<String> {
+    joined.split(',').map(|i| i.trim().to_string()).collect()
 }
 
 /// `humantime` strings for optional durations in the TOML file.
@@ -253,32 +296,6 @@ impl Settings {
             .filter(|q| !q.is_empty())
             .unwrap_or_else(|| vec![errand_core::DEFAULT_QUEUE.to_string()])
     }
-
-    /// The token claim holding the user id.
-    pub fn user_claim(&self, flag: &Option<String>) -> String {
-        flag.clone()
-            .or_else(|| self.file.user_claim.clone())
-            .unwrap_or_else(|| "sub".into())
-    }
-
-    /// How tokens are signed and read: `jwt_secret`, with the claim names and admin role of
-    /// the configuration (`user_claim` also from a flag or `ERRAND_USER_CLAIM`). `serve`
-    /// verifies with it; `token` and `check` mint with it, so their tokens carry the user,
-    /// tenant and admin role where the server reads them.
-    pub fn token_config(&self, jwt_secret: Vec<u8>, user_claim: &Option<String>) -> ServerConfig {
-        let mut config = ServerConfig {
-            jwt_secret,
-            user_claim: self.user_claim(user_claim),
-            ..ServerConfig::default()
-        };
-        if let Some(claim) = &self.file.tenant_claim {
-            config.tenant_claim.clone_from(claim);
-        }
-        if let Some(role) = &self.file.admin_role {
-            config.admin_role.clone_from(role);
-        }
-        config
-    }
 }
 
 /// A store to open. Its `Debug` hides a Redis URL's password.
@@ -378,43 +395,7 @@ mod tests {
         };
         assert_eq!(s.data_dir(), PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(s.log_format(), LogFormat::Pretty);
-        assert_eq!(s.user_claim(&None), "sub");
         assert!(DEFAULT_ADDR.starts_with("127.0.0.1:"));
-    }
-
-    #[test]
-    fn tokens_use_the_configured_claims_and_role() {
-        let file: FileConfig =
-            toml::from_str("user_claim = \"oid\"\ntenant_claim = \"org\"\nadmin_role = \"boss\"")
-                .expect("valid toml");
-        let s = Settings {
-            file,
-            global: global(),
-        };
-        let config = s.token_config(vec![7; 32], &None);
-        assert_eq!(
-            (
-                config.user_claim.as_str(),
-                config.tenant_claim.as_str(),
-                config.admin_role.as_str()
-            ),
-            ("oid", "org", "boss")
-        );
-        assert_eq!(config.roles_claim, "roles");
-        assert_eq!(
-            s.token_config(vec![7; 32], &Some("upn".into())).user_claim,
-            "upn",
-            "a flag beats the file"
-        );
-        let defaults = Settings {
-            file: FileConfig::default(),
-            global: global(),
-        }
-        .token_config(vec![7; 32], &None);
-        assert_eq!(
-            (defaults.user_claim.as_str(), defaults.tenant_claim.as_str()),
-            ("sub", "tenant")
-        );
     }
 
     #[test]
@@ -422,13 +403,20 @@ mod tests {
         let file: FileConfig = toml::from_str(
             r#"
             jwt_secret = "a-very-secret-signing-key-of-32-bytes"
+            jwt_secrets = ["first-secret-signing-key-of-32-bytes", "second-secret-xxxxxxxxxxxxxxxxxxxx"]
             seal_key = "c2VhbC1rZXktYmFzZTY0"
             redis_url = "redis://user:hunter2@10.0.0.5:6379"
             "#,
         )
         .expect("valid toml");
         let shown = format!("{file:?}");
-        for secret in ["a-very-secret", "c2VhbC1rZXk", "hunter2"] {
+        for secret in [
+            "a-very-secret",
+            "first-secret",
+            "second-secret",
+            "c2VhbC1rZXk",
+            "hunter2",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         let choice = StoreChoice::Redis {
@@ -436,6 +424,22 @@ mod tests {
             prefix: "p".into(),
         };
         assert!(!format!("{choice:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn lists_are_arrays_or_comma_separated_strings() {
+        let file: FileConfig = toml::from_str(
+            "audience = \"api://errand, errand-backend\"\njwt_secrets = [\" a \", \"b\"]",
+        )
+        .expect("valid toml");
+        assert_eq!(
+            file.audience.expect("audience").items(),
+            ["api://errand", "errand-backend"]
+        );
+        assert_eq!(
+            file.jwt_secrets.expect("secrets").expose().items(),
+            ["a", "b"]
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn registry() -> Registry {
 
 pub fn config() -> ServerConfig {
     ServerConfig {
-        jwt_secret: SECRET.to_vec(),
+        jwt_secrets: vec![SECRET.to_vec()],
         header_allow_list: errand_core::HeaderAllowList::new([
             "x-client",
             "authorization",

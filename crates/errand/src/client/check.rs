@@ -6,6 +6,7 @@
 //! none of it (404 on the task, no search hit, 404 on the conversation).
 
 use super::api::{ApiClient, ApiFailure};
+use crate::auth::TokenClaimArgs;
 use errand_core::TaskRecord;
 use reqwest::StatusCode;
 use std::process::ExitCode;
@@ -37,10 +38,8 @@ pub struct CheckArgs {
     /// The second user, who must see nothing [default: <USER>-intruder].
     #[arg(long, value_name = "USER")]
     pub other_user_id: Option<String>,
-    /// Token claim holding the user id, as the server reads it [default: the config file's
-    /// `user_claim`, else sub].
-    #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
-    pub user_claim: Option<String>,
+    #[command(flatten)]
+    pub claims: TokenClaimArgs,
     /// How long to wait for each task.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,

@@ -62,7 +62,7 @@ pub enum ClientCommand {
     },
     /// Check, on a live server, that background work keeps the user's identity (mints tokens
     /// for USER and a second user with the server's secret: give the same --data-dir or
-    /// ERRAND_JWT_SECRET).
+    /// ERRAND_JWT_SECRETS).
     Check {
         #[command(flatten)]
         client: ClientArgs,
@@ -105,9 +105,9 @@ pub async fn run(settings: Settings, command: ClientCommand) -> anyhow::Result<E
         }
         ClientCommand::Check { client, args } => {
             let base = base_url(&settings, &client);
-            let secret = secrets::jwt_secret(&settings, Missing::Fail)
+            let secrets = secrets::jwt_secrets(&settings, Missing::Fail)
                 .context("errand check mints tokens with the server's secret")?;
-            let config = settings.token_config(secret, &args.user_claim);
+            let config = settings.token_config(secrets, &args.claims);
             let ttl = Duration::from_secs(3600);
             let mint = |user: &str| config.mint_token(user, args.tenant.as_deref(), false, ttl);
             let user = ApiClient::new(&base, Some(mint(&args.user_id)?))?;
@@ -115,7 +115,7 @@ pub async fn run(settings: Settings, command: ClientCommand) -> anyhow::Result<E
             if let Err(e) = user.list(None, None, 1, None).await {
                 if check::is_unauthorized(&e) {
                     anyhow::bail!(
-                        "the server refused a token minted with this secret ({e}): give errand check the server's --data-dir or ERRAND_JWT_SECRET"
+                        "the server refused a token minted with this secret ({e}): give errand check the server's --data-dir or ERRAND_JWT_SECRETS"
                     );
                 }
                 return Err(e);

@@ -1,6 +1,7 @@
 //! `errand serve`: the HTTP API, plus workers running the registered tasks in this process.
 
 use super::runtime::{RunArgs, WorkerPlan, library, registry};
+use crate::auth::{JwksArgs, TokenClaimArgs};
 use crate::deployment::{self, Keys};
 use crate::secrets::{self, Missing};
 use crate::settings::{DEFAULT_ADDR, Settings, StoreArgs, StoreKind};
@@ -29,9 +30,10 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Token claim holding the user id [default: sub; `oid` is the other common choice].
-    #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
-    pub user_claim: Option<String>,
+    #[command(flatten)]
+    pub claims: TokenClaimArgs,
+    #[command(flatten)]
+    pub jwks: JwksArgs,
     /// Request headers copied into task contexts, comma-separated (Authorization and cookies never are).
     #[arg(
         long,
@@ -49,22 +51,31 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
     });
     let choice = settings.store(&args.store, StoreKind::Sqlite)?;
-    let jwt_secret = secrets::jwt_secret(&settings, Missing::Generate)?;
+    let jwt_secrets = secrets::jwt_secrets(&settings, Missing::Generate)?;
     let seal_keys = secrets::seal_keys(&settings, Missing::Generate)?;
+    let token_ids: Vec<String> = jwt_secrets
+        .iter()
+        .map(|s| errand_server::hs256_key_id(s))
+        .collect();
     // Signals are handled from here on: a SIGTERM while waiting for the store stops the wait,
     // and one right after the ready line below is a graceful shutdown.
     let stop = shutdown::signal();
     let store = stores::open(&choice).await?;
     let keys = Keys {
         seal: &seal_keys,
-        token: None,
+        token: token_ids.first().map(|signing| {
+            (
+                signing.as_str(),
+                token_ids.iter().map(String::as_str).collect(),
+            )
+        }),
     };
     deployment::check(&*store, &keys, &stop).await?;
     deployment::warn_about(&*store).await;
     let registry = Arc::new(registry(&settings, &args.run)?);
     let library = library(&settings);
 
-    let mut config = settings.token_config(jwt_secret, &args.user_claim);
+    let mut config = settings.serve_config(jwt_secrets, &args.claims, &args.jwks);
     if let Some(limit) = settings.file.body_limit {
         config.body_limit = limit;
     }
@@ -75,6 +86,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     {
         config.header_allow_list = HeaderAllowList::new(headers);
     }
+    let signing_key_id = config.signing_key_id();
     let server = Server::new(store.clone(), registry.clone(), seal_keys.clone(), config)
         .context("invalid server configuration")?
         .routes(reference::routes(library.clone()));
@@ -97,6 +109,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         store = %stores::describe(&choice),
         data_dir = %settings.data_dir().display(),
         workers = plan.concurrency,
+        signing_key_id = %signing_key_id.as_deref().unwrap_or("none"),
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand serving"
     );

@@ -1,5 +1,7 @@
-//! `errand token`: mints a bearer token the server accepts.
+//! `errand token`: mints a bearer token the server accepts: HS256, signed with the first of
+//! the server's secrets and carrying its key id (`kid`).
 
+use crate::auth::TokenClaimArgs;
 use crate::secrets::{self, Missing};
 use crate::settings::Settings;
 use std::time::Duration;
@@ -19,14 +21,13 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub ttl: Duration,
-    /// Token claim holding the user id [default: the config file's `user_claim`, else sub].
-    #[arg(long, env = "ERRAND_USER_CLAIM", value_name = "CLAIM")]
-    pub user_claim: Option<String>,
+    #[command(flatten)]
+    pub claims: TokenClaimArgs,
 }
 
 pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
-    let secret = secrets::jwt_secret(&settings, Missing::Fail)?;
-    let token = settings.token_config(secret, &args.user_claim).mint_token(
+    let secrets = secrets::jwt_secrets(&settings, Missing::Fail)?;
+    let token = settings.token_config(secrets, &args.claims).mint_token(
         &args.user,
         args.tenant.as_deref(),
         args.admin,
