@@ -35,6 +35,10 @@ impl Drop for Prefix {
     }
 }
 
+fn errand_server_key_id(secret: &[u8]) -> String {
+    errand::server::hs256_key_id(secret)
+}
+
 fn generated_key(data_dir: &Path) -> SealKey {
     let text = std::fs::read_to_string(data_dir.join("seal.key")).expect("the generated key");
     SealKey::from_base64(&text).expect("a key")
@@ -62,7 +66,7 @@ async fn refused(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_process_with_another_seal_key_on_one_redis_refuses_to_start() {
+async fn a_second_process_with_other_keys_on_one_redis_refuses_to_start() {
     let prefix = Prefix(format!("errand-trust-{}", uuid::Uuid::now_v7().simple()));
     let redis = [
         "--store",
@@ -86,7 +90,28 @@ async fn a_second_process_with_another_seal_key_on_one_redis_refuses_to_start() 
     );
     assert!(stderr.contains("ERRAND_SEAL_KEYS"), "{stderr}");
 
-    // Given the deployment's key, another process joins and runs the first one's tasks.
+    // The deployment's seal key but a token secret of its own: tokens the others mint would
+    // be refused here, so it refuses to start too.
+    let fourth_dir = tempdir();
+    let stderr = refused(
+        fourth_dir.path(),
+        &redis,
+        &[("ERRAND_SEAL_KEYS", &first_key.to_base64())],
+    )
+    .await;
+    let own_secret =
+        std::fs::read_to_string(fourth_dir.path().join("jwt.secret")).expect("generated");
+    let ids = [
+        errand_server_key_id(&first.jwt_secret()),
+        errand_server_key_id(own_secret.trim().as_bytes()),
+    ];
+    assert!(
+        stderr.contains("token secret") && ids.iter().all(|id| stderr.contains(id.as_str())),
+        "names both token secret ids {ids:?}:\n{stderr}"
+    );
+    assert!(stderr.contains("ERRAND_JWT_SECRETS"), "{stderr}");
+
+    // Given the deployment's keys, another process joins and runs the first one's tasks.
     let third = Serve::builder(third_dir.path())
         .args(&redis)
         .env("ERRAND_SEAL_KEYS", &first_key.to_base64())
