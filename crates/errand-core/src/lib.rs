@@ -25,6 +25,7 @@ mod id;
 mod lease;
 mod manager;
 mod memory;
+mod observer;
 mod registry;
 mod resources;
 mod seal;
@@ -54,6 +55,7 @@ pub use manager::{
     SpawnError, TaskEnd, TaskHandle, TaskInfo, TaskResult,
 };
 pub use memory::MemoryStore;
+pub use observer::{AttemptObserver, AttemptOutcome};
 pub use registry::{PrepareError, Prepared, Registry, RegistryError, TaskType};
 pub use resources::Resources;
 pub use seal::{SealError, SealKey, SealKeyRing, Secret};

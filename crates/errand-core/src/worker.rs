@@ -17,6 +17,7 @@ use crate::context::Context;
 use crate::cx::{CxParts, Reporter, TaskCx};
 use crate::id::TaskId;
 use crate::lease::{Lease, LeaseState};
+use crate::observer::{AttemptObserver, AttemptOutcome};
 use crate::registry::{PrepareError, Registry};
 use crate::resources::Resources;
 use crate::seal::SealKeyRing;
@@ -130,6 +131,7 @@ pub struct Worker {
     keys: SealKeyRing,
     config: WorkerConfig,
     resources: Resources,
+    observer: Option<Arc<dyn AttemptObserver>>,
 }
 
 impl Worker {
@@ -146,7 +148,14 @@ impl Worker {
             keys: keys.into(),
             config: WorkerConfig::default(),
             resources: Resources::new(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every attempt (for metrics).
+    pub fn observer(mut self, observer: Arc<dyn AttemptObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Gives tasks a shared value, reachable with [`TaskCx::resource`].
@@ -196,6 +205,7 @@ impl Worker {
             registry: self.registry,
             keys: self.keys,
             resources: Arc::new(self.resources),
+            observer: self.observer,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
@@ -373,6 +383,7 @@ struct Shared {
     registry: Arc<Registry>,
     keys: SealKeyRing,
     resources: Arc<Resources>,
+    observer: Option<Arc<dyn AttemptObserver>>,
     config: WorkerConfig,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<TaskId, Arc<Running>>>,
@@ -644,6 +655,14 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
         // attempt numbers say.
         older.stop(StopReason::LeaseLost);
     }
+    let name = shared.observer.as_ref().map(|o| {
+        let waited = task
+            .due_at
+            .and_then(|due| (chrono::Utc::now() - due).to_std().ok());
+        o.started(&task.name, waited);
+        task.name.clone()
+    });
+    let began = Instant::now();
     // A panic anywhere in the attempt (the task's arguments, its policy, errand's own code) is
     // a failed attempt, never a task stuck `running` under a lease this worker renews.
     let completion = AssertUnwindSafe(execute(&shared, task, &running))
@@ -669,6 +688,17 @@ async fn run_task(shared: Arc<Shared>, task: Claimed, permit: OwnedSemaphorePerm
                 report: StatusUpdate::default(),
             })
         });
+    if let (Some(observer), Some(name)) = (&shared.observer, &name) {
+        let outcome = match completion.as_ref().map(|c| &c.outcome) {
+            None => AttemptOutcome::Lost,
+            Some(Outcome::Success(_)) => AttemptOutcome::Success,
+            Some(Outcome::Retry { .. }) => AttemptOutcome::Retrying,
+            Some(Outcome::Failed(_)) => AttemptOutcome::Failed,
+            Some(Outcome::Cancelled) => AttemptOutcome::Cancelled,
+            Some(Outcome::Released) => AttemptOutcome::Released,
+        };
+        observer.ended(name, outcome, began.elapsed());
+    }
     // Until its completion is written, the attempt keeps its lease (the heartbeat renews it)
     // and its slot (so a slow or unreachable store stops new claims instead of letting results
     // pile up until their leases lapse and the tasks run again).
