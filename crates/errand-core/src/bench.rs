@@ -372,3 +372,65 @@ pub async fn manager_overhead(tasks: usize, rounds: usize) -> ManagerReport {
         ratio: (best_manager / best_tokio * 100.0).round() / 100.0,
     }
 }
+
+/// What sealing and opening one task's context costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealReport {
+    /// Always `errand`.
+    pub system: &'static str,
+    /// Always `context_seal`.
+    pub bench: &'static str,
+    /// Contexts sealed and opened.
+    pub tasks: usize,
+    /// Bytes of one sealed context as stored.
+    pub sealed_bytes: usize,
+    /// Nanoseconds to seal one (at enqueue), best of the rounds.
+    pub seal_ns_per_task: f64,
+    /// Nanoseconds to open one (in the worker, before the task runs), best of the rounds.
+    pub open_ns_per_task: f64,
+}
+
+/// Seals `tasks` contexts like the ones [`run`] submits (user, tenant, request id, a bearer
+/// credential), each bound to its own task, then opens them; best of `rounds`, on one thread.
+pub fn seal_cost(tasks: usize, rounds: usize) -> SealReport {
+    let ring: crate::SealKeyRing = SealKey::generate().into();
+    let ctx = Context::builder()
+        .user_id("bench-user-7")
+        .tenant("bench")
+        .request_id("bench-7")
+        .correlation_id("bench-7")
+        .credential(
+            crate::Secret::new("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl"),
+            None,
+        )
+        .build();
+    let tasks = tasks.max(1);
+    let ids: Vec<crate::TaskId> = (0..tasks).map(|_| crate::TaskId::new()).collect();
+    let args: Vec<String> = (0..tasks).map(|i| format!("{{\"i\":{i}}}")).collect();
+    let bind = |i: usize| crate::SealBinding::new(ids[i], Noop::NAME, &args[i]);
+    let (mut best_seal, mut best_open) = (f64::MAX, f64::MAX);
+    let mut sealed = Vec::with_capacity(tasks);
+    for _ in 0..rounds.max(1) {
+        let began = Instant::now();
+        sealed = (0..tasks)
+            .filter_map(|i| ctx.seal(&ring, bind(i)).ok())
+            .collect();
+        best_seal = best_seal.min(began.elapsed().as_nanos() as f64 / tasks as f64);
+        let began = Instant::now();
+        let opened = sealed
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.open(&ring, bind(*i)).is_ok())
+            .count();
+        std::hint::black_box(opened);
+        best_open = best_open.min(began.elapsed().as_nanos() as f64 / tasks as f64);
+    }
+    SealReport {
+        system: "errand",
+        bench: "context_seal",
+        tasks,
+        sealed_bytes: sealed.first().map_or(0, |s| s.as_str().len()),
+        seal_ns_per_task: best_seal.round(),
+        open_ns_per_task: best_open.round(),
+    }
+}
