@@ -42,25 +42,27 @@ pub struct Context {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The context's fields. Serialized only as the plaintext of a sealed document (see
+/// [`Context::seal`]), with short field names: every stored task carries one.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Inner {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     tenant: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "ro", default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "rq", default, skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "co", default, skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "tp", default, skip_serializing_if = "Option::is_none")]
     traceparent: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(rename = "h", default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "cr", default, skip_serializing_if = "Option::is_none")]
     credential: Option<Credential>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(rename = "x", default, skip_serializing_if = "BTreeMap::is_empty")]
     extra: BTreeMap<String, serde_json::Value>,
 }
 
@@ -80,17 +82,17 @@ pub(crate) enum Credential {
 /// only serialization of a context is [`Context::seal`], which encrypts it whole).
 #[derive(Serialize)]
 struct CredentialOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "s", skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "x", skip_serializing_if = "Option::is_none")]
     expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
 struct CredentialIn {
-    #[serde(default)]
+    #[serde(rename = "s", default)]
     secret: Option<String>,
-    #[serde(default)]
+    #[serde(rename = "x", default)]
     expires_at: Option<DateTime<Utc>>,
 }
 

@@ -52,9 +52,25 @@ impl LeaseToken {
     }
 }
 
+impl LeaseToken {
+    /// The token as 32 lowercase hex digits, without going through a formatter (it is sent
+    /// with every claim, heartbeat and completion).
+    pub fn to_hex(self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, byte) in self.0.to_be_bytes().iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(byte >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for LeaseToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        let hex = self.to_hex();
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -72,12 +88,20 @@ pub struct ParseLeaseTokenError;
 impl FromStr for LeaseToken {
     type Err = ParseLeaseTokenError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if s.len() != 32 {
             return Err(ParseLeaseTokenError);
         }
-        u128::from_str_radix(s, 16)
-            .map(Self)
-            .map_err(|_| ParseLeaseTokenError)
+        let mut value = 0u128;
+        for b in s.bytes() {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => return Err(ParseLeaseTokenError),
+            };
+            value = (value << 4) | u128::from(digit);
+        }
+        Ok(Self(value))
     }
 }
 
@@ -124,6 +148,12 @@ mod tests {
         assert_eq!(t.to_string(), "0123456789abcdef0011223344556677");
         assert_eq!(LeaseToken::from_bytes(t.to_bytes()), t);
         assert_eq!(LeaseToken::from_u128(1).to_string(), format!("{:032x}", 1));
+        let random = LeaseToken::random();
+        assert_eq!(random.to_string(), format!("{:032x}", random.as_u128()));
+        assert_eq!(
+            random.to_string().to_uppercase().parse::<LeaseToken>(),
+            Ok(random)
+        );
         for bad in [
             "",
             "xyz",

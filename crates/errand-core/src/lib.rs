@@ -34,6 +34,7 @@ mod status;
 mod store;
 mod task;
 mod worker;
+mod xchacha;
 
 #[cfg(feature = "bench")]
 pub mod bench;

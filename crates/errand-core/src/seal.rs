@@ -7,10 +7,9 @@
 //! and a sealed document names the id of the key that sealed it. See
 //! [`Context::seal`](crate::Context::seal) for what is sealed and what it is bound to.
 
+use crate::xchacha::XChaCha;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20::cipher::consts::U10;
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
@@ -45,10 +44,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The length of a nonce in a sealed document (XChaCha20-Poly1305: 192 bits, random).
-pub(crate) const NONCE_LEN: usize = 24;
-/// The length of the Poly1305 tag after the ciphertext.
-const TAG_LEN: usize = 16;
+#[cfg(test)]
+use crate::xchacha::NONCE_LEN;
 
 /// A 256-bit key for sealing contexts, with its public key id.
 ///
@@ -68,6 +65,7 @@ const TAG_LEN: usize = 16;
 pub struct SealKey {
     bytes: Zeroizing<[u8; 32]>,
     id: Arc<str>,
+    cipher: Arc<XChaCha>,
 }
 
 impl SealKey {
@@ -86,6 +84,7 @@ impl SealKey {
         Self {
             bytes: Zeroizing::new(bytes),
             id: id.into(),
+            cipher: Arc::new(XChaCha::new(bytes)),
         }
     }
 
@@ -106,56 +105,15 @@ impl SealKey {
         &self.id
     }
 
-    /// The ChaCha20-Poly1305 key and nonce of the XChaCha20-Poly1305 message with this
-    /// 192-bit nonce (draft-irtf-cfrg-xchacha): HChaCha20 derives a subkey from the key and
-    /// the nonce's first 16 bytes; the last 8 make the 96-bit nonce, after 4 zero bytes.
-    /// ChaCha20-Poly1305 itself is `ring`'s (vectorized assembly).
-    fn subkey(&self, nonce: &[u8; NONCE_LEN]) -> Result<(LessSafeKey, Nonce), ()> {
-        let mut head = [0u8; 16];
-        head.copy_from_slice(&nonce[..16]);
-        let mut subkey = Zeroizing::new([0u8; 32]);
-        subkey.copy_from_slice(&chacha20::hchacha::<U10>(
-            self.bytes.as_slice().into(),
-            &head.into(),
-        ));
-        let key = UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()).map_err(|_| ())?;
-        let mut short = [0u8; 12];
-        short[4..].copy_from_slice(&nonce[16..]);
-        Ok((LessSafeKey::new(key), Nonce::assume_unique_for_key(short)))
-    }
-
-    /// Encrypts `plain` with XChaCha20-Poly1305 and a fresh random nonce, authenticating
+    /// Encrypts `plain` with XChaCha20-Poly1305 (see [`crate::xchacha`]), authenticating
     /// `aad` with it: the nonce, then the ciphertext and its tag.
     pub(crate) fn encrypt(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
-        // 192 random bits from the thread's CSPRNG (seeded from the OS): no system call per
-        // seal, and no nonce collision to fear in any number of seals.
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let (key, short) = self.subkey(&nonce).map_err(|()| SealError::Encrypt)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = key
-            .seal_in_place_separate_tag(short, Aad::from(aad), &mut out[NONCE_LEN..])
-            .map_err(|_| SealError::Encrypt)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        self.cipher.encrypt(plain, aad).ok_or(SealError::Encrypt)
     }
 
     /// Opens what [`SealKey::encrypt`] made; `None` when any byte of it, or of `aad`, differs.
     pub(crate) fn decrypt(&self, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return None;
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let (key, short) = self.subkey(nonce).ok()?;
-        let mut buffer = Zeroizing::new(body.to_vec());
-        let plain_len = key
-            .open_in_place(short, Aad::from(aad), &mut buffer)
-            .ok()?
-            .len();
-        buffer.truncate(plain_len);
-        Some(buffer)
+        self.cipher.decrypt(sealed, aad)
     }
 }
 
@@ -286,32 +244,6 @@ mod tests {
         flipped[NONCE_LEN] ^= 1;
         assert!(key.decrypt(&flipped, b"task-1").is_none(), "altered");
         assert!(key.decrypt(&sealed[..10], b"task-1").is_none(), "cut");
-    }
-
-    /// The construction is XChaCha20-Poly1305 exactly: RustCrypto's implementation opens what
-    /// it seals, and it opens what RustCrypto seals.
-    #[test]
-    fn it_is_xchacha20_poly1305_byte_for_byte() {
-        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-        let key = SealKey::from_bytes([0x42; 32]);
-        let reference = XChaCha20Poly1305::new(key.bytes.as_slice().into());
-        for len in [0usize, 1, 63, 64, 65, 300, 4096] {
-            let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let aad = b"bound to task 7";
-            let ours = key.encrypt(&plain, aad).unwrap();
-            let (nonce, body) = ours.split_at(NONCE_LEN);
-            let theirs = reference
-                .encrypt(XNonce::from_slice(nonce), Payload { msg: &plain, aad })
-                .unwrap();
-            assert_eq!(body, theirs.as_slice(), "{len} bytes");
-            let mut from_them = nonce.to_vec();
-            from_them.extend_from_slice(&theirs);
-            assert_eq!(
-                key.decrypt(&from_them, aad).unwrap().as_slice(),
-                plain.as_slice()
-            );
-        }
     }
 
     #[test]

@@ -349,9 +349,10 @@ impl RedisStore {
             .map(|(queue, limit)| {
                 let mut call = scripts.claim.call(&self.keys().base(queue), now);
                 // One fresh random token for each task the call may claim.
-                let tokens: String = (0..*limit)
-                    .map(|_| LeaseToken::random().to_string())
-                    .collect();
+                let mut tokens = Vec::with_capacity(limit * 32);
+                for _ in 0..*limit {
+                    tokens.extend_from_slice(&LeaseToken::random().to_hex());
+                }
                 call.arg(*limit).arg(lease_ms).arg(tokens);
                 call
             })
@@ -656,7 +657,8 @@ impl Store for RedisStore {
                     call
                 },
                 |call, lease| {
-                    call.arg(lease.id.to_string()).arg(lease.token.to_string());
+                    call.arg(lease.id.to_string())
+                        .arg(&lease.token.to_hex()[..]);
                     Ok(())
                 },
             )
@@ -691,7 +693,7 @@ impl Store for RedisStore {
                 |call, (lease, update)| {
                     let (progress, steps) = report_args(update)?;
                     call.arg(lease.id.to_string())
-                        .arg(lease.token.to_string())
+                        .arg(&lease.token.to_hex()[..])
                         .arg(progress)
                         .arg(steps);
                     Ok(())
@@ -734,7 +736,7 @@ impl Store for RedisStore {
                     };
                     let (progress, steps) = report_args(&c.report)?;
                     call.arg(c.lease.id.to_string())
-                        .arg(c.lease.token.to_string())
+                        .arg(&c.lease.token.to_hex()[..])
                         .arg(outcome)
                         .arg(payload)
                         .arg(delay)
