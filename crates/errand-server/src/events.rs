@@ -18,7 +18,7 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::TaskPath;
 use crate::metrics::StreamGuard;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};

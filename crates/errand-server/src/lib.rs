@@ -59,6 +59,7 @@ mod observe;
 mod openapi;
 mod ops;
 mod server;
+mod state;
 mod tasks;
 pub mod token;
 

@@ -5,7 +5,7 @@
 //! characters) and generated (UUIDv7) otherwise; `x-correlation-id` is taken, or set equal to
 //! the request id. Both are echoed on every response, errors and panics included.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;

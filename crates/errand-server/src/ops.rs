@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::openapi::OPENAPI_JSON;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,59 +1,23 @@
 //! [`Server`]: errand's HTTP API as an axum router, and serving it with graceful shutdown.
 
-use crate::caller::{self, Caller};
+use crate::caller;
 use crate::config::{ConfigError, ServerConfig};
-use crate::error::{self, ApiError};
+use crate::error;
 use crate::metrics::Metrics;
 use crate::observe;
+use crate::state::AppState;
 use crate::{events, ops, tasks};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use errand_core::{Registry, SealKey, Store, StoreError, TaskId, TaskRecord};
+use errand_core::{Registry, SealKey, Store};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-
-/// What every handler shares.
-pub(crate) struct AppState {
-    pub store: Arc<dyn Store>,
-    pub registry: Arc<Registry>,
-    pub seal_key: SealKey,
-    pub config: ServerConfig,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when the server shuts down: open event streams end.
-    pub shutdown: CancellationToken,
-}
-
-impl AppState {
-    /// Counts and logs a store error, and turns it into the API's answer (503 when the store
-    /// is unreachable).
-    pub fn store_error(&self, operation: &'static str, error: StoreError) -> ApiError {
-        self.metrics.store_error(operation, &error);
-        if error.is_unavailable() {
-            tracing::warn!(operation, %error, "task store unavailable");
-        }
-        error.into()
-    }
-
-    /// Task `id`'s record if the caller may see it; 404 otherwise, whether the task does not
-    /// exist or belongs to someone else.
-    pub async fn visible_record(
-        &self,
-        caller: &Caller,
-        id: TaskId,
-    ) -> Result<TaskRecord, ApiError> {
-        match self.store.get(id).await {
-            Ok(Some(record)) if caller.may_access(&record.owner) => Ok(record),
-            Ok(_) => Err(ApiError::not_found()),
-            Err(e) => Err(self.store_error("get", e)),
-        }
-    }
-}
 
 /// errand's HTTP API: the routes of DESIGN.md's table behind bearer-token authentication and
 /// per-user isolation, plus any application routes given to [`Server::routes`].

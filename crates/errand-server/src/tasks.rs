@@ -7,7 +7,7 @@
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Query, TaskPath};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
