@@ -1,10 +1,12 @@
 //! [`AppState`]: what every handler shares (the store, the registry, the seal key, the
-//! configuration, the metrics and the shutdown signal), and the lookups they all make.
+//! configuration, the metrics, the shutdown signal and the OpenAPI document), and the lookups
+//! they all make.
 
 use crate::caller::Caller;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use axum::body::Bytes;
 use errand_core::{Registry, SealKey, Store, StoreError, TaskId, TaskRecord};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,8 @@ pub(crate) struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: open event streams end.
     pub shutdown: CancellationToken,
+    /// The OpenAPI document (JSON) served at `/openapi.json`.
+    pub openapi: Bytes,
 }
 
 impl AppState {
