@@ -101,14 +101,15 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
 }
 
 /// The `traceparent` request header of the routes that capture the caller's context.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Only its parameter list is used; the context layer reads the header.
-pub(crate) struct TraceHeaders {
-    /// W3C trace context, carried with the tasks the request submits. A value that is not a
-    /// valid `traceparent` is ignored.
-    #[param(value_type = String, required = false)]
-    traceparent: Option<String>,
+pub(crate) struct TraceHeaders;
+
+impl IntoParams for TraceHeaders {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![optional_header(
+            "traceparent",
+            "W3C trace context, carried with the tasks the request submits. A value that is not a valid `traceparent` is ignored.".into(),
+        )]
+    }
 }
 
 /// The parameters of `P` (query parameters), each declared with `allowEmptyValue`: the
@@ -155,13 +156,13 @@ fn echoed_id() -> ObjectBuilder {
 /// and sets on every response.
 fn add_request_ids(api: &mut utoipa::openapi::OpenApi) {
     let parameters = [
-        id_parameter(
+        optional_header(
             REQUEST_ID_HEADER.as_str(),
             format!(
                 "The request's id, when it is 1 to {MAX_ID_LEN} visible ASCII characters; any other value is replaced by a generated UUIDv7 (the response's `x-request-id` says which id was used)."
             ),
         ),
-        id_parameter(
+        optional_header(
             CORRELATION_ID_HEADER.as_str(),
             format!(
                 "Correlates this request with other work, when it is 1 to {MAX_ID_LEN} visible ASCII characters; otherwise it is the request id. Echoed on the response."
@@ -211,8 +212,8 @@ fn add_request_ids(api: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// An optional id header of requests.
-fn id_parameter(name: &str, description: String) -> Parameter {
+/// An optional request header of any text.
+fn optional_header(name: &str, description: String) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Header)
