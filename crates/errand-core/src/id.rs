@@ -14,6 +14,15 @@ use uuid::Uuid;
 /// assert_eq!(a.to_string().parse::<errand_core::TaskId>().unwrap(), a);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        value_type = String,
+        format = Uuid,
+        description = "A task's id: a UUIDv7, so ids sort by creation time."
+    )
+)]
 #[serde(transparent)]
 pub struct TaskId(Uuid);
 

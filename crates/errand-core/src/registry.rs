@@ -52,10 +52,12 @@ pub enum PrepareError {
 
 /// A registered task's name and the JSON schema of its arguments.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskType {
     /// The task name.
     pub name: &'static str,
     /// JSON schema of the arguments.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub schema: serde_json::Value,
 }
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where a task is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -94,11 +95,14 @@ impl FromStr for TaskState {
 }
 
 /// Who a task belongs to. A user sees only tasks whose owner matches theirs exactly.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     /// The submitting user.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub user_id: Option<String>,
     /// The submitting user's tenant.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub tenant: Option<String>,
 }
 
@@ -113,6 +117,7 @@ impl Owner {
 }
 
 /// How far a running task got.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Units done.
@@ -121,10 +126,12 @@ pub struct Progress {
     pub total: u64,
     /// What is being done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub message: Option<String>,
 }
 
 /// The state of one pipeline step.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -142,6 +149,7 @@ pub enum StepStatus {
 
 /// One named step of a task's pipeline; steps keep the order in which they were declared or
 /// started.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The step's name.
@@ -150,16 +158,20 @@ pub struct Step {
     pub status: StepStatus,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub completed_at: Option<DateTime<Utc>>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub error: Option<String>,
 }
 
 /// Why a task (or its last attempt) failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// A sentence for people.
@@ -168,12 +180,14 @@ pub struct ErrorInfo {
     pub kind: String,
     /// Structured details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub details: Option<serde_json::Value>,
     /// Whether another attempt could succeed.
     pub retryable: bool,
 }
 
 /// Everything a client is told about one task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// The task's id.
@@ -188,12 +202,15 @@ pub struct TaskRecord {
     pub owner: Owner,
     /// The submitting request's correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub correlation_id: Option<String>,
     /// The submitting request's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub request_id: Option<String>,
     /// The idempotency key it was submitted with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: Option<String>,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
@@ -201,18 +218,23 @@ pub struct TaskRecord {
     pub updated_at: DateTime<Utc>,
     /// When it may first run (submitted with a delay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub run_at: Option<DateTime<Utc>>,
     /// When its current (or last) attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub completed_at: Option<DateTime<Utc>>,
     /// When a `retrying` task will be attempted again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When a finished record will be deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Option<DateTime<Utc>>,
     /// Attempts started so far (1 during the first run).
     pub attempt: u32,
@@ -225,15 +247,19 @@ pub struct TaskRecord {
     pub cancel_requested: bool,
     /// Last reported progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Progress))]
     pub progress: Option<Progress>,
     /// Pipeline steps, in order.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub steps: Vec<Step>,
     /// The error of the last failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = ErrorInfo))]
     pub error: Option<ErrorInfo>,
     /// The task's output, on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub result: Option<Box<RawValue>>,
 }
 

@@ -5,7 +5,7 @@
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::observe::{RequestIds, UserSlot};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::{TokenError, Verifier};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;

@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
+use utoipa::ToSchema;
 
 /// An error answer of the API: a status, a stable machine-readable `code` and a message for
 /// people. Application routes merged with [`Server::routes`](crate::Server::routes) return it
@@ -40,14 +41,21 @@ pub struct ApiError {
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The JSON of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorEnvelope<'a> {
+    /// What went wrong.
+    #[schema(inline)]
     error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
+/// The error of an error answer.
+#[derive(Serialize, ToSchema)]
 struct ErrorBody<'a> {
+    /// Stable and machine-readable, e.g. `not_found`, `invalid_body`.
     code: &'a str,
+    /// What is wrong, for people.
     message: &'a str,
 }
 
@@ -188,7 +196,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Envelope {
+        let body = ErrorEnvelope {
             error: ErrorBody {
                 code: &self.code,
                 message: &self.message,

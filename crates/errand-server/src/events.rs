@@ -18,20 +18,87 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::TaskPath;
 use crate::metrics::StreamGuard;
-use crate::server::AppState;
+use crate::openapi::{self, TaskRouteErrors, TooManyStreams, TraceHeaders};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use errand_core::{EventStream, TaskId, TaskRecord};
 use futures::StreamExt;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::time::{Interval, MissedTickBehavior};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// The SSE event name of a record.
 const EVENT_NAME: &str = "status";
 
+/// One event of the stream as a client's SSE parser sees it (its `event` and `data` fields):
+/// the document's schema of the stream's events.
+pub(crate) struct StatusEvent;
+
+impl PartialSchema for StatusEvent {
+    fn schema() -> RefOr<Schema> {
+        // `data` is a TaskRecord as JSON text (JSON Schema's contentMediaType/contentSchema).
+        let content_schema: Extensions = [(
+            "contentSchema",
+            serde_json::json!({ "$ref": Ref::from_schema_name(TaskRecord::name()).ref_location }),
+        )]
+        .into_iter()
+        .collect();
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .extensions(Some(content_schema))
+            .description(Some("The task's record (a TaskRecord) as JSON."));
+        let event = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([EVENT_NAME]))
+            .description(Some("Always `status`."));
+        let object: Object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("event", event)
+            .property("data", data)
+            .required("event")
+            .required("data")
+            .description(Some(
+                "One Server-Sent Event: `event: status`, and `data:` the task's record as JSON.",
+            ))
+            .build();
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for StatusEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("StatusEvent")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((TaskRecord::name().into_owned(), TaskRecord::schema()));
+        TaskRecord::schemas(schemas);
+    }
+}
+
 /// `GET /v1/tasks/{id}/events`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}/events",
+    operation_id = openapi::TASK_EVENTS,
+    tag = openapi::TASKS_TAG,
+    summary = "Follow a task's changes (Server-Sent Events)",
+    description = "One `status` event per change of the record, whose `data` is the whole TaskRecord as JSON: first the current record, then each change, ending after a final state (success, failed, cancelled). Idle streams carry keep-alive comments. A client should not reconnect once it saw a final state.",
+    params(TaskPath, TraceHeaders),
+    responses(
+        (status = 200, description = "The stream: `event: status` / `data: <TaskRecord JSON>`, one event per change.", content_type = "text/event-stream", body = StatusEvent),
+        (status = 429, response = TooManyStreams),
+        TaskRouteErrors,
+    )
+)]
 pub(crate) async fn stream(
     State(app): State<Arc<AppState>>,
     caller: Caller,

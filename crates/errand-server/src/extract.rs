@@ -9,6 +9,9 @@ use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 use errand_core::TaskId;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::{IntoParams, PartialSchema};
 
 /// A JSON body (extractor) or JSON answer (response). See the [module docs](self).
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
@@ -34,6 +37,20 @@ pub struct Path<T>(pub T);
 /// The `{id}` of a task route, parsed as a [`TaskId`]; 400 `invalid_id` when it is not one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TaskPath(pub TaskId);
+
+impl IntoParams for TaskPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(TaskId::schema()))
+                .description(Some("The task's id (a UUID)."))
+                .build(),
+        ]
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
     type Rejection = ApiError;

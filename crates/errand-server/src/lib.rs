@@ -15,6 +15,13 @@
 //! | `GET /v1/task-types` | registered task names with the JSON schema of their args |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | liveness, store reachability, Prometheus text, the OpenAPI document (no authentication) |
 //!
+//! - **The contract**: `/openapi.json` (OpenAPI 3.1, also [`Server::openapi`]) is generated
+//!   from the code, never kept by hand: each route is added with utoipa-axum's `routes!` from
+//!   its handler's `#[utoipa::path]`, so no route exists undocumented; the schemas are derived
+//!   from the types the handlers read and answer (core's status model through its `openapi`
+//!   feature); and when the [`Server`] is created, each registered task's argument schema is
+//!   added, so the body of `POST /v1/tasks` says which `args` each `name` takes. CI runs
+//!   schemathesis against a live server with it (`.ci/schemathesis.sh`).
 //! - **Authentication**: `Authorization: Bearer <JWT>`, verified with errand's HS256 secrets
 //!   (rotatable; [`mint_token`] makes one) and/or an identity provider's RS256/ES256 keys from
 //!   a JWKS file or URL, with optional issuer and audience checks (see the [`token`] module and
@@ -22,9 +29,9 @@
 //!   the server does not accept, a bad signature, an expired token, a wrong issuer or
 //!   audience: each is a 401 with its own `code` and message.
 //! - **Context**: each authenticated request becomes an [`errand_core::Context`] (user, tenant,
-//!   roles, `x-request-id` taken or generated, `x-correlation-id` taken or equal to the request
-//!   id, `traceparent`, allow-listed headers, and the token itself as the credential, expiring
-//!   with the token). Tasks submitted by the request carry it; [`Caller`] hands it to
+//!   roles, `x-request-id` taken when it is 1 to 128 visible ASCII characters and generated
+//!   otherwise, `x-correlation-id` taken alike or equal to the request id, `traceparent`,
+//!   allow-listed headers, and the token itself as the credential, expiring with the token). Tasks submitted by the request carry it; [`Caller`] hands it to
 //!   application routes.
 //! - **Isolation**: everything is scoped to the caller's user and tenant; another user's task
 //!   is a 404 everywhere. The admin role sees all.
@@ -65,6 +72,7 @@ mod observe;
 mod openapi;
 mod ops;
 mod server;
+mod state;
 mod tasks;
 pub mod token;
 
@@ -73,6 +81,5 @@ pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 pub use extract::Json;
 pub use observe::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
-pub use openapi::OPENAPI_JSON;
 pub use server::Server;
 pub use token::{TokenError, hs256_key_id, mint_token};

@@ -5,7 +5,7 @@
 //! characters) and generated (UUIDv7) otherwise; `x-correlation-id` is taken, or set equal to
 //! the request id. Both are echoed on every response, errors and panics included.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -20,7 +20,7 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
 
 /// The longest request or correlation id taken from a client.
-const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 
 /// The ids of the request being served, for the context layer.
 #[derive(Debug, Clone)]

@@ -2,23 +2,66 @@
 
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::openapi::OPENAPI_JSON;
-use crate::server::AppState;
+use crate::openapi::{self, StoreUnavailable};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The answer of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    status: HealthStatus,
+}
+
+/// What `GET /healthz` and `GET /readyz` say.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HealthStatus {
+    /// The process answers.
+    Ok,
+    /// The store answers.
+    Ready,
+}
 
 /// `GET /healthz`: the process answers.
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = openapi::OPERATIONS_TAG,
+    summary = "Liveness: the process answers",
+    security(()),
+    responses((status = 200, description = "The process answers.", body = Health))
+)]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// `GET /readyz`: the store answers; 503 when it does not.
-pub(crate) async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = openapi::OPERATIONS_TAG,
+    summary = "Readiness: the task store answers",
+    security(()),
+    responses(
+        (status = 200, description = "The task store answers.", body = Health),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
+pub(crate) async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
     match app.store.ping().await {
-        Ok(()) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(()) => Ok(Json(Health {
+            status: HealthStatus::Ready,
+        })),
         Err(e) => {
             app.metrics.store_error("ping", &e);
             tracing::warn!(error = %e, "readiness check: task store does not answer");
@@ -29,6 +72,20 @@ pub(crate) async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Valu
 
 /// `GET /metrics`: Prometheus text. Answers 200 even when the store is down (its gauges are
 /// then absent and `errand_store_up` is 0).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = openapi::OPERATIONS_TAG,
+    summary = "Prometheus metrics (text format 0.0.4)",
+    security(()),
+    responses((
+        status = 200,
+        description = "errand_http_requests_total, errand_http_request_duration_seconds, errand_tasks_submitted_total, errand_tasks_deduplicated_total, errand_store_errors_total, errand_auth_failures_total, errand_event_streams_open, errand_store_tasks, errand_store_up. Answered even when the store is down (`errand_store_up 0`, no `errand_store_tasks`).",
+        content_type = "text/plain",
+        body = String,
+    ))
+)]
 pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let depth = match app.store.depth().await {
         Ok(depth) => Some(depth),
@@ -48,7 +105,20 @@ pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// `GET /openapi.json`: the API's OpenAPI 3.1 document.
-pub(crate) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+/// `GET /openapi.json`: the API's OpenAPI 3.1 document, built when the server was created.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = openapi::OPERATIONS_TAG,
+    summary = "This document (OpenAPI 3.1)",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of errand's routes and registered tasks.", body = Object))
+)]
+pub(crate) async fn openapi_document(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi.clone(),
+    )
+        .into_response()
 }

@@ -1,59 +1,60 @@
 //! [`Server`]: errand's HTTP API as an axum router, and serving it with graceful shutdown.
 
-use crate::caller::{self, Caller};
+use crate::caller;
 use crate::config::{ConfigError, ServerConfig};
-use crate::error::{self, ApiError};
+use crate::error;
 use crate::metrics::Metrics;
 use crate::observe;
+use crate::state::AppState;
 use crate::token::Verifier;
-use crate::{events, ops, tasks};
+use crate::{events, openapi, ops, tasks};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
-use errand_core::{Registry, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
+use errand_core::{Registry, SealKeyRing, Store};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// What every handler shares.
-pub(crate) struct AppState {
-    pub store: Arc<dyn Store>,
-    pub registry: Arc<Registry>,
-    pub seal_keys: SealKeyRing,
-    pub config: ServerConfig,
-    /// Checks bearer tokens against the configured keys.
-    pub verifier: Verifier,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when the server shuts down: open event streams end.
-    pub shutdown: CancellationToken,
+/// errand's routes, each with its handler's part of the OpenAPI document.
+struct Routes {
+    /// The routes behind authentication.
+    authenticated: Router<Arc<AppState>>,
+    /// The operational routes, open to all.
+    public: Router<Arc<AppState>>,
+    /// Both sets' document.
+    api: utoipa::openapi::OpenApi,
 }
 
-impl AppState {
-    /// Counts and logs a store error, and turns it into the API's answer (503 when the store
-    /// is unreachable).
-    pub fn store_error(&self, operation: &'static str, error: StoreError) -> ApiError {
-        self.metrics.store_error(operation, &error);
-        if error.is_unavailable() {
-            tracing::warn!(operation, %error, "task store unavailable");
-        }
-        error.into()
-    }
-
-    /// Task `id`'s record if the caller may see it; 404 otherwise, whether the task does not
-    /// exist or belongs to someone else.
-    pub async fn visible_record(
-        &self,
-        caller: &Caller,
-        id: TaskId,
-    ) -> Result<TaskRecord, ApiError> {
-        match self.store.get(id).await {
-            Ok(Some(record)) if caller.may_access(&record.owner) => Ok(record),
-            Ok(_) => Err(ApiError::not_found()),
-            Err(e) => Err(self.store_error("get", e)),
+impl Routes {
+    /// Every route errand serves. `routes!` takes each route's method and path from its
+    /// handler's `#[utoipa::path]`, so the router and the document list the same routes.
+    fn new() -> Self {
+        let (authenticated, mut api) = OpenApiRouter::with_openapi(openapi::base())
+            .routes(routes!(tasks::submit, tasks::list))
+            .routes(routes!(tasks::get))
+            .routes(routes!(events::stream))
+            .routes(routes!(tasks::cancel))
+            .routes(routes!(tasks::retry))
+            .routes(routes!(tasks::task_types))
+            .split_for_parts();
+        let (public, public_api) = OpenApiRouter::new()
+            .routes(routes!(ops::healthz))
+            .routes(routes!(ops::readyz))
+            .routes(routes!(ops::metrics))
+            .routes(routes!(ops::openapi_document))
+            .split_for_parts();
+        api.merge(public_api);
+        Self {
+            authenticated,
+            public,
+            api,
         }
     }
 }
@@ -81,14 +82,20 @@ impl AppState {
 /// ```
 pub struct Server {
     state: Arc<AppState>,
+    /// errand's routes, without state.
+    authenticated: Router<Arc<AppState>>,
+    public: Router<Arc<AppState>>,
+    /// The document served at `/openapi.json`.
+    openapi: serde_json::Value,
     app_routes: Router,
 }
 
 impl Server {
     /// A server over `store`, accepting the tasks of `registry`, sealing callers' contexts
-    /// under `seal_keys` (a [`SealKeyRing`], or one [`SealKey`](errand_core::SealKey)). Fails
-    /// when the configuration cannot authenticate safely (see [`ServerConfig::validate`]) or
-    /// its JWKS file cannot be read or holds no usable key.
+    /// under `seal_keys` (a [`SealKeyRing`], or one [`SealKey`](errand_core::SealKey)). Its
+    /// OpenAPI document ([`Server::openapi`]) is built here, from the routes and `registry`'s
+    /// tasks. Fails when the configuration cannot authenticate safely (see
+    /// [`ServerConfig::validate`]) or its JWKS file cannot be read or holds no usable key.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
@@ -97,6 +104,8 @@ impl Server {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let verifier = Verifier::new(&config)?;
+        let routes = Routes::new();
+        let openapi = openapi::document(routes.api, &registry);
         Ok(Self {
             state: Arc::new(AppState {
                 store,
@@ -106,9 +115,19 @@ impl Server {
                 verifier,
                 metrics: Arc::new(Metrics::default()),
                 shutdown: CancellationToken::new(),
+                openapi: Bytes::from(openapi.to_string()),
             }),
+            authenticated: routes.authenticated,
+            public: routes.public,
+            openapi,
             app_routes: Router::new(),
         })
+    }
+
+    /// The OpenAPI 3.1 document served at `GET /openapi.json`: errand's own routes (not those
+    /// given to [`Server::routes`]), and the argument schema of each registered task.
+    pub fn openapi(&self) -> &serde_json::Value {
+        &self.openapi
     }
 
     /// Adds application routes. They run behind the same layers as errand's own `/v1` routes:
@@ -135,23 +154,13 @@ impl Server {
     /// The complete router, ready to serve.
     pub fn into_router(self) -> Router {
         let state = self.state;
-        let authenticated = Router::new()
-            .route("/v1/tasks", post(tasks::submit).get(tasks::list))
-            .route("/v1/tasks/{id}", get(tasks::get))
-            .route("/v1/tasks/{id}/events", get(events::stream))
-            .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
-            .route("/v1/tasks/{id}/retry", post(tasks::retry))
-            .route("/v1/task-types", get(tasks::task_types))
+        let authenticated = self
+            .authenticated
             .with_state(Arc::clone(&state))
             .merge(self.app_routes)
             .route_layer(from_fn_with_state(Arc::clone(&state), caller::authenticate));
-        let public = Router::new()
-            .route("/healthz", get(ops::healthz))
-            .route("/readyz", get(ops::readyz))
-            .route("/metrics", get(ops::metrics))
-            .route("/openapi.json", get(ops::openapi))
-            .with_state(Arc::clone(&state));
-        public
+        self.public
+            .with_state(Arc::clone(&state))
             .merge(authenticated)
             .fallback(error::no_route)
             .layer(DefaultBodyLimit::max(state.config.body_limit))

@@ -7,19 +7,28 @@
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Query, TaskPath};
-use crate::server::AppState;
+use crate::openapi::{
+    self, BadRequest, Conflict, EmptyAsAbsent, PayloadTooLarge, StoreUnavailable, TaskAccepted,
+    TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TraceHeaders, Unauthorized,
+    UnprocessableArgs, UnsupportedMediaType,
+};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use errand_core::{
-    CancelOutcome, ListQuery, NewTask, RetryOutcome, TaskId, TaskRecord, TaskState, TaskType,
+    CancelOutcome, ListQuery, NewTask, OwnerFilter, RetryOutcome, TaskId, TaskRecord, TaskState,
+    TaskType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
-/// The longest idempotency key accepted.
+/// The longest idempotency key accepted, in characters.
 const MAX_KEY_LEN: usize = 256;
 /// The longest delay accepted: one year.
 const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -30,29 +39,106 @@ const MAX_ATTEMPTS: u32 = 1000;
 /// The largest page of a listing.
 const MAX_PAGE: usize = 1000;
 
-/// The body of `POST /v1/tasks`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/tasks`: a task name, its arguments, and optional overrides of the
+/// task's policy.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitRequest {
+    /// A registered task name (see `GET /v1/task-types`).
     name: String,
+    /// The task's arguments; they must match the schema of the task's arguments.
+    #[schema(value_type = Value)]
     args: Box<RawValue>,
+    /// Idempotency key (see [`key_schema`]).
     #[serde(default)]
+    #[schema(schema_with = key_schema)]
     key: Option<String>,
+    /// Seconds to wait before the first attempt (see [`delay_schema`]).
     #[serde(default)]
+    #[schema(schema_with = delay_schema)]
     delay_s: Option<f64>,
+    /// Attempts allowed (see [`max_attempts_schema`]): a JSON number, so that `3.0` is 3.
     #[serde(default)]
-    max_attempts: Option<u32>,
+    #[schema(schema_with = max_attempts_schema)]
+    max_attempts: Option<f64>,
+    /// Time limit of one attempt in seconds (see [`timeout_schema`]).
     #[serde(default)]
+    #[schema(schema_with = timeout_schema)]
     timeout_s: Option<f64>,
 }
 
+/// An optional field of `SubmitRequest`: of type `kind`, or `null` (taken as absent).
+fn optional(kind: Type, description: String) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([kind, Type::Null]))
+        .description(Some(description))
+}
+
+/// The schema of `SubmitRequest.key`.
+fn key_schema() -> Object {
+    optional(
+        Type::String,
+        format!(
+            "Idempotency key of 1 to {MAX_KEY_LEN} characters, scoped to the caller: while a task submitted with it is live (not finished), submitting it again answers that task (200, `deduplicated: true`)."
+        ),
+    )
+    .min_length(Some(1))
+    .max_length(Some(MAX_KEY_LEN))
+    .build()
+}
+
+/// The schema of a number of seconds from 0 (or above it) to `max`.
+fn seconds_schema(max: Duration, allow_zero: bool, description: &str) -> Object {
+    let builder =
+        optional(Type::Number, description.to_string()).maximum(Some(max.as_secs() as f64));
+    if allow_zero {
+        builder.minimum(Some(0.0)).build()
+    } else {
+        builder.exclusive_minimum(Some(0.0)).build()
+    }
+}
+
+/// The schema of `SubmitRequest.delay_s`.
+fn delay_schema() -> Object {
+    seconds_schema(
+        MAX_DELAY,
+        true,
+        "Do not run before this many seconds have passed.",
+    )
+}
+
+/// The schema of `SubmitRequest.timeout_s`.
+fn timeout_schema() -> Object {
+    seconds_schema(
+        MAX_TIMEOUT,
+        false,
+        "Time limit of one attempt in seconds, instead of the task's default.",
+    )
+}
+
+/// The schema of `SubmitRequest.max_attempts`.
+fn max_attempts_schema() -> Object {
+    optional(
+        Type::Integer,
+        "Attempts allowed, instead of the task's default (a whole number: `3.0` is 3).".into(),
+    )
+    .minimum(Some(1))
+    .maximum(Some(MAX_ATTEMPTS))
+    .build()
+}
+
 /// The answer to `POST /v1/tasks`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Submitted {
+    /// The task's id.
     id: TaskId,
+    /// Its state now.
     status: TaskState,
+    /// Where its record is (`GET`).
     status_url: String,
+    /// Where its events are (`GET`, Server-Sent Events).
     events_url: String,
+    /// Whether this is an existing live task of the same `key`.
     deduplicated: bool,
 }
 
@@ -78,19 +164,53 @@ fn seconds(field: &str, value: f64, max: Duration, allow_zero: bool) -> Result<D
         .ok_or_else(bad)
 }
 
+/// `max_attempts` given as a JSON number: a whole number (`3` or `3.0`) from 1 to
+/// [`MAX_ATTEMPTS`].
+fn attempts(value: f64) -> Result<u32, ApiError> {
+    if value.fract() == 0.0 && (1.0..=f64::from(MAX_ATTEMPTS)).contains(&value) {
+        // In range and whole, so the conversion is exact.
+        Ok(value as u32)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_body",
+            format!("`max_attempts` must be a whole number from 1 to {MAX_ATTEMPTS}"),
+        ))
+    }
+}
+
 /// `POST /v1/tasks`: validates the arguments against the task's type, stores the task with
 /// the caller's context, and answers 202 (or 200 with the live task of the same key).
+#[utoipa::path(
+    post,
+    path = "/v1/tasks",
+    operation_id = openapi::SUBMIT_TASK,
+    tag = openapi::TASKS_TAG,
+    summary = "Submit a task",
+    description = "Checks `args` against the task's arguments and stores the task with the caller's context (who, tenant, request and correlation ids, trace context, allow-listed headers, and the token as a sealed credential). A `key` that matches a live task of the caller answers that task instead.",
+    params(TraceHeaders),
+    request_body(content = SubmitRequest, description = "One of the registered tasks: its `name`, its `args`, and optional overrides of its policy."),
+    responses(
+        (status = 202, response = inline(TaskAccepted)),
+        (status = 200, response = inline(TaskDeduplicated)),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableArgs),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn submit(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     Json(request): Json<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(key) = &request.key
-        && (key.is_empty() || key.len() > MAX_KEY_LEN)
+        && (key.is_empty() || key.chars().count() > MAX_KEY_LEN)
     {
         return Err(ApiError::bad_request(
             "invalid_body",
-            format!("`key` must be 1 to {MAX_KEY_LEN} bytes long"),
+            format!("`key` must be 1 to {MAX_KEY_LEN} characters long"),
         ));
     }
     let delay = request
@@ -101,14 +221,7 @@ pub(crate) async fn submit(
         .timeout_s
         .map(|s| seconds("timeout_s", s, MAX_TIMEOUT, false))
         .transpose()?;
-    if let Some(n) = request.max_attempts
-        && !(1..=MAX_ATTEMPTS).contains(&n)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            format!("`max_attempts` must be from 1 to {MAX_ATTEMPTS}"),
-        ));
-    }
+    let max_attempts = request.max_attempts.map(attempts).transpose()?;
 
     let prepared = app.registry.prepare(&request.name, &request.args)?;
     let mut task = NewTask::new(request.name, request.args)
@@ -120,7 +233,7 @@ pub(crate) async fn submit(
         })?;
     task.key = request.key;
     task.delay = delay;
-    if let Some(n) = request.max_attempts {
+    if let Some(n) = max_attempts {
         task.max_attempts = n;
     }
     if let Some(timeout) = timeout {
@@ -155,6 +268,18 @@ pub(crate) async fn submit(
 }
 
 /// `GET /v1/tasks/{id}`: the task's record.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}",
+    operation_id = openapi::GET_TASK,
+    tag = openapi::TASKS_TAG,
+    summary = "A task's record",
+    params(TaskPath, TraceHeaders),
+    responses(
+        (status = 200, description = "The record: status, owner, times, attempts, progress, steps, error, result.", body = TaskRecord),
+        TaskRouteErrors,
+    )
+)]
 pub(crate) async fn get(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -163,20 +288,42 @@ pub(crate) async fn get(
     app.visible_record(&caller, id).await.map(Json)
 }
 
-/// The query of `GET /v1/tasks`, as text so each field's error can say what is wrong.
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/tasks`, as text so each field's error can say what is wrong. An
+/// empty value is taken as absent.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
+    /// Only tasks in this state.
+    #[param(value_type = Option<TaskState>)]
     status: Option<String>,
+    /// Only tasks of this name.
     name: Option<String>,
+    /// The most tasks on the page.
+    #[param(schema_with = limit_schema)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page: the tasks older than that one.
+    #[param(value_type = Option<TaskId>)]
     cursor: Option<String>,
 }
 
+/// The schema of `ListParams.limit`.
+fn limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_PAGE))
+        .default(Some(ListQuery::owner(OwnerFilter::Any).limit.into()))
+        .build()
+}
+
 /// A page of `GET /v1/tasks`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TaskPage {
+    /// The tasks, newest first.
     items: Vec<TaskRecord>,
+    /// Pass it as `cursor` for the next page; `null` on the last page.
+    #[schema(required)]
     next_cursor: Option<TaskId>,
 }
 
@@ -186,6 +333,20 @@ fn present(value: Option<String>) -> Option<String> {
 }
 
 /// `GET /v1/tasks`: the caller's tasks (everyone's for an admin), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    operation_id = "listTasks",
+    tag = openapi::TASKS_TAG,
+    summary = "The caller's tasks, newest first, a page at a time",
+    params(EmptyAsAbsent<ListParams>, TraceHeaders),
+    responses(
+        (status = 200, description = "One page.", body = TaskPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn list(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -230,6 +391,20 @@ pub(crate) async fn list(
 
 /// `POST /v1/tasks/{id}/cancel`: a waiting task is cancelled at once, a running one is asked
 /// to stop (202 either way); a finished one is a 409.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/cancel",
+    operation_id = openapi::CANCEL_TASK,
+    tag = openapi::TASKS_TAG,
+    summary = "Cancel a task",
+    description = "A waiting task (pending, scheduled, retrying) is cancelled at once; a running task's cancellation token fires and its record ends `cancelled`. A finished task is a 409.",
+    params(TaskPath, TraceHeaders),
+    responses(
+        (status = 202, response = inline(TaskCancelled)),
+        (status = 409, response = Conflict),
+        TaskRouteErrors,
+    )
+)]
 pub(crate) async fn cancel(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -255,6 +430,20 @@ pub(crate) async fn cancel(
 
 /// `POST /v1/tasks/{id}/retry`: a failed or cancelled task runs again with its original
 /// context (202); any other state is a 409.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/retry",
+    operation_id = openapi::RETRY_TASK,
+    tag = openapi::TASKS_TAG,
+    summary = "Run a failed or cancelled task again",
+    description = "The task goes back to `pending` with a fresh set of attempts and its original context. Any other state is a 409.",
+    params(TaskPath, TraceHeaders),
+    responses(
+        (status = 202, response = inline(TaskRequeued)),
+        (status = 409, response = Conflict),
+        TaskRouteErrors,
+    )
+)]
 pub(crate) async fn retry(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -279,12 +468,25 @@ pub(crate) async fn retry(
 }
 
 /// The answer of `GET /v1/task-types`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TaskTypes {
+    /// The registered tasks, by name.
     items: Vec<TaskType>,
 }
 
 /// `GET /v1/task-types`: the registered task names with the JSON schema of their arguments.
+#[utoipa::path(
+    get,
+    path = "/v1/task-types",
+    operation_id = "listTaskTypes",
+    tag = openapi::TASKS_TAG,
+    summary = "The registered tasks with the JSON schema of their arguments",
+    params(TraceHeaders),
+    responses(
+        (status = 200, description = "The task types; their schemas are also this document's `<task>Args` components.", body = TaskTypes),
+        (status = 401, response = Unauthorized),
+    )
+)]
 pub(crate) async fn task_types(
     State(app): State<Arc<AppState>>,
     _caller: Caller,
@@ -310,5 +512,15 @@ mod tests {
         assert!(seconds("d", -1.0, max, true).is_err());
         assert!(seconds("d", 11.0, max, true).is_err());
         assert!(seconds("d", f64::NAN, max, true).is_err());
+    }
+
+    #[test]
+    fn attempts_are_whole_numbers_in_range() {
+        assert_eq!(attempts(3.0).expect("ok"), 3);
+        assert_eq!(attempts(926.0).expect("ok"), 926);
+        assert_eq!(attempts(1000.0).expect("ok"), 1000);
+        for bad in [0.0, 2.5, 1001.0, -1.0, 1e300, f64::NAN, f64::INFINITY] {
+            assert!(attempts(bad).is_err(), "{bad}");
+        }
     }
 }

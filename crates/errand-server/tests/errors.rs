@@ -214,10 +214,22 @@ async fn malformed_requests_are_400s_with_a_reason() {
             json!({"name": "hold", "args": {}, "max_attempts": -3}),
             "max_attempts",
         ),
+        (
+            json!({"name": "hold", "args": {}, "max_attempts": 2.5}),
+            "whole number",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "max_attempts": 1e9}),
+            "max_attempts",
+        ),
         (json!({"name": "hold", "args": {}, "key": ""}), "key"),
         (
             json!({"name": "hold", "args": {}, "key": "k".repeat(300)}),
             "key",
+        ),
+        (
+            json!({"name": "hold", "args": {}, "key": "é".repeat(257)}),
+            "256 characters",
         ),
         (json!([1, 2, 3]), "invalid type"),
     ];

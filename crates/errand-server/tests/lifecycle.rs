@@ -250,6 +250,19 @@ async fn submission_options_reach_the_record() {
     assert_eq!(record["status"], "pending");
     assert_eq!(record["max_attempts"], 1);
     assert_eq!(record["timeout_ms"], 300_000);
+    // A JSON Schema integer may be written with a fraction of zero; a key is counted in
+    // characters (these 256 are 512 bytes); null is absent.
+    let key = "é".repeat(256);
+    let id = h
+        .submit_ok(
+            &token,
+            json!({"name": "hold", "args": {}, "max_attempts": 926.0, "key": key, "delay_s": null}),
+        )
+        .await;
+    let (_, record) = h.get(&token, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(record["max_attempts"], 926);
+    assert_eq!(record["key"], key.as_str());
+    assert_eq!(record["status"], "pending");
     h.stop().await;
 }
 

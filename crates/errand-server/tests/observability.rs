@@ -88,6 +88,7 @@ async fn request_and_correlation_ids_are_taken_or_made_and_always_echoed() {
         ("/v1/tasks", true, None),
         ("/v1/tasks", false, None),
         ("/v1/tasks/not-an-id", true, Some("has spaces in it")),
+        ("/v1/tasks", true, Some(&*"x".repeat(129))),
         ("/nowhere", false, None),
         ("/healthz", false, None),
     ] {
@@ -463,6 +464,28 @@ async fn the_openapi_document_covers_every_route_and_matches_real_answers() {
             panic!("{name} does not match the document: {e}\n{value}");
         }
     };
+
+    // Each registered task's arguments, and a submission of it.
+    for task in ["pipeline", "whoami", "hold", "strict"] {
+        let args = &doc["components"]["schemas"][format!("{task}Args")];
+        assert_eq!(args["type"], "object", "{task}: {args}");
+        let submission = &doc["components"]["schemas"][format!("SubmitRequest.{task}")];
+        assert_eq!(submission["properties"]["name"]["const"], task);
+    }
+    check(
+        "SubmitRequest.strict",
+        &json!({"name": "strict", "args": {"count": 2, "label": "x"}, "max_attempts": 3}),
+    );
+    assert!(
+        validate(
+            &doc,
+            &schema("SubmitRequest.strict"),
+            &json!({"name": "strict", "args": {"count": "two"}}),
+            "submission"
+        )
+        .is_err(),
+        "args are checked against the task's schema"
+    );
 
     let worker = h.worker();
     let (status, submitted) = h

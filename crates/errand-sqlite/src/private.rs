@@ -18,12 +18,23 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 /// Creates the file `path` empty with mode 0600 if it does not exist, and takes the group's
 /// and others' permissions away from an existing one, so a database is never readable by
 /// other users, from its first byte on.
+///
+/// An existing file is never opened: closing any descriptor of a SQLite database drops the
+/// locks this process's connections hold on it (POSIX record locks belong to the process), so
+/// its mode is changed by path.
 pub fn private_file(path: &Path) -> io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    drop(options.open(path)?);
+    match options.open(path) {
+        Ok(file) => {
+            drop(file);
+            return Ok(());
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,54 @@
+//! [`AppState`]: what every handler shares (the store, the registry, the seal keys, the
+//! configuration, the token verifier, the metrics, the shutdown signal and the OpenAPI document), and the lookups
+//! they all make.
+
+use crate::caller::Caller;
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::token::Verifier;
+use axum::body::Bytes;
+use errand_core::{Registry, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub seal_keys: SealKeyRing,
+    pub config: ServerConfig,
+    /// Checks bearer tokens against the configured keys.
+    pub verifier: Verifier,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down: open event streams end.
+    pub shutdown: CancellationToken,
+    /// The OpenAPI document (JSON) served at `/openapi.json`.
+    pub openapi: Bytes,
+}
+
+impl AppState {
+    /// Counts and logs a store error, and turns it into the API's answer (503 when the store
+    /// is unreachable).
+    pub fn store_error(&self, operation: &'static str, error: StoreError) -> ApiError {
+        self.metrics.store_error(operation, &error);
+        if error.is_unavailable() {
+            tracing::warn!(operation, %error, "task store unavailable");
+        }
+        error.into()
+    }
+
+    /// Task `id`'s record if the caller may see it; 404 otherwise, whether the task does not
+    /// exist or belongs to someone else.
+    pub async fn visible_record(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+    ) -> Result<TaskRecord, ApiError> {
+        match self.store.get(id).await {
+            Ok(Some(record)) if caller.may_access(&record.owner) => Ok(record),
+            Ok(_) => Err(ApiError::not_found()),
+            Err(e) => Err(self.store_error("get", e)),
+        }
+    }
+}
