@@ -78,6 +78,12 @@ pub struct ServerConfig {
     /// store's lost subscription, records a slow watcher skipped) reaches the client within
     /// this interval, and a task purged meanwhile ends the stream. Default 30 s.
     pub events_resync: Duration,
+    /// Event streams one user (user and tenant) may have open at once; past it, opening one
+    /// answers 429 with `Retry-After`. Default 32.
+    pub streams_per_user: usize,
+    /// Event streams the server keeps open at once, all users together; past it, 429.
+    /// Default 10,000.
+    pub streams_total: usize,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +105,8 @@ impl Default for ServerConfig {
             token_leeway: Duration::from_secs(30),
             sse_keep_alive: Duration::from_secs(15),
             events_resync: Duration::from_secs(30),
+            streams_per_user: 32,
+            streams_total: 10_000,
         }
     }
 }
@@ -127,6 +135,8 @@ impl fmt::Debug for ServerConfig {
             .field("token_leeway", &self.token_leeway)
             .field("sse_keep_alive", &self.sse_keep_alive)
             .field("events_resync", &self.events_resync)
+            .field("streams_per_user", &self.streams_per_user)
+            .field("streams_total", &self.streams_total)
             .finish()
     }
 }
@@ -198,8 +208,14 @@ impl ServerConfig {
                 return Err(ConfigError::Empty(name));
             }
         }
-        if self.body_limit == 0 {
-            return Err(ConfigError::Zero("body_limit"));
+        for (name, value) in [
+            ("body_limit", self.body_limit),
+            ("streams_per_user", self.streams_per_user),
+            ("streams_total", self.streams_total),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
         }
         for (name, value) in [
             ("sse_keep_alive", self.sse_keep_alive),

@@ -115,6 +115,15 @@ impl ApiError {
         )
     }
 
+    /// 429: the caller has too many event streams open (or the server has). Carries
+    /// `Retry-After`.
+    pub fn too_many_streams(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message);
+        e.headers
+            .push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        e
+    }
+
     /// 503: the task store cannot be reached. Carries `Retry-After`.
     pub fn store_unavailable() -> Self {
         let mut e = Self::new(
@@ -125,6 +134,16 @@ impl ApiError {
         e.headers
             .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
         e
+    }
+
+    /// 503: this process can no longer write through its task store (a part of the store in
+    /// this process died); restarting the process fixes it.
+    pub fn store_broken() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_broken",
+            "this process can no longer write through its task store; it needs a restart",
+        )
     }
 
     /// The HTTP status.

@@ -12,7 +12,12 @@
 //! an earlier time. The stream ends after the first final record it sends. An idle stream
 //! re-reads the record now and then (see
 //! [`ServerConfig::events_resync`](crate::ServerConfig::events_resync)), so a change the watch
-//! missed still arrives; every stream ends when the server shuts down.
+//! missed still arrives; every stream ends when the server shuts down, and when the token that
+//! opened it expires (the client reconnects with a fresh one).
+//!
+//! Open streams are capped per user ([`ServerConfig::streams_per_user`](crate::ServerConfig::streams_per_user),
+//! default 32) and in all ([`ServerConfig::streams_total`](crate::ServerConfig::streams_total),
+//! default 10,000): past either, opening one answers 429 `too_many_streams` with `Retry-After`.
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -20,6 +25,7 @@ use crate::extract::TaskPath;
 use crate::metrics::StreamGuard;
 use crate::openapi::{self, TaskRouteErrors, TooManyStreams, TraceHeaders};
 use crate::state::AppState;
+use crate::streams::{Refused, StreamSlot};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -104,8 +110,18 @@ pub(crate) async fn stream(
     caller: Caller,
     TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
-    // Visibility first: a stranger's request (404) costs no watch.
+    // Visibility first: a stranger's request (404) costs no watch, and takes no slot.
     app.visible_record(&caller, id).await?;
+    let slot = app.streams.open(&caller.owner()).map_err(|refused| {
+        ApiError::too_many_streams(match refused {
+            Refused::User(n) => format!(
+                "you have {n} event streams open, as many as one user may; close one, or poll the task's record"
+            ),
+            Refused::Total(n) => format!(
+                "the server has {n} event streams open, as many as it keeps; try again shortly, or poll the task's record"
+            ),
+        })
+    })?;
     let watch = app
         .store
         .watch(id)
@@ -116,8 +132,14 @@ pub(crate) async fn stream(
     let period = app.config.events_resync;
     let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The stream ends when the token that opened it expires.
+    let token_left = (caller.token_expires_at() - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
     let events = Events {
         _open: app.metrics.stream_opened(),
+        _slot: slot,
+        expires: tokio::time::Instant::now() + token_left,
         app: Arc::clone(&app),
         id,
         watch,
@@ -143,7 +165,10 @@ struct Events {
     /// A final record was sent.
     done: bool,
     resync: Interval,
+    /// When the token that opened the stream expires.
+    expires: tokio::time::Instant,
     _open: StreamGuard,
+    _slot: StreamSlot,
 }
 
 impl Events {
@@ -168,6 +193,10 @@ impl Events {
         loop {
             tokio::select! {
                 () = self.app.shutdown.cancelled() => return None,
+                () = tokio::time::sleep_until(self.expires) => {
+                    tracing::debug!(task_id = %self.id, "event stream ended: its token expired");
+                    return None;
+                }
                 next = self.watch.next() => match next {
                     Some(record) => return Some(record),
                     // The watch ended (a remote store lost its subscription): go on with

@@ -73,6 +73,7 @@ mod openapi;
 mod ops;
 mod server;
 mod state;
+mod streams;
 mod tasks;
 pub mod token;
 

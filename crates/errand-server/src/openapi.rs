@@ -13,8 +13,8 @@ mod responses;
 mod task_args;
 
 pub(crate) use responses::{
-    BadRequest, Conflict, NotFound, PayloadTooLarge, StoreUnavailable, TaskAccepted, TaskCancelled,
-    TaskDeduplicated, TaskRequeued, TaskRouteErrors, TooManyStreams, Unauthorized,
+    BadRequest, Conflict, NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable, TaskAccepted,
+    TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TooManyStreams, Unauthorized,
     UnprocessableArgs, UnsupportedMediaType,
 };
 
@@ -70,6 +70,7 @@ const BEARER: &str = "bearer";
         UnsupportedMediaType,
         UnprocessableArgs,
         StoreUnavailable,
+        StoreBroken,
         TooManyStreams,
     ))
 )]
@@ -84,7 +85,7 @@ impl Modify for BearerScheme {
             .scheme(HttpAuthScheme::Bearer)
             .bearer_format("JWT")
             .description(Some(
-                "A JWT signed with the server's HS256 secret (`errand token` mints one). The user is the configured user claim (`sub` by default), the tenant the `tenant` claim, the roles the `roles` claim; `exp` is required.",
+                "A JWT signed with one of the server's HS256 secrets (`errand token` mints one) or by an identity provider whose keys (RS256, ES256) the server reads from a JWKS file or URL; `iss` and `aud` are checked when configured. The user is the configured user claim (`sub` by default), the tenant the `tenant` claim, the roles the `roles` claim; `exp` is required.",
             ))
             .build();
         openapi

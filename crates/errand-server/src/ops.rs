@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::openapi::{self, StoreUnavailable};
+use crate::openapi::{self, StoreBroken, StoreUnavailable};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,6 +16,10 @@ use utoipa::ToSchema;
 pub(crate) struct Health {
     /// `ok` from `/healthz`, `ready` from `/readyz`.
     status: HealthStatus,
+    /// From `/readyz`: settings of the store that put tasks at risk (Redis evicting keys,
+    /// persistence off), as sentences for operators. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// What `GET /healthz` and `GET /readyz` say.
@@ -28,20 +32,31 @@ pub(crate) enum HealthStatus {
     Ready,
 }
 
-/// `GET /healthz`: the process answers.
+/// `GET /healthz`: the process answers and can still write through its store; 503 when a
+/// part of the store inside this process died (SQLite's writer thread), which a restart fixes.
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "healthz",
     tag = openapi::OPERATIONS_TAG,
-    summary = "Liveness: the process answers",
+    summary = "Liveness: the process answers and can write through its store",
     security(()),
-    responses((status = 200, description = "The process answers.", body = Health))
+    responses(
+        (status = 200, description = "The process answers and can write through its store (which may still be unreachable: see /readyz).", body = Health),
+        (status = 503, response = StoreBroken),
+    )
 )]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: HealthStatus::Ok,
-    })
+pub(crate) async fn healthz(State(app): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    match app.store.healthy().await {
+        Ok(()) => Ok(Json(Health {
+            status: HealthStatus::Ok,
+            warnings: Vec::new(),
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "liveness check: this process can no longer write through its task store");
+            Err(ApiError::store_broken())
+        }
+    }
 }
 
 /// `GET /readyz`: the store answers; 503 when it does not.
@@ -50,7 +65,7 @@ pub(crate) async fn healthz() -> Json<Health> {
     path = "/readyz",
     operation_id = "readyz",
     tag = openapi::OPERATIONS_TAG,
-    summary = "Readiness: the task store answers",
+    summary = "Readiness: the task store answers (with warnings about settings that lose tasks)",
     security(()),
     responses(
         (status = 200, description = "The task store answers.", body = Health),
@@ -61,6 +76,10 @@ pub(crate) async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Heal
     match app.store.ping().await {
         Ok(()) => Ok(Json(Health {
             status: HealthStatus::Ready,
+            warnings: app.store.warnings().await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "readiness check: the store's settings could not be read");
+                Vec::new()
+            }),
         })),
         Err(e) => {
             app.metrics.store_error("ping", &e);

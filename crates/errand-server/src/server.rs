@@ -6,6 +6,7 @@ use crate::error;
 use crate::metrics::Metrics;
 use crate::observe;
 use crate::state::AppState;
+use crate::streams::StreamLimits;
 use crate::token::Verifier;
 use crate::{events, openapi, ops, tasks};
 use axum::Router;
@@ -104,6 +105,7 @@ impl Server {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let verifier = Verifier::new(&config)?;
+        let streams = StreamLimits::new(config.streams_per_user, config.streams_total);
         let routes = Routes::new();
         let openapi = openapi::document(routes.api, &registry);
         Ok(Self {
@@ -116,6 +118,7 @@ impl Server {
                 metrics: Arc::new(Metrics::default()),
                 shutdown: CancellationToken::new(),
                 openapi: Bytes::from(openapi.to_string()),
+                streams,
             }),
             authenticated: routes.authenticated,
             public: routes.public,

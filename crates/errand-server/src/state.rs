@@ -6,6 +6,7 @@ use crate::caller::Caller;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::streams::StreamLimits;
 use crate::token::Verifier;
 use axum::body::Bytes;
 use errand_core::{Registry, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
@@ -25,6 +26,8 @@ pub(crate) struct AppState {
     pub shutdown: CancellationToken,
     /// The OpenAPI document (JSON) served at `/openapi.json`.
     pub openapi: Bytes,
+    /// The caps on open event streams.
+    pub streams: Arc<StreamLimits>,
 }
 
 impl AppState {

@@ -203,10 +203,18 @@ response! {
 }
 
 response! {
-    /// 429 of `GET /v1/tasks/{id}/events`, declared for the per-user cap on open streams (not
-    /// enforced yet).
+    /// 503 of `GET /healthz`: this process can no longer write through its store.
+    StoreBroken => error(
+        "This process can no longer write through its task store (`store_broken`: SQLite's writer thread stopped); restart it."
+    )
+    .build()
+}
+
+response! {
+    /// 429 of `GET /v1/tasks/{id}/events`: the caller (or the server) has as many event
+    /// streams open as it may.
     TooManyStreams => error(
-        "The caller has as many event streams open as it may (`too_many_streams`); close one, or poll the task's record."
+        "The caller has as many event streams open as one user may (default 32), or the server as many as it keeps (default 10,000): `too_many_streams`. Close one, or poll the task's record."
     )
     .header("Retry-After", retry_after("Seconds to wait before opening another stream."))
     .build()

@@ -470,7 +470,8 @@ pub fn assert_error(status: StatusCode, json: &Value, expected: StatusCode, code
 /// `cancel_on_watch` cancels a task inside the next `watch` call, before subscribing;
 /// `rewind_times` gives every record returned (by `get` and by watches) an `updated_at`
 /// earlier than the record returned before it, as clocks of different hosts can. `watches`
-/// counts `watch` calls.
+/// counts `watch` calls; `broken` makes `healthy` fail, and `warnings` is what the store says
+/// about its settings.
 #[derive(Clone, Default)]
 pub struct TestStore {
     pub inner: MemoryStore,
@@ -480,6 +481,10 @@ pub struct TestStore {
     pub rewind_times: Arc<AtomicBool>,
     rewound: Arc<AtomicI64>,
     pub watches: Arc<AtomicUsize>,
+    /// `healthy` fails (a store part inside the process died).
+    pub broken: Arc<AtomicBool>,
+    /// What `warnings` answers.
+    pub warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestStore {
@@ -599,10 +604,20 @@ impl Store for TestStore {
         self.check()
     }
     async fn healthy(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the writer thread stopped (test switch)".into(),
+            ));
+        }
         self.inner.healthy().await
     }
     async fn warnings(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.warnings().await
+        self.check()?;
+        Ok(self
+            .warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
     async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.inner.get_meta(name).await
