@@ -116,6 +116,13 @@ pub struct FileConfig {
     pub allow_headers: Option<Vec<String>>,
     /// Largest request body, in bytes.
     pub body_limit: Option<usize>,
+    /// Event streams one user may have open at once.
+    pub streams_per_user: Option<usize>,
+    /// Event streams the server keeps open at once.
+    pub streams_total: Option<usize>,
+    /// Clock skew allowed on tokens' `exp` and `nbf`, e.g. `"30s"`.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub token_leeway: Option<Duration>,
     /// `pretty` or `json`.
     pub log_format: Option<LogFormat>,
     /// Log filter, e.g. `"info,errand_core=debug"`.

@@ -42,6 +42,48 @@ pub struct ServeArgs {
         value_name = "H1,H2"
     )]
     pub allow_headers: Option<Vec<String>>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one request, one user and the whole API may take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Largest request body in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "ERRAND_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Event streams one user may have open at once; past it, 429 [default: 32].
+    #[arg(long, env = "ERRAND_STREAMS_PER_USER", value_name = "N")]
+    pub streams_per_user: Option<usize>,
+    /// Event streams the server keeps open at once, all users together; past it, 429 [default: 10000].
+    #[arg(long, env = "ERRAND_STREAMS_TOTAL", value_name = "N")]
+    pub streams_total: Option<usize>,
+    /// Clock skew allowed on tokens' exp and nbf [default: 30s].
+    #[arg(long, env = "ERRAND_TOKEN_LEEWAY", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub token_leeway: Option<Duration>,
+}
+
+impl LimitArgs {
+    /// Applies the flags (or env vars), else the file's keys, to `config`; unset ones keep
+    /// their defaults.
+    pub fn apply(
+        &self,
+        file: &crate::settings::FileConfig,
+        config: &mut errand_server::ServerConfig,
+    ) {
+        if let Some(n) = self.body_limit.or(file.body_limit) {
+            config.body_limit = n;
+        }
+        if let Some(n) = self.streams_per_user.or(file.streams_per_user) {
+            config.streams_per_user = n;
+        }
+        if let Some(n) = self.streams_total.or(file.streams_total) {
+            config.streams_total = n;
+        }
+        if let Some(d) = self.token_leeway.or(file.token_leeway) {
+            config.token_leeway = d;
+        }
+    }
 }
 
 pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
@@ -76,9 +118,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let library = library(&settings);
 
     let mut config = settings.serve_config(jwt_secrets, &args.claims, &args.jwks);
-    if let Some(limit) = settings.file.body_limit {
-        config.body_limit = limit;
-    }
+    args.limits.apply(&settings.file, &mut config);
     if let Some(headers) = args
         .allow_headers
         .clone()
@@ -142,4 +182,28 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("errand stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_come_from_flags_then_the_file_then_defaults() {
+        let file: crate::settings::FileConfig =
+            toml::from_str("body_limit = 10\nstreams_per_user = 3\ntoken_leeway = \"5s\"")
+                .expect("valid toml");
+        let flags = LimitArgs {
+            body_limit: Some(20),
+            streams_per_user: None,
+            streams_total: None,
+            token_leeway: None,
+        };
+        let mut config = errand_server::ServerConfig::default();
+        flags.apply(&file, &mut config);
+        assert_eq!(config.body_limit, 20, "a flag beats the file");
+        assert_eq!(config.streams_per_user, 3, "the file beats the default");
+        assert_eq!(config.token_leeway, Duration::from_secs(5));
+        assert_eq!(config.streams_total, 10_000, "the default");
+    }
 }
