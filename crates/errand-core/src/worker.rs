@@ -217,7 +217,14 @@ impl Worker {
         let stop_claiming = CancellationToken::new();
         let stop_loops = CancellationToken::new();
         let stop_completer = CancellationToken::new();
-        let claimer = tokio::spawn(claim_loop(shared.clone(), stop_claiming.clone()));
+        // Nothing is claimed before the cancellation listener has tried to subscribe: a
+        // cancellation sent before it listens would only reach the task at a heartbeat.
+        let (listening, cancels_ready) = tokio::sync::oneshot::channel();
+        let claimer = tokio::spawn(claim_loop(
+            shared.clone(),
+            stop_claiming.clone(),
+            cancels_ready,
+        ));
         let completer = tokio::spawn(complete_loop(
             shared.clone(),
             done_rx,
@@ -226,7 +233,7 @@ impl Worker {
         let loops = TaskTracker::new();
         loops.spawn(heartbeat_loop(shared.clone(), stop_loops.clone()));
         loops.spawn(report_loop(shared.clone(), stop_loops.clone()));
-        loops.spawn(cancel_loop(shared.clone(), stop_loops.clone()));
+        loops.spawn(cancel_loop(shared.clone(), stop_loops.clone(), listening));
         if shared.config.maintenance {
             loops.spawn(maintenance_loop(shared.clone(), stop_loops.clone()));
         }
@@ -533,7 +540,15 @@ impl Outage {
     }
 }
 
-async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
+async fn claim_loop(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    cancels_ready: tokio::sync::oneshot::Receiver<()>,
+) {
+    tokio::select! {
+        _ = cancels_ready => {}
+        _ = stop.cancelled() => return,
+    }
     let cfg = &shared.config;
     let mut outage = Outage::new("claim", Duration::from_secs(5));
     let mut signal = None;
@@ -1066,10 +1081,21 @@ async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-async fn cancel_loop(shared: Arc<Shared>, stop: CancellationToken) {
+async fn cancel_loop(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
     let mut outage = Outage::new("cancellations", Duration::from_secs(5));
+    // Claims start after the first try, whether it subscribed or not (heartbeats are the
+    // backstop while the store cannot be reached).
+    let mut listening = Some(listening);
     loop {
-        let mut stream = match shared.store.cancellations().await {
+        let subscribed = shared.store.cancellations().await;
+        if let Some(tx) = listening.take() {
+            let _ = tx.send(());
+        }
+        let mut stream = match subscribed {
             Ok(s) => {
                 outage.ok();
                 s

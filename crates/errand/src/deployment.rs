@@ -133,6 +133,29 @@ mod tests {
     use errand_core::{MemoryStore, SealKey};
 
     #[tokio::test]
+    async fn a_store_that_can_no_longer_write_is_noticed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = errand_sqlite::SqliteStore::open(
+            dir.path().join("errand.db"),
+            errand_sqlite::SqliteConfig::default(),
+        )
+        .expect("opens");
+        let watch = tokio::spawn({
+            let store = store.clone();
+            async move { unhealthy(&store, Duration::from_millis(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!watch.is_finished(), "a working store is healthy");
+        // The writer thread stops.
+        store.close().await;
+        let reason = tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("noticed within the check interval")
+            .expect("joined");
+        assert!(reason.contains("writer"), "{reason}");
+    }
+
+    #[tokio::test]
     async fn a_process_without_the_deployments_key_refuses_naming_both_ids() {
         let store = MemoryStore::new();
         let stop = CancellationToken::new();
