@@ -267,10 +267,11 @@ async fn cancel_pending_and_running_tasks() {
 async fn shutdown_drains_finishing_tasks() {
     let s = setup(Arc::new(MemoryStore::new()));
     let worker = s.worker(config(8));
+    // Long enough to be running still when shutdown begins, on a loaded machine too.
     let ids: Vec<TaskId> = s
         .client
         .submit_batch((0..8).map(|_| Sleepy {
-            ms: 100,
+            ms: 1_500,
             cooperative: false,
         }))
         .await
