@@ -4,43 +4,10 @@
 
 mod common;
 
-use errand_core::{
-    CONTEXT_INTEGRITY, Client, Context, Registry, SealKey, Secret, Store, Task, TaskCx, TaskError,
-    TaskId, TaskState, Worker, WorkerConfig,
-};
-use std::sync::{Arc, Mutex};
+use errand_core::conformance::{Victims, tampered_contexts_never_run};
+use errand_core::{Store, TaskId};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Records who it ran for.
-#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct Record {
-    n: u32,
-}
-
-#[derive(Default)]
-struct Ran(Mutex<Vec<(TaskId, Option<String>)>>);
-
-impl Task for Record {
-    const NAME: &'static str = "record";
-    type Output = ();
-    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
-        let ran = cx.resource::<Ran>()?;
-        ran.0
-            .lock()
-            .expect("lock")
-            .push((cx.id(), cx.user_id().map(String::from)));
-        Ok(())
-    }
-}
-
-fn person(user: &str) -> Context {
-    Context::builder()
-        .user_id(user)
-        .tenant("acme")
-        .correlation_id(format!("corr-{user}"))
-        .credential(Secret::new(format!("secret-token-of-{user}")), None)
-        .build()
-}
 
 /// A stored record split into its header line and its six length-prefixed blobs.
 struct Raw {
@@ -130,82 +97,38 @@ async fn tasks_edited_in_redis_never_run() {
     let _clean = common::KeyCleaner::new(&prefix);
     let store: Arc<dyn Store> =
         Arc::new(common::store_on(&prefix, Arc::new(errand_core::SystemClock)).await);
-    let key = SealKey::generate();
-    let client = Client::new(store.clone(), key.clone());
-    let mut alices = Vec::new();
-    for n in 0..4 {
-        let id = client
-            .submit(Record { n })
-            .context(person("alice"))
-            .await
-            .expect("submit")
-            .id;
-        alices.push(id);
-    }
-    let bob = client
-        .submit(Record { n: 9 })
-        .context(person("bob"))
-        .await
-        .expect("submit")
-        .id;
-
     let conn = redis::Client::open(common::REDIS_URL)
         .expect("client")
         .get_connection_with_timeout(Duration::from_secs(2))
         .expect("connection");
     let mut raws = Raws { conn, prefix };
-    for id in alices.iter().chain([&bob]) {
-        let stored = String::from_utf8_lossy(&raws.get(*id).encode()).into_owned();
-        assert!(
-            !stored.contains("secret-token-of"),
-            "no credential in clear: {stored}"
-        );
-        let sealed = raws.get(*id).payload()["x"]
-            .as_str()
-            .expect("sealed")
-            .to_string();
-        assert!(sealed.starts_with("ctx2.") && !sealed.contains("alice"));
-    }
-
-    // Someone with write access to Redis moves, swaps, rewrites and strips contexts.
-    let bobs_context = raws.get(bob).payload()["x"].clone();
-    raws.tamper(alices[0], |p| p["u"] = "mallory".into());
-    raws.tamper(alices[1], |p| p["x"] = bobs_context);
-    raws.tamper(alices[2], |p| p["a"] = serde_json::json!({"n": 77}));
-    raws.tamper(alices[3], |p| {
-        p.as_object_mut().expect("object").remove("x");
-    });
-
-    let ran = Arc::new(Ran::default());
-    let mut registry = Registry::new();
-    registry.register::<Record>().expect("register");
-    let worker = Worker::new(store.clone(), Arc::new(registry), key)
-        .config(WorkerConfig {
-            concurrency: 4,
-            claim_batch: 4,
-            ..WorkerConfig::default()
-        })
-        .resource(ran.clone())
-        .start();
-    for id in &alices {
-        let r = common::finished(&*store, *id).await;
-        let err = r.error.expect("an error");
-        assert_eq!(
-            (r.status, err.kind.as_str(), err.retryable),
-            (TaskState::Failed, CONTEXT_INTEGRITY, false),
-            "{id}: {}",
-            err.message
-        );
-    }
-    assert_eq!(
-        common::finished(&*store, bob).await.status,
-        TaskState::Success
-    );
-    worker.shutdown(Duration::from_secs(5)).await;
-    let ran = ran.0.lock().expect("lock").clone();
-    assert_eq!(
-        ran,
-        [(bob, Some("bob".to_string()))],
-        "only bob's task ran, as bob"
-    );
+    tampered_contexts_never_run(store, async |v: Victims| {
+        for id in [
+            v.owner_moved,
+            v.context_pasted,
+            v.args_changed,
+            v.context_stripped,
+            v.bob,
+        ] {
+            let stored = String::from_utf8_lossy(&raws.get(id).encode()).into_owned();
+            assert!(
+                !stored.contains("secret-token-of"),
+                "no credential in clear: {stored}"
+            );
+            let sealed = raws.get(id).payload()["x"]
+                .as_str()
+                .expect("sealed")
+                .to_string();
+            assert!(sealed.starts_with("ctx2.") && !sealed.contains("alice"));
+        }
+        // Someone with write access to Redis moves, swaps, rewrites and strips contexts.
+        let bobs_context = raws.get(v.bob).payload()["x"].clone();
+        raws.tamper(v.owner_moved, |p| p["u"] = "mallory".into());
+        raws.tamper(v.context_pasted, |p| p["x"] = bobs_context);
+        raws.tamper(v.args_changed, |p| p["a"] = serde_json::json!({"n": 77}));
+        raws.tamper(v.context_stripped, |p| {
+            p.as_object_mut().expect("object").remove("x");
+        });
+    })
+    .await;
 }

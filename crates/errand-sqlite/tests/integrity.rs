@@ -7,46 +7,12 @@
 mod common;
 
 use common::{LEASE, claim};
-use errand_core::{
-    CONTEXT_INTEGRITY, Client, Context, ManualClock, Registry, SealKey, Secret, Store, Task,
-    TaskCx, TaskError, TaskId, TaskState, Worker, WorkerConfig,
-};
+use errand_core::conformance::{Victims, tampered_contexts_never_run};
+use errand_core::{ManualClock, SealKey, Store, TaskId};
 use errand_sqlite::{SqliteConfig, SqliteStore};
 use rusqlite::params;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Records who it ran for.
-#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct Record {
-    n: u32,
-}
-
-#[derive(Default)]
-struct Ran(Mutex<Vec<(TaskId, Option<String>)>>);
-
-impl Task for Record {
-    const NAME: &'static str = "record";
-    type Output = ();
-    async fn run(self, cx: TaskCx) -> Result<(), TaskError> {
-        let ran = cx.resource::<Ran>()?;
-        ran.0
-            .lock()
-            .expect("lock")
-            .push((cx.id(), cx.user_id().map(String::from)));
-        Ok(())
-    }
-}
-
-fn person(user: &str) -> Context {
-    Context::builder()
-        .user_id(user)
-        .tenant("acme")
-        .correlation_id(format!("corr-{user}"))
-        .credential(Secret::new(format!("secret-token-of-{user}")), None)
-        .build()
-}
+use std::sync::Arc;
 
 fn sql(path: &Path, statement: &str, id: TaskId, other: Option<TaskId>) {
     let conn = rusqlite::Connection::open(path).expect("open the file directly");
@@ -57,111 +23,38 @@ fn sql(path: &Path, statement: &str, id: TaskId, other: Option<TaskId>) {
     assert_eq!(changed, 1, "{statement}");
 }
 
-async fn finished(store: &dyn Store, id: TaskId) -> errand_core::TaskRecord {
-    for _ in 0..1_000 {
-        let r = store.get(id).await.expect("get").expect("exists");
-        if r.status.is_terminal() {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("task {id} did not finish");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_edited_in_the_file_never_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("errand.db");
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&path, SqliteConfig::default()).expect("opens"));
-    let key = SealKey::generate();
-    let client = Client::new(store.clone(), key.clone());
-    let mut alices = Vec::new();
-    for n in 0..4 {
-        let id = client
-            .submit(Record { n })
-            .context(person("alice"))
-            .await
-            .expect("submit")
-            .id;
-        alices.push(id);
-    }
-    let bob = client
-        .submit(Record { n: 9 })
-        .context(person("bob"))
-        .await
-        .expect("submit")
-        .id;
-
-    let file = std::fs::read(&path).expect("read the file");
-    let wal = std::fs::read(dir.path().join("errand.db-wal")).unwrap_or_default();
-    for bytes in [&file, &wal] {
-        let text = String::from_utf8_lossy(bytes);
-        assert!(
-            !text.contains("secret-token-of"),
-            "no credential in clear at rest"
-        );
-        assert!(
-            !text.contains("corr-alice\""),
-            "the sealed context hides its ids"
-        );
-    }
-
-    // Someone with write access to the file moves, swaps, rewrites and strips contexts.
-    sql(
-        &path,
-        "UPDATE tasks SET user_id = 'mallory' WHERE id = ?1 AND ?2 IS NULL",
-        alices[0],
-        None,
-    );
-    sql(
-        &path,
-        "UPDATE tasks SET context = (SELECT context FROM tasks WHERE id = ?2) WHERE id = ?1",
-        alices[1],
-        Some(bob),
-    );
-    sql(
-        &path,
-        "UPDATE tasks SET args = '{\"n\":77}' WHERE id = ?1 AND ?2 IS NULL",
-        alices[2],
-        None,
-    );
-    sql(
-        &path,
-        "UPDATE tasks SET context = NULL WHERE id = ?1 AND ?2 IS NULL",
-        alices[3],
-        None,
-    );
-
-    let ran = Arc::new(Ran::default());
-    let mut registry = Registry::new();
-    registry.register::<Record>().expect("register");
-    let worker = Worker::new(store.clone(), Arc::new(registry), key)
-        .config(WorkerConfig {
-            concurrency: 4,
-            claim_batch: 4,
-            ..WorkerConfig::default()
-        })
-        .resource(ran.clone())
-        .start();
-    for id in &alices {
-        let r = finished(&*store, *id).await;
-        let err = r.error.expect("an error");
-        assert_eq!(
-            (r.status, err.kind.as_str(), err.retryable),
-            (TaskState::Failed, CONTEXT_INTEGRITY, false),
-            "{id}: {}",
-            err.message
-        );
-    }
-    assert_eq!(finished(&*store, bob).await.status, TaskState::Success);
-    worker.shutdown(Duration::from_secs(5)).await;
-    let ran = ran.0.lock().expect("lock").clone();
-    assert_eq!(
-        ran,
-        [(bob, Some("bob".to_string()))],
-        "only bob's task ran, as bob"
-    );
+    tampered_contexts_never_run(store, async |v: Victims| {
+        let file = std::fs::read(&path).expect("read the file");
+        let wal = std::fs::read(dir.path().join("errand.db-wal")).unwrap_or_default();
+        for bytes in [&file, &wal] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains("secret-token-of"),
+                "no credential in clear at rest"
+            );
+            assert!(
+                !text.contains("corr-alice\""),
+                "the sealed context hides its ids"
+            );
+        }
+        // Someone with write access to the file moves, swaps, rewrites and strips contexts.
+        let moved = "UPDATE tasks SET user_id = 'mallory' WHERE id = ?1 AND ?2 IS NULL";
+        sql(&path, moved, v.owner_moved, None);
+        let pasted =
+            "UPDATE tasks SET context = (SELECT context FROM tasks WHERE id = ?2) WHERE id = ?1";
+        sql(&path, pasted, v.context_pasted, Some(v.bob));
+        let args = "UPDATE tasks SET args = '{\"n\":77}' WHERE id = ?1 AND ?2 IS NULL";
+        sql(&path, args, v.args_changed, None);
+        let stripped = "UPDATE tasks SET context = NULL WHERE id = ?1 AND ?2 IS NULL";
+        sql(&path, stripped, v.context_stripped, None);
+    })
+    .await;
 }
 
 #[cfg(unix)]

@@ -21,9 +21,11 @@ use futures::StreamExt;
 use serde_json::value::RawValue;
 
 mod guarded;
+mod tampering;
 pub use guarded::Guarded;
 use std::sync::Arc;
 use std::time::Duration;
+pub use tampering::{Victims, tampered_contexts_never_run};
 
 /// Generates one `#[tokio::test]` per conformance case for the store built by `$make`, a
 /// closure `|clock: Arc<ManualClock>| async { store }`.
