@@ -114,12 +114,18 @@ pub(crate) async fn stream(
     app.visible_record(&caller, id).await?;
     let slot = app.streams.open(&caller.owner()).map_err(|refused| {
         ApiError::too_many_streams(match refused {
-            Refused::User(n) => format!(
-                "you have {n} event streams open, as many as one user may; close one, or poll the task's record"
-            ),
-            Refused::Total(n) => format!(
-                "the server has {n} event streams open, as many as it keeps; try again shortly, or poll the task's record"
-            ),
+            Refused::User(n) => {
+                app.metrics.stream_refused("user");
+                format!(
+                    "you have {n} event streams open, as many as one user may; close one, or poll the task's record"
+                )
+            }
+            Refused::Total(n) => {
+                app.metrics.stream_refused("total");
+                format!(
+                    "the server has {n} event streams open, as many as it keeps; try again shortly, or poll the task's record"
+                )
+            }
         })
     })?;
     let watch = app

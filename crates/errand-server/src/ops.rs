@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::prometheus_text;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -100,26 +101,17 @@ pub(crate) async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Heal
     security(()),
     responses((
         status = 200,
-        description = "errand_http_requests_total, errand_http_request_duration_seconds, errand_tasks_submitted_total, errand_tasks_deduplicated_total, errand_store_errors_total, errand_auth_failures_total, errand_event_streams_open, errand_store_tasks, errand_store_up. Answered even when the store is down (`errand_store_up 0`, no `errand_store_tasks`).",
+        description = "errand_http_requests_total, errand_http_request_duration_seconds, errand_tasks_submitted_total, errand_tasks_deduplicated_total, errand_store_errors_total, errand_auth_failures_total, errand_event_streams_open, errand_event_streams_refused_total, errand_store_tasks and errand_store_up (the store's depth is read at most once a second); errand_task_duration_seconds and errand_task_queue_wait_seconds when a worker in this process reports its attempts. Answered even when the store is down (`errand_store_up 0`, no `errand_store_tasks`).",
         content_type = "text/plain",
         body = String,
     ))
 )]
 pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let depth = match app.store.depth().await {
-        Ok(depth) => Some(depth),
-        Err(e) => {
-            app.metrics.store_error("depth", &e);
-            None
-        }
-    };
+    let text = app.metrics.render(&*app.store).await;
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(depth),
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+        text,
     )
         .into_response()
 }

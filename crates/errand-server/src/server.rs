@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use errand_core::{Registry, SealKeyRing, Store};
+use errand_core::{AttemptObserver, Registry, SealKeyRing, Store};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -108,6 +108,7 @@ impl Server {
         let streams = StreamLimits::new(config.streams_per_user, config.streams_total);
         let routes = Routes::new();
         let openapi = openapi::document(routes.api, &registry);
+        let metrics = Arc::new(Metrics::new(registry.names()));
         Ok(Self {
             state: Arc::new(AppState {
                 store,
@@ -115,7 +116,7 @@ impl Server {
                 seal_keys: seal_keys.into(),
                 config,
                 verifier,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 shutdown: CancellationToken::new(),
                 openapi: Bytes::from(openapi.to_string()),
                 streams,
@@ -144,6 +145,14 @@ impl Server {
     pub fn routes(mut self, router: Router) -> Self {
         self.app_routes = self.app_routes.merge(router);
         self
+    }
+
+    /// The attempt histograms of `/metrics` (`errand_task_duration_seconds{task,outcome}`,
+    /// `errand_task_queue_wait_seconds{task}`), for a [`Worker`](errand_core::Worker) in this
+    /// process to feed through [`Worker::observer`](errand_core::Worker::observer). Task names
+    /// the registry does not know are labelled `other`.
+    pub fn attempt_observer(&self) -> Arc<dyn AttemptObserver> {
+        self.state.metrics.tasks()
     }
 
     /// A token that, when cancelled, ends every open event stream; [`Server::serve`] cancels

@@ -291,6 +291,12 @@ async fn metrics_count_requests_submissions_depth_and_refusals() {
     logs();
     let h = Harness::start().await;
     let token = h.token("alice", None, false);
+    let worker = h.worker();
+    let ran = h
+        .submit_ok(&token, json!({"name": "whoami", "args": {}}))
+        .await;
+    h.wait_status(&token, &ran, "success").await;
+    worker.shutdown(Duration::from_secs(5)).await;
     h.submit_ok(&token, json!({"name": "hold", "args": {}, "key": "k"}))
         .await;
     let (status, _) = h
@@ -309,7 +315,7 @@ async fn metrics_count_requests_submissions_depth_and_refusals() {
     );
     let text = response.text().await.expect("text");
     for expected in [
-        "errand_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"202\"} 1",
+        "errand_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"202\"} 2",
         "errand_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"200\"} 1",
         "errand_http_requests_total{method=\"GET\",route=\"/v1/tasks/{id}\",status=\"404\"} 1",
         "errand_http_requests_total{method=\"GET\",route=\"/v1/tasks\",status=\"401\"} 1",
@@ -319,6 +325,8 @@ async fn metrics_count_requests_submissions_depth_and_refusals() {
         "errand_store_tasks{state=\"waiting\"} 1",
         "errand_store_tasks{state=\"running\"} 0",
         "errand_store_up 1",
+        "errand_task_duration_seconds_count{task=\"whoami\",outcome=\"success\"} 1",
+        "errand_task_queue_wait_seconds_count{task=\"whoami\"} 1",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }

@@ -197,6 +197,8 @@ pub struct Harness {
     pub registry: Arc<Registry>,
     pub key: SealKey,
     pub gate: Arc<Gate>,
+    /// The server's attempt histograms, fed by [`Harness::worker`].
+    observer: Arc<dyn errand_core::AttemptObserver>,
     stop: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -237,6 +239,7 @@ impl Harness {
         if let Some(routes) = options.routes {
             server = server.routes(routes);
         }
+        let observer = server.attempt_observer();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -256,6 +259,7 @@ impl Harness {
             registry,
             key,
             gate: Arc::new(Gate::default()),
+            observer,
             stop: Some(stop),
             served: Some(served),
         }
@@ -274,6 +278,7 @@ impl Harness {
             ..Default::default()
         })
         .resource(Arc::clone(&self.gate))
+        .observer(Arc::clone(&self.observer))
         .start()
     }
 

@@ -137,6 +137,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         errand_core::Worker::new(store.clone(), registry.clone(), seal_keys.clone())
             .config(plan.config())
             .resource(library.clone())
+            .observer(server.attempt_observer())
             .start()
     });
 
