@@ -207,6 +207,14 @@ impl TaskCx {
     where
         F: Future<Output = Result<T, TaskError>>,
     {
+        self.start_step(name);
+        let result = work.await;
+        self.end_step(name, result.as_ref().err().map(TaskError::message));
+        result
+    }
+
+    /// Marks step `name` running: its pending entry, or a new one at the end.
+    pub(crate) fn start_step(&self, name: &str) {
         self.inner.reporter.edit_steps(|steps| {
             let now = Some(Utc::now());
             match steps
@@ -226,23 +234,25 @@ impl TaskCx {
                 }),
             }
         });
-        let result = work.await;
+    }
+
+    /// Ends the running step `name`: `success`, or `failed` with `error`.
+    pub(crate) fn end_step(&self, name: &str, error: Option<&str>) {
         self.inner.reporter.edit_steps(|steps| {
             if let Some(step) = steps
                 .iter_mut()
                 .rfind(|s| s.name == name && s.status == StepStatus::Running)
             {
                 step.completed_at = Some(Utc::now());
-                match &result {
-                    Ok(_) => step.status = StepStatus::Success,
-                    Err(e) => {
+                match error {
+                    None => step.status = StepStatus::Success,
+                    Some(e) => {
                         step.status = StepStatus::Failed;
-                        step.error = Some(e.message().to_string());
+                        step.error = Some(e.to_string());
                     }
                 }
             }
         });
-        result
     }
 
     /// Everything reported so far (for tests and detached runs).

@@ -27,6 +27,7 @@ mod manager;
 mod memory;
 mod observer;
 mod registry;
+pub mod remote;
 mod resources;
 mod seal;
 mod sealed;
@@ -58,6 +59,7 @@ pub use manager::{
 pub use memory::MemoryStore;
 pub use observer::{AttemptObserver, AttemptOutcome};
 pub use registry::{PrepareError, Prepared, Registry, RegistryError, TaskType};
+pub use remote::{RemoteConfig, RemoteError, RemoteWorkers};
 pub use resources::Resources;
 pub use seal::{SealError, SealKey, SealKeyRing, Secret};
 pub use sealed::{CONTEXT_INTEGRITY, SEAL_KEY_UNKNOWN, SealBinding, SealedContext, UnsealError};

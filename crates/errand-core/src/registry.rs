@@ -50,15 +50,20 @@ pub enum PrepareError {
     },
 }
 
-/// A registered task's name and the JSON schema of its arguments.
+/// A task type's name, the JSON schema of its arguments, and who runs it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskType {
     /// The task name.
-    pub name: &'static str,
+    pub name: String,
     /// JSON schema of the arguments.
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub schema: serde_json::Value,
+    /// `rust` for a task of the registry, `remote` for one registered by remote workers.
+    pub runs_on: &'static str,
+    /// The queue of a remote task type (a Rust task's queue may depend on its arguments).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// A task deserialized and ready to run.
@@ -69,10 +74,21 @@ pub struct Prepared {
 }
 
 /// A task's output, serialized.
-type Output = Result<Box<RawValue>, TaskError>;
+pub(crate) type Output = Result<Box<RawValue>, TaskError>;
 type RunFn = Box<dyn FnOnce(TaskCx) -> BoxFuture<'static, Output> + Send>;
 
 impl Prepared {
+    /// A task ready to run as `run`, under `policy`.
+    pub(crate) fn new(
+        policy: Policy,
+        run: impl FnOnce(TaskCx) -> BoxFuture<'static, Output> + Send + 'static,
+    ) -> Self {
+        Self {
+            policy,
+            run: Box::new(run),
+        }
+    }
+
     /// Runs the task; its output comes back serialized.
     pub fn run(self, cx: TaskCx) -> BoxFuture<'static, Output> {
         (self.run)(cx)
@@ -150,8 +166,10 @@ impl Registry {
         self.handlers
             .iter()
             .map(|(name, h)| TaskType {
-                name,
+                name: name.to_string(),
                 schema: h.schema(),
+                runs_on: "rust",
+                queue: None,
             })
             .collect()
     }

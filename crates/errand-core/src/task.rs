@@ -183,6 +183,18 @@ pub struct TaskError {
     kind: String,
     details: Option<serde_json::Value>,
     retryable: bool,
+    retry_in: Option<Duration>,
+    stop: Option<SelfStop>,
+}
+
+/// An attempt that ended without an outcome of its own: a remote worker handed it back, or
+/// stopped it on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelfStop {
+    /// Hand the task back without spending the attempt.
+    Release,
+    /// The attempt stopped as cancelled.
+    Cancelled,
 }
 
 impl TaskError {
@@ -193,6 +205,8 @@ impl TaskError {
             kind: "error".into(),
             details: None,
             retryable: true,
+            retry_in: None,
+            stop: None,
         }
     }
 
@@ -214,6 +228,38 @@ impl TaskError {
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = Some(details);
         self
+    }
+
+    /// Retries after `delay` instead of the task's backoff (when the failure is retryable and
+    /// attempts remain).
+    pub fn with_retry_in(mut self, delay: Duration) -> Self {
+        self.retry_in = Some(delay);
+        self
+    }
+
+    /// The delay asked for with [`TaskError::with_retry_in`].
+    pub fn retry_in(&self) -> Option<Duration> {
+        self.retry_in
+    }
+
+    /// An attempt to hand back without spending it.
+    pub(crate) fn released(message: impl Into<String>) -> Self {
+        Self {
+            stop: Some(SelfStop::Release),
+            ..Self::retryable(message)
+        }
+    }
+
+    /// An attempt that stopped as cancelled.
+    pub(crate) fn cancelled(message: impl Into<String>) -> Self {
+        Self {
+            stop: Some(SelfStop::Cancelled),
+            ..Self::fatal(message)
+        }
+    }
+
+    pub(crate) fn self_stop(&self) -> Option<SelfStop> {
+        self.stop
     }
 
     /// The message.
@@ -268,10 +314,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
             .unwrap_or("error")
             .to_string();
         Self {
-            message,
             kind,
-            details: None,
-            retryable: true,
+            ..Self::retryable(message)
         }
     }
 }

@@ -42,6 +42,7 @@ const MAX_IDENTITY_LEN: usize = 512;
 pub struct Caller {
     context: Context,
     user_id: Arc<str>,
+    worker: Option<Arc<str>>,
     admin: bool,
     token_expires_at: DateTime<Utc>,
 }
@@ -57,9 +58,17 @@ impl Caller {
         self.context
     }
 
-    /// The caller's user id (always present: a token without one is refused).
+    /// The caller's user id (a token without one is refused); empty for a worker token,
+    /// which is no user.
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// The worker's name, when the token holds the [`WORKER_ROLE`]: such a caller runs tasks
+    /// over the worker protocol and, on the user routes, is no user (it owns nothing it
+    /// submits, and sees only tasks submitted without a user).
+    pub fn worker(&self) -> Option<&str> {
+        self.worker.as_deref()
     }
 
     /// The caller's tenant, if the token names one.
@@ -81,7 +90,10 @@ impl Caller {
 
     /// The owner of what the caller submits: its user and tenant.
     pub fn owner(&self) -> Owner {
-        Owner::new(self.user_id.to_string(), self.tenant().map(str::to_string))
+        match self.worker {
+            Some(_) => Owner::default(),
+            None => Owner::new(self.user_id.to_string(), self.tenant().map(str::to_string)),
+        }
     }
 
     /// Whose records the caller may see: its own, or everyone's for an admin.
@@ -150,6 +162,9 @@ impl From<TokenError> for Refusal {
     }
 }
 
+/// The role that makes a token a worker's: it may use the worker routes, and is no user.
+pub const WORKER_ROLE: &str = "worker";
+
 /// Authenticates the request and runs the rest of it as the caller, or answers 401.
 pub(crate) async fn authenticate(
     State(state): State<Arc<AppState>>,
@@ -164,10 +179,14 @@ pub(crate) async fn authenticate(
             return Err(refusal.into_error());
         }
     };
+    let who = match caller.worker() {
+        Some(name) => format!("worker:{name}"),
+        None => caller.user_id().to_string(),
+    };
     if let Some(slot) = request.extensions().get::<UserSlot>() {
-        slot.set(caller.user_id());
+        slot.set(&who);
     }
-    tracing::Span::current().record("user_id", caller.user_id());
+    tracing::Span::current().record("user_id", who.as_str());
     let context = caller.context.clone();
     request.extensions_mut().insert(context.clone());
     request.extensions_mut().insert(caller);
@@ -211,7 +230,8 @@ async fn identify(
     })?;
     let tenant = identity_claim(claims, &config.tenant_claim)?;
     let roles = roles_claim(claims, &config.roles_claim)?;
-    let admin = roles.iter().any(|r| *r == config.admin_role);
+    let worker = roles.contains(&WORKER_ROLE);
+    let admin = !worker && roles.iter().any(|r| *r == config.admin_role);
 
     let ids = ids.unwrap_or_else(|| {
         let request_id = uuid::Uuid::now_v7().to_string();
@@ -221,12 +241,15 @@ async fn identify(
         }
     });
     let mut builder = Context::builder()
-        .user_id(user)
         .request_id(ids.request_id)
-        .correlation_id(ids.correlation_id)
-        .credential(Secret::new(token), Some(verified.expires_at));
-    if let Some(tenant) = tenant {
-        builder = builder.tenant(tenant);
+        .correlation_id(ids.correlation_id);
+    if !worker {
+        builder = builder
+            .user_id(user)
+            .credential(Secret::new(token), Some(verified.expires_at));
+        if let Some(tenant) = tenant {
+            builder = builder.tenant(tenant);
+        }
     }
     for role in roles {
         builder = builder.role(role);
@@ -244,7 +267,8 @@ async fn identify(
     }
     Ok(Caller {
         context: builder.build(),
-        user_id: user.into(),
+        user_id: if worker { "".into() } else { user.into() },
+        worker: worker.then(|| user.into()),
         admin,
         token_expires_at: verified.expires_at,
     })

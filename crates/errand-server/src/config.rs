@@ -248,6 +248,23 @@ impl ServerConfig {
         admin: bool,
         ttl: Duration,
     ) -> Result<String, TokenError> {
+        let roles: &[&str] = if admin { &[&self.admin_role] } else { &[] };
+        self.mint(user, tenant, roles, ttl)
+    }
+
+    /// Mints a worker's token (the [`WORKER_ROLE`](crate::WORKER_ROLE)) for the worker `name`,
+    /// valid for `ttl`: it may use the worker routes, and is no user on the others.
+    pub fn mint_worker_token(&self, name: &str, ttl: Duration) -> Result<String, TokenError> {
+        self.mint(name, None, &[crate::WORKER_ROLE], ttl)
+    }
+
+    fn mint(
+        &self,
+        user: &str,
+        tenant: Option<&str>,
+        roles: &[&str],
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
         let Some(secret) = self.jwt_secrets.first() else {
             return Err(TokenError::Mint(
                 "no HS256 secret is configured (jwt_secrets is empty)".into(),
@@ -257,11 +274,10 @@ impl ServerConfig {
             user_claim: &self.user_claim,
             tenant_claim: &self.tenant_claim,
             roles_claim: &self.roles_claim,
-            admin_role: &self.admin_role,
             issuer: self.issuer.as_deref(),
             audience: self.audience.first().map(String::as_str),
         };
-        token::mint_with(secret, &spec, user, tenant, admin, ttl, chrono::Utc::now())
+        token::mint_with(secret, &spec, user, tenant, roles, ttl, chrono::Utc::now())
     }
 }
 

@@ -76,8 +76,10 @@ mod state;
 mod streams;
 mod tasks;
 pub mod token;
+mod validators;
+mod workers;
 
-pub use caller::Caller;
+pub use caller::{Caller, WORKER_ROLE};
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 pub use extract::Json;

@@ -13,9 +13,9 @@ mod responses;
 mod task_args;
 
 pub(crate) use responses::{
-    BadRequest, Conflict, NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable, TaskAccepted,
-    TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TooManyStreams, Unauthorized,
-    UnprocessableArgs, UnsupportedMediaType,
+    BadRequest, Conflict, NotAWorker, NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable,
+    TaskAccepted, TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TaskTypeConflict,
+    TooManyStreams, Unauthorized, UnprocessableArgs, UnsupportedMediaType, WorkersUnavailable,
 };
 
 use crate::error::ErrorEnvelope;
@@ -42,6 +42,8 @@ pub(crate) const RETRY_TASK: &str = "retryTask";
 
 /// The tag of the task routes.
 pub(crate) const TASKS_TAG: &str = "tasks";
+/// The tag of the worker protocol's routes.
+pub(crate) const WORKERS_TAG: &str = "workers";
 /// The tag of the unauthenticated operational routes.
 pub(crate) const OPERATIONS_TAG: &str = "operations";
 
@@ -57,6 +59,7 @@ const BEARER: &str = "bearer";
     ),
     tags(
         (name = TASKS_TAG, description = "Submit, follow, cancel and retry tasks (bearer token)."),
+        (name = WORKERS_TAG, description = "The worker protocol (docs/worker-protocol.md): register task types, claim (long poll), heartbeat, complete. Worker tokens only (the `worker` role)."),
         (name = OPERATIONS_TAG, description = "Liveness, readiness, metrics and this document (no authentication)."),
     ),
     security(("bearer" = [])),
@@ -72,6 +75,9 @@ const BEARER: &str = "bearer";
         StoreUnavailable,
         StoreBroken,
         TooManyStreams,
+        NotAWorker,
+        TaskTypeConflict,
+        WorkersUnavailable,
     ))
 )]
 struct ApiDoc;

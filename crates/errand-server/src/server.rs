@@ -8,15 +8,18 @@ use crate::observe;
 use crate::state::AppState;
 use crate::streams::StreamLimits;
 use crate::token::Verifier;
-use crate::{events, openapi, ops, tasks};
+use crate::validators::Validators;
+use crate::{events, openapi, ops, tasks, workers};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use errand_core::{AttemptObserver, Registry, SealKeyRing, Store};
+use errand_core::remote::types::TaskTypes;
+use errand_core::{AttemptObserver, Registry, RemoteWorkers, SealKeyRing, Store};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -44,6 +47,10 @@ impl Routes {
             .routes(routes!(tasks::cancel))
             .routes(routes!(tasks::retry))
             .routes(routes!(tasks::task_types))
+            .routes(routes!(workers::register_types))
+            .routes(routes!(workers::claim))
+            .routes(routes!(workers::heartbeat))
+            .routes(routes!(workers::complete))
             .split_for_parts();
         let (public, public_api) = OpenApiRouter::new()
             .routes(routes!(ops::healthz))
@@ -120,6 +127,9 @@ impl Server {
                 shutdown: CancellationToken::new(),
                 openapi: Bytes::from(openapi.to_string()),
                 streams,
+                remote: OnceLock::new(),
+                task_types: TaskTypes::new(),
+                validators: Validators::default(),
             }),
             authenticated: routes.authenticated,
             public: routes.public,
@@ -144,6 +154,15 @@ impl Server {
     /// merged, here, at startup. Routes given here are not in `/openapi.json`.
     pub fn routes(mut self, router: Router) -> Self {
         self.app_routes = self.app_routes.merge(router);
+        self
+    }
+
+    /// Serves the worker protocol (`/v1/worker/...`) with `remote`, the remote-worker runtime
+    /// of this process (see [`RemoteWorkers::start`]); without it, those routes answer 503
+    /// `workers_disabled`. Shut the runtime down with [`RemoteWorkers::shutdown`] after the
+    /// server stops.
+    pub fn remote_workers(self, remote: Arc<RemoteWorkers>) -> Self {
+        let _ = self.state.remote.set(remote);
         self
     }
 

@@ -8,9 +8,11 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::streams::StreamLimits;
 use crate::token::Verifier;
+use crate::validators::Validators;
 use axum::body::Bytes;
-use errand_core::{Registry, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
-use std::sync::Arc;
+use errand_core::remote::types::TaskTypes;
+use errand_core::{Registry, RemoteWorkers, SealKeyRing, Store, StoreError, TaskId, TaskRecord};
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// What every handler shares.
@@ -28,6 +30,12 @@ pub(crate) struct AppState {
     pub openapi: Bytes,
     /// The caps on open event streams.
     pub streams: Arc<StreamLimits>,
+    /// The remote-worker runtime, when this server runs remote workers.
+    pub remote: OnceLock<Arc<RemoteWorkers>>,
+    /// The task types remote workers registered.
+    pub task_types: TaskTypes,
+    /// Their compiled argument schemas.
+    pub validators: Validators,
 }
 
 impl AppState {

@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use errand_core::{
-    CancelOutcome, ListQuery, NewTask, OwnerFilter, RetryOutcome, TaskId, TaskRecord, TaskState,
-    TaskType,
+    CancelOutcome, ListQuery, NewTask, OwnerFilter, Policy, PrepareError, RetryOutcome, TaskId,
+    TaskRecord, TaskState, TaskType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -223,9 +223,9 @@ pub(crate) async fn submit(
         .transpose()?;
     let max_attempts = request.max_attempts.map(attempts).transpose()?;
 
-    let prepared = app.registry.prepare(&request.name, &request.args)?;
+    let policy = policy_of(&app, &request.name, &request.args).await?;
     let mut task = NewTask::new(request.name, request.args)
-        .with_policy(&prepared.policy)
+        .with_policy(&policy)
         .with_context(caller.context(), &app.seal_keys)
         .map_err(|e| {
             tracing::error!(error = %e, "sealing the caller's context failed");
@@ -265,6 +265,38 @@ pub(crate) async fn submit(
         StatusCode::ACCEPTED
     };
     Ok((status, [(header::LOCATION, status_url)], Json(body)).into_response())
+}
+
+/// The policy of task `name` for `args`: a Rust task of the registry (its arguments
+/// deserialized), else a remote task type (its arguments checked against its schema); 422
+/// for an unknown name or arguments that do not fit.
+async fn policy_of(app: &AppState, name: &str, args: &RawValue) -> Result<Policy, ApiError> {
+    match app.registry.prepare(name, args) {
+        Ok(prepared) => Ok(prepared.policy),
+        Err(PrepareError::Unknown(_)) => {
+            let remote = app
+                .task_types
+                .get(&*app.store, name)
+                .await
+                .map_err(|e| app.store_error("task_types", e))?;
+            let Some(t) = remote else {
+                return Err(PrepareError::Unknown(name.to_string()).into());
+            };
+            let invalid = |message: String| {
+                ApiError::from(PrepareError::InvalidArgs {
+                    task: name.to_string(),
+                    message,
+                })
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(args.get()).map_err(|e| invalid(e.to_string()))?;
+            app.validators
+                .validate(&t.name, &t.args_schema, &value)
+                .map_err(invalid)?;
+            Ok(t.policy())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /v1/tasks/{id}`: the task's record.
@@ -483,17 +515,28 @@ pub(crate) struct TaskTypes {
     summary = "The registered tasks with the JSON schema of their arguments",
     params(TraceHeaders),
     responses(
-        (status = 200, description = "The task types; their schemas are also this document's `<task>Args` components.", body = TaskTypes),
+        (status = 200, description = "The task types: the server's Rust tasks (their schemas are also this document's `<task>Args` components) and the types remote workers registered.", body = TaskTypes),
         (status = 401, response = Unauthorized),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(crate) async fn task_types(
     State(app): State<Arc<AppState>>,
     _caller: Caller,
-) -> Json<TaskTypes> {
-    Json(TaskTypes {
-        items: app.registry.task_types(),
-    })
+) -> Result<Json<TaskTypes>, ApiError> {
+    let mut items = app.registry.task_types();
+    let remote = app
+        .task_types
+        .all(&*app.store)
+        .await
+        .map_err(|e| app.store_error("task_types", e))?;
+    items.extend(remote.into_values().map(|t| TaskType {
+        name: t.name,
+        schema: t.args_schema,
+        runs_on: "remote",
+        queue: Some(t.queue),
+    }));
+    Ok(Json(TaskTypes { items }))
 }
 
 #[cfg(test)]

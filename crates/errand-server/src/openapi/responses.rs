@@ -162,6 +162,31 @@ response! {
 }
 
 response! {
+    /// 403 of the worker routes.
+    NotAWorker => error(
+        "The token does not hold the `worker` role (`not_a_worker`): the worker routes are for workers (`errand token --worker NAME`)."
+    )
+    .build()
+}
+
+response! {
+    /// 409 of `PUT /v1/worker/task-types`.
+    TaskTypeConflict => error(
+        "A task of that name is a Rust task of this server (`task_type_conflict`)."
+    )
+    .build()
+}
+
+response! {
+    /// 503 of the worker routes.
+    WorkersUnavailable => error(
+        "The task store cannot be reached (`store_unavailable`), this server is shutting down (`shutting_down`), or it runs no remote workers (`workers_disabled`); try again (another server, or after a pause)."
+    )
+    .header("Retry-After", retry_after("Seconds to wait before trying again."))
+    .build()
+}
+
+response! {
     /// 404.
     NotFound => error(
         "No such task (`not_found`): it does not exist, expired, or is not the caller's."

@@ -40,13 +40,13 @@ pub(super) fn add(doc: &mut Value, tasks: &[TaskType]) {
     let mut variants = Vec::new();
     let mut mapping = Map::new();
     for task in tasks {
-        let args = unique_name(&mut taken, &format!("{}Args", component_name(task.name)));
+        let args = unique_name(&mut taken, &format!("{}Args", component_name(&task.name)));
         schemas.extend(task_schemas(&args, &task.schema, &mut taken));
         let variant = unique_name(
             &mut taken,
-            &format!("{SUBMIT_REQUEST}.{}", component_name(task.name)),
+            &format!("{SUBMIT_REQUEST}.{}", component_name(&task.name)),
         );
-        schemas.insert(variant.clone(), submission(&generic, task.name, &args));
+        schemas.insert(variant.clone(), submission(&generic, &task.name, &args));
         let reference = format!("{COMPONENTS}{variant}");
         mapping.insert(task.name.to_string(), Value::String(reference.clone()));
         variants.push(json!({ "$ref": reference }));

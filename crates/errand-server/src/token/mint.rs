@@ -61,11 +61,11 @@ pub fn mint_token(
         user_claim,
         tenant_claim: "tenant",
         roles_claim: "roles",
-        admin_role: "admin",
         issuer: None,
         audience: None,
     };
-    mint_with(secret, &spec, user, tenant, admin, ttl, Utc::now())
+    let roles: &[&str] = if admin { &["admin"] } else { &[] };
+    mint_with(secret, &spec, user, tenant, roles, ttl, Utc::now())
 }
 
 /// The claims a token is minted with, besides the user's.
@@ -73,7 +73,6 @@ pub(crate) struct MintSpec<'a> {
     pub user_claim: &'a str,
     pub tenant_claim: &'a str,
     pub roles_claim: &'a str,
-    pub admin_role: &'a str,
     /// The `iss` claim, if the server requires one.
     pub issuer: Option<&'a str>,
     /// The `aud` claim, if the server requires one.
@@ -86,7 +85,7 @@ pub(crate) fn mint_with(
     spec: &MintSpec<'_>,
     user: &str,
     tenant: Option<&str>,
-    admin: bool,
+    roles: &[&str],
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<String, TokenError> {
@@ -111,8 +110,8 @@ pub(crate) fn mint_with(
     if let Some(tenant) = tenant {
         claims.insert(spec.tenant_claim.into(), json!(tenant));
     }
-    if admin {
-        claims.insert(spec.roles_claim.into(), json!([spec.admin_role]));
+    if !roles.is_empty() {
+        claims.insert(spec.roles_claim.into(), json!(roles));
     }
     if let Some(issuer) = spec.issuer {
         claims.insert("iss".into(), json!(issuer));
@@ -171,7 +170,6 @@ mod tests {
             user_claim: "oid",
             tenant_claim: "tid",
             roles_claim: "groups",
-            admin_role: "boss",
             issuer: Some("https://issuer.example"),
             audience: Some("api://errand"),
         };
@@ -181,7 +179,7 @@ mod tests {
             &spec,
             "alice",
             Some("acme"),
-            true,
+            &["boss"],
             Duration::from_secs(60),
             now,
         )

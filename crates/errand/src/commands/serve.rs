@@ -8,7 +8,7 @@ use crate::settings::{DEFAULT_ADDR, Settings, StoreArgs, StoreKind};
 use crate::{shutdown, stores};
 use anyhow::Context as _;
 use errand::reference;
-use errand_core::HeaderAllowList;
+use errand_core::{HeaderAllowList, RemoteConfig, RemoteWorkers};
 use errand_server::Server;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,9 +127,12 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         config.header_allow_list = HeaderAllowList::new(headers);
     }
     let signing_key_id = config.signing_key_id();
+    // Tasks of remote workers (the worker protocol) run in this process's attempt runtime.
+    let remote = RemoteWorkers::start(store.clone(), seal_keys.clone(), RemoteConfig::default());
     let server = Server::new(store.clone(), registry.clone(), seal_keys.clone(), config)
         .context("invalid server configuration")?
-        .routes(reference::routes(library.clone()));
+        .routes(reference::routes(library.clone()))
+        .remote_workers(remote.clone());
 
     let concurrency = args.workers.or(settings.file.workers).unwrap_or(16);
     let plan = WorkerPlan::new(&settings, &args.run, concurrency, &choice);
@@ -173,6 +176,19 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(worker) = worker {
         // Logs its statistics ("worker stopped").
         worker.shutdown(plan.drain).await;
+    }
+    // The API no longer takes the remote workers' completions: the attempts they still hold
+    // are handed back at once, without spending an attempt (their workers learn it at their
+    // next heartbeat, from whichever server answers).
+    if let Some(stats) = remote.shutdown(Duration::ZERO).await
+        && stats.claimed > 0
+    {
+        tracing::info!(
+            claimed = stats.claimed,
+            succeeded = stats.succeeded,
+            released = stats.released,
+            "remote workers' attempts ended"
+        );
     }
     match api.await {
         Ok(result) => result.context("the API server failed")?,

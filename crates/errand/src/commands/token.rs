@@ -10,8 +10,16 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
     /// The user the token is for.
-    #[arg(long, value_name = "USER")]
-    pub user: String,
+    #[arg(
+        long,
+        value_name = "USER",
+        required_unless_present = "worker",
+        conflicts_with = "worker"
+    )]
+    pub user: Option<String>,
+    /// Mint a worker's token instead: the worker protocol's routes, and no user.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tenant", "admin"])]
+    pub worker: Option<String>,
     /// The user's tenant.
     #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
@@ -27,15 +35,21 @@ pub struct TokenArgs {
 
 pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
     let secrets = secrets::jwt_secrets(&settings, Missing::Fail)?;
-    let token = settings.token_config(secrets, &args.claims).mint_token(
-        &args.user,
-        args.tenant.as_deref(),
-        args.admin,
-        args.ttl,
-    )?;
+    let config = settings.token_config(secrets, &args.claims);
+    let (user, token) = match (&args.worker, &args.user) {
+        (Some(name), _) => (
+            format!("worker {name}"),
+            config.mint_worker_token(name, args.ttl)?,
+        ),
+        (None, Some(user)) => (
+            user.clone(),
+            config.mint_token(user, args.tenant.as_deref(), args.admin, args.ttl)?,
+        ),
+        (None, None) => anyhow::bail!("give --user USER or --worker NAME"),
+    };
     eprintln!(
         "token for {}{}{}, valid {}",
-        args.user,
+        user,
         args.tenant
             .as_deref()
             .map(|t| format!(" (tenant {t})"))

@@ -1,0 +1,98 @@
+//! The claim loop of a [`Worker`](super::Worker): as many tasks as it has free slots, one batch
+//! per round trip, sleeping on the store's work signal when the queues are empty.
+
+use super::attempt::run_task;
+use super::shared::{Counters, Outage, Shared};
+use crate::status::StatusUpdate;
+use crate::store::{ClaimRequest, Claimed, Completion, Outcome};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let cfg = &shared.config;
+    let mut outage = Outage::new("claim", Duration::from_secs(5));
+    let mut signal = None;
+    let request = |limit| ClaimRequest {
+        queues: cfg.queues.clone(),
+        limit,
+        lease: cfg.lease,
+        worker_id: cfg.id.clone(),
+    };
+    loop {
+        // Wait for a free slot, then take every free slot up to a batch.
+        let first = tokio::select! {
+            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < cfg.claim_batch.max(1) {
+            match shared.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if signal.is_none() {
+            match shared.store.work_signal(&cfg.queues).await {
+                Ok(s) => signal = Some(s),
+                Err(e) => {
+                    outage.failed(&e, &stop).await;
+                    continue;
+                }
+            }
+        }
+        let wanted = permits.len();
+        let claimed = match shared.store.claim(&request(wanted)).await {
+            Ok(c) => {
+                outage.ok();
+                c
+            }
+            Err(e) => {
+                drop(permits);
+                outage.failed(&e, &stop).await;
+                continue;
+            }
+        };
+        let got = claimed.len();
+        let mut extra = Vec::new();
+        for task in claimed {
+            let Some(permit) = permits.pop() else {
+                extra.push(task);
+                continue;
+            };
+            Counters::bump(&shared.stats.claimed);
+            let s = shared.clone();
+            let registry = shared.registry.clone();
+            let prepare = Box::new(move |t: &Claimed| registry.prepare(&t.name, &t.args));
+            shared.tasks.spawn(run_task(s, task, prepare, permit));
+        }
+        drop(permits);
+        if !extra.is_empty() {
+            // The store handed out more than asked: give the rest back untouched.
+            warn!(
+                extra = extra.len(),
+                "the store returned more tasks than claimed; handing them back"
+            );
+            let back = extra
+                .into_iter()
+                .map(|t| Completion {
+                    lease: t.lease,
+                    outcome: Outcome::Released,
+                    report: StatusUpdate::default(),
+                })
+                .collect();
+            if let Err(e) = shared.store.complete(back).await {
+                warn!(error = %e, "could not hand back the extra tasks; their leases will lapse");
+            }
+        }
+        if got < wanted
+            && let Some(signal) = signal.as_mut()
+        {
+            tokio::select! {
+                _ = signal.wait(cfg.poll_interval) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
