@@ -14,7 +14,6 @@ import asyncio
 import importlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,11 +48,8 @@ async def _work(client: Client, args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         lease_s=args.lease,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
     try:
-        stats = await worker.run()
+        stats = await worker.run_until_signalled()
     except ErrandError as e:
         logger.error("errand refused this worker: %s", e)
         print(json.dumps(worker.stats.as_dict()), flush=True)

@@ -46,6 +46,8 @@ def configure_logging(level: int | str = logging.INFO, fmt: str = DEFAULT_FORMAT
         logging.basicConfig(level=level, format=fmt)
     else:
         root.setLevel(level)
+    # httpx logs every request at INFO: a worker's claims and heartbeats would drown the rest.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     for handler in root.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())

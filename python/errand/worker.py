@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import random
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -280,6 +281,19 @@ class Worker:
         if cancelled:
             raise asyncio.CancelledError()
         return self.stats
+
+    async def run_until_signalled(self) -> WorkerStats:
+        """``run()`` with SIGTERM and SIGINT calling ``stop()`` (the second one ends the
+        drain at once); the handlers are removed when it returns."""
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            return await self.run()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     async def _register_or_stop(self) -> bool:
         """Registers, unless stopped first. Errors other than unavailability propagate."""

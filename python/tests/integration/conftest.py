@@ -153,6 +153,30 @@ class Errand:
             time.sleep(0.05)
         raise RuntimeError(f"uvicorn did not start:\n{proc.err()[-3000:]}")
 
+    def example(self, name: str, script: str, command: str, env: dict[str, str]) -> Proc:
+        """``python examples/SCRIPT COMMAND`` with errand's URL, a worker token and ``env``."""
+        return self.spawn(name, [sys.executable, str(PYTHON_DIR / "examples" / script), command],
+                          env={"ERRAND_URL": self.url, "ERRAND_TOKEN": self.worker_token(name),
+                               "ERRAND_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1",
+                               **env}, cwd=self.root)
+
+    def example_api(self, name: str, script: str, env: dict[str, str]) -> str:
+        """The FastAPI app of an example under uvicorn; returns its URL once it answers."""
+        port = free_port()
+        proc = self.example(name, script, "api", {"PORT": str(port), **env})
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/openapi.json", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            if proc.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{script} api did not start:\n{proc.err()[-3000:]}")
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
