@@ -239,6 +239,15 @@ impl Harness {
         if let Some(routes) = options.routes {
             server = server.routes(routes);
         }
+        let remote = errand_core::RemoteWorkers::start(
+            Arc::clone(&options.store),
+            key.clone(),
+            errand_core::RemoteConfig {
+                cancel_grace: Duration::from_millis(500),
+                ..Default::default()
+            },
+        );
+        server = server.remote_workers(remote);
         let observer = server.attempt_observer();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -286,6 +295,30 @@ impl Harness {
         self.config
             .mint_token(user, tenant, admin, Duration::from_secs(3600))
             .expect("mint")
+    }
+
+    /// A worker's token (the `worker` role).
+    pub fn worker_token(&self, name: &str) -> String {
+        self.config
+            .mint_worker_token(name, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    /// POSTs (or PUTs) `body` as JSON with `token`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .request(method, self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
