@@ -401,7 +401,15 @@ mod tests {
             .pointer("/paths/~1v1~1tasks/post/requestBody/content/application~1json/schema")
             .expect("submission body");
         let variant = "#/components/schemas/SubmitRequest.send_mail";
-        assert_eq!(body["oneOf"], serde_json::json!([{ "$ref": variant }]));
+        assert_eq!(
+            body["oneOf"],
+            serde_json::json!([{ "$ref": variant }, { "$ref": "#/components/schemas/SubmitRequest.remote" }])
+        );
+        assert_eq!(
+            schemas["SubmitRequest.remote"]["properties"]["name"]["not"]["enum"],
+            serde_json::json!(["send_mail"]),
+            "a remote type's submission never matches a Rust task's"
+        );
         assert_eq!(body["discriminator"]["mapping"]["send_mail"], variant);
         let submission = &schemas["SubmitRequest.send_mail"];
         assert_eq!(submission["properties"]["name"]["const"], "send_mail");
