@@ -25,6 +25,9 @@ R = TypeVar("R")
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: Seconds allowed for one ordinary API request.
 DEFAULT_TIMEOUT_S = 30.0
+#: Connections kept open: as many as may be in use, so that a burst of submissions reuses
+#: them instead of reconnecting (httpx keeps only 20 by default).
+HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 
 def _json_args(args: Mapping[str, Any] | BaseModel | None) -> Any:
@@ -126,7 +129,9 @@ class Client:
         """The async HTTP client of the running event loop."""
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop or self._http.is_closed:
-            self._http = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+            self._http = httpx.AsyncClient(
+                timeout=self.timeout, transport=self._transport, limits=HTTP_LIMITS
+            )
             self._http_loop = loop
         return self._http
 
