@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// The store meta entry holding every remote task type, as one JSON object by name.
 pub const META_NAME: &str = "remote_task_types";
 
+/// The queue of a remote task type that names none.
+pub const REMOTE_QUEUE: &str = "remote";
+
 /// How long a process trusts its copy of the table before it reads the store again.
 pub const REFRESH: Duration = Duration::from_secs(2);
 
@@ -22,7 +25,7 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 pub struct RemoteTaskType {
     /// The task name: 1–128 characters of letters, digits and `_ . : -`.
     pub name: String,
-    /// Its queue (default `default`).
+    /// Its queue (default `remote`; not `default`, the Rust workers' queue).
     #[serde(default = "default_queue")]
     pub queue: String,
     /// JSON Schema of its arguments (default: any object).
@@ -65,7 +68,7 @@ impl Default for WireBackoff {
 }
 
 fn default_queue() -> String {
-    DEFAULT_QUEUE.to_string()
+    REMOTE_QUEUE.to_string()
 }
 fn any_object() -> serde_json::Value {
     serde_json::json!({"type": "object"})
@@ -129,6 +132,11 @@ impl RemoteTaskType {
             return Err(invalid(
                 "the queue must be 1 to 128 letters, digits or `_ . : -`".into(),
             ));
+        }
+        if self.queue == DEFAULT_QUEUE {
+            return Err(invalid(format!(
+                "the queue {DEFAULT_QUEUE:?} is the Rust workers' queue, and a Rust worker fails the tasks it has no code for; give remote task types queues of their own (default {REMOTE_QUEUE:?})"
+            )));
         }
         if !(1..=1000).contains(&self.max_attempts) {
             return Err(invalid("`max_attempts` must be from 1 to 1000".into()));
