@@ -15,7 +15,8 @@ mod task_args;
 pub(crate) use responses::{
     BadRequest, Conflict, NotAWorker, NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable,
     TaskAccepted, TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TaskTypeConflict,
-    TooManyStreams, Unauthorized, UnprocessableArgs, UnsupportedMediaType, WorkersUnavailable,
+    TooManyStreams, Unauthorized, UnprocessableArgs, UnsupportedMediaType, WorkerRouteErrors,
+    WorkersUnavailable,
 };
 
 use crate::error::ErrorEnvelope;

@@ -5,10 +5,7 @@
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::openapi::{
-    self, BadRequest, NotAWorker, PayloadTooLarge, TaskTypeConflict, Unauthorized,
-    UnsupportedMediaType, WorkersUnavailable,
-};
+use crate::openapi::{self, TaskTypeConflict, WorkerRouteErrors};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -94,13 +91,8 @@ pub(crate) struct TypesAnswer {
     request_body = TypesRequest,
     responses(
         (status = 200, description = "Every remote task type now known, with defaults filled in.", body = TypesAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = NotAWorker),
         (status = 409, response = TaskTypeConflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = WorkersUnavailable),
+        WorkerRouteErrors,
     )
 )]
 pub(crate) async fn register_types(
@@ -163,12 +155,7 @@ pub(crate) async fn register_types(
     request_body = ClaimSpec,
     responses(
         (status = 200, description = "The claimed tasks (none when no work came within `wait_s`).", body = Claimed),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = NotAWorker),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = WorkersUnavailable),
+        WorkerRouteErrors,
     )
 )]
 pub(crate) async fn claim(
@@ -203,12 +190,7 @@ pub(crate) async fn claim(
     request_body = Heartbeat,
     responses(
         (status = 200, description = "One answer per lease, in order.", body = Renewed),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = NotAWorker),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = WorkersUnavailable),
+        WorkerRouteErrors,
     )
 )]
 pub(crate) async fn heartbeat(
@@ -249,12 +231,7 @@ pub(crate) async fn heartbeat(
     request_body = Completions,
     responses(
         (status = 200, description = "One answer per completion, in order.", body = Completed),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = NotAWorker),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = WorkersUnavailable),
+        WorkerRouteErrors,
     )
 )]
 pub(crate) async fn complete(

@@ -264,3 +264,20 @@ impl IntoResponses for TaskRouteErrors {
         ])
     }
 }
+
+/// What every worker route may answer besides its own answer: 400, 401, 403 for a token that
+/// is not a worker's, 413, 415, 503.
+pub(crate) struct WorkerRouteErrors;
+
+impl IntoResponses for WorkerRouteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            ("400".to_string(), shared::<BadRequest>()),
+            ("401".to_string(), shared::<Unauthorized>()),
+            ("403".to_string(), shared::<NotAWorker>()),
+            ("413".to_string(), shared::<PayloadTooLarge>()),
+            ("415".to_string(), shared::<UnsupportedMediaType>()),
+            ("503".to_string(), shared::<WorkersUnavailable>()),
+        ])
+    }
+}
