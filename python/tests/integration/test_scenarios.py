@@ -227,7 +227,11 @@ async def test_progress_steps_and_errors_reach_the_record_and_the_stream(errand_
         seen = [next(s["status"] for s in e["steps"] if s["name"] == name)
                 for e in events if any(s["name"] == name for s in e.get("steps", []))]
         assert [order[s] for s in seen] == sorted(order[s] for s in seen), (name, seen)
-        assert "running" in seen, (name, seen)
+    # `fetch` runs for 0.45 s, reporting as it goes: its running state reaches the stream.
+    # (A short step's changes may reach the server in one call, and the stream shows the
+    # record after them, so `embed` may go from pending to failed in one event.)
+    assert any(s["name"] == "fetch" and s["status"] == "running"
+               for e in events for s in e.get("steps", []))
 
 
 async def test_another_user_gets_404_everywhere(errand_server: Errand) -> None:
