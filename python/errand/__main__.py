@@ -4,7 +4,7 @@
 import path) and runs its tasks until SIGTERM or SIGINT (a second one ends the drain at
 once). It logs to stderr in ``errand.logs.DEFAULT_FORMAT`` (every line with the task and user
 it was logged for) and prints its statistics as one JSON line on stdout when it exits (0 after
-a drain; 1 when errand refused its registration).
+a drain; 1 when errand refused its registration, or a loop of the worker failed).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def _work(client: Client, args: argparse.Namespace) -> int:
     try:
         stats = await worker.run_until_signalled()
     except ErrandError as e:
-        logger.error("errand refused this worker: %s", e)
+        logger.error("the worker stopped on an error: %s", e)
         print(json.dumps(worker.stats.as_dict()), flush=True)
         return 1
     print(json.dumps(stats.as_dict()), flush=True)

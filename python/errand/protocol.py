@@ -58,6 +58,12 @@ class Assignment(_Answer):
     context: AssignmentContext | None = None
 
 
+class TypesAnswer(_Answer):
+    """Every remote task type the server knows, with its defaults filled in."""
+
+    types: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class ClaimAnswer(_Answer):
     tasks: list[Assignment] = Field(default_factory=list)
 

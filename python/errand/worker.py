@@ -36,10 +36,10 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .context import TaskContext, _current
 from .errors import ErrandError, Fatal, Retry, Unreachable, api_error, failure_payload, is_transient
@@ -50,6 +50,7 @@ from .protocol import (
     CompleteAnswer,
     HeartbeatAnswer,
     Reports,
+    TypesAnswer,
 )
 from .task import TaskDefinition
 
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 logger = logging.getLogger("errand")
+
+A = TypeVar("A", bound=BaseModel)
 
 #: A batch of completions is kept under this many bytes (the server's default limit is 1 MiB).
 MAX_BODY_BYTES = 512 * 1024
@@ -217,6 +220,7 @@ class Worker:
         self._sending_completions = False
         self._outage = _Outage(client.url)
         self._http: httpx.AsyncClient | None = None
+        self._crash: BaseException | None = None
 
     # --- control ------------------------------------------------------------------------
 
@@ -252,6 +256,8 @@ class Worker:
                     asyncio.create_task(self._completion_loop(), name="errand:complete"),
                 ]
                 claim = asyncio.create_task(self._claim_loop(), name="errand:claim")
+                for loop in (*loops, claim):
+                    loop.add_done_callback(self._loop_ended)
                 self.ready.set()
                 logger.info(
                     "worker started: %d task type(s) %s, concurrency %d, lease %.0f s",
@@ -280,7 +286,17 @@ class Worker:
         logger.info("worker stopped: %s", json.dumps(self.stats.as_dict()))
         if cancelled:
             raise asyncio.CancelledError()
+        if self._crash is not None:
+            raise ErrandError(f"a worker loop failed: {self._crash!r}") from self._crash
         return self.stats
+
+    def _loop_ended(self, loop: asyncio.Task[None]) -> None:
+        """A loop only ends by cancellation; one that fails stops the worker, loudly."""
+        if loop.cancelled() or loop.exception() is None:
+            return
+        self._crash = loop.exception()
+        logger.critical("worker loop %s failed: stopping", loop.get_name(), exc_info=self._crash)
+        self.stop(immediate=True)
 
     async def run_until_signalled(self) -> WorkerStats:
         """``run()`` with SIGTERM and SIGINT calling ``stop()`` (the second one ends the
@@ -311,14 +327,14 @@ class Worker:
         register.result()
         return True
 
-    async def register(self) -> list[Any]:
+    async def register(self) -> list[dict[str, Any]]:
         """``PUT /v1/worker/task-types`` with every registered task, retrying with backoff
         while errand is unavailable; returns the server's list of remote task types."""
         body = {"types": [d.spec() for d in self.client.tasks.values()]}
         backoff = _Backoff()
         while True:
             try:
-                answer = await self._call("PUT", "/v1/worker/task-types", body)
+                answer = await self._call("PUT", "/v1/worker/task-types", body, TypesAnswer)
             except ErrandError as e:
                 if not is_transient(e):
                     raise
@@ -326,14 +342,15 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 continue
             self._outage.ok()
-            types = answer.get("types", []) if isinstance(answer, dict) else []
-            return list(types)
+            return answer.types
 
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _call(
-        self, method: str, path: str, body: Any, *, raw: bytes | None = None
-    ) -> Any:
+        self, method: str, path: str, body: Any, answer: type[A], *, raw: bytes | None = None
+    ) -> A:
+        """One worker-route request; the answer parsed as ``answer``. An answer that is not
+        what the protocol says is an ``ErrandError`` too, so no loop ever dies of one."""
         assert self._http is not None, "the worker is not running"
         headers = {"content-type": "application/json", **self.client.auth_headers(None)}
         try:
@@ -347,7 +364,10 @@ class Worker:
             raise Unreachable(f"{method} {path}: {type(e).__name__}: {e}") from e
         if response.status_code >= 400:
             raise api_error(response)
-        return response.json()
+        try:
+            return answer.model_validate_json(response.content)
+        except ValidationError as e:
+            raise ErrandError(f"{method} {path}: an answer the protocol does not allow: {e}") from e
 
     # --- claiming -----------------------------------------------------------------------
 
@@ -368,9 +388,7 @@ class Worker:
                 body["queues"] = self.queues
             sent_at = time.monotonic()
             try:
-                answer = ClaimAnswer.model_validate(
-                    await self._call("POST", "/v1/worker/claim", body)
-                )
+                answer = await self._call("POST", "/v1/worker/claim", body, ClaimAnswer)
             except ErrandError as e:
                 self._outage.failed("claiming", e)
                 await asyncio.sleep(backoff.next())
@@ -579,8 +597,8 @@ class Worker:
                 }
                 sent_at = time.monotonic()
                 try:
-                    answer = HeartbeatAnswer.model_validate(
-                        await self._call("POST", "/v1/worker/heartbeat", body)
+                    answer = await self._call(
+                        "POST", "/v1/worker/heartbeat", body, HeartbeatAnswer
                     )
                 except ErrandError as e:
                     for lease, reports in zip(chunk, taken):
@@ -662,8 +680,8 @@ class Worker:
                 return None
             raw = b'{"completions":[' + b",".join(parts) + b"]}"
             try:
-                answer = CompleteAnswer.model_validate(
-                    await self._call("POST", "/v1/worker/complete", None, raw=raw)
+                answer = await self._call(
+                    "POST", "/v1/worker/complete", None, CompleteAnswer, raw=raw
                 )
             except ErrandError as e:
                 for lease, reports in zip(batch, taken):

@@ -426,3 +426,19 @@ async def test_sigterm_to_the_worker_command_drains_and_releases(
     assert (fake.completion_of(task_id) or {})["outcome"] == "released"
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["released"] == 1 and stats["claimed"] == 1
+
+
+async def test_a_failing_loop_stops_the_worker_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeErrand()
+    client = make(fake)
+
+    @client.task("t")
+    async def t(args: dict[str, Any], ctx: TaskContext) -> None:
+        return None
+
+    async def broken(self: Worker) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(Worker, "_claim_loop", broken)
+    with pytest.raises(errand.ErrandError, match="bug"):
+        await asyncio.wait_for(Worker(client).run(), 5)
