@@ -606,6 +606,10 @@ class Worker:
                     self._outage.failed("heartbeat", e)
                     return False
                 self._outage.ok()
+                if len(answer.leases) != len(chunk):
+                    logger.error(
+                        "errand answered %d leases for a heartbeat of %d", len(answer.leases), len(chunk)
+                    )
                 for lease, state in zip(chunk, answer.leases):
                     if state.task_id != lease.ctx.task_id:
                         logger.error(
@@ -689,10 +693,15 @@ class Worker:
                 self._outage.failed("completing", e)
                 return False
             self._outage.ok()
-            for lease in batch:
+            if len(answer.results) != len(batch):
+                logger.error(
+                    "errand answered %d results for %d completions; the rest are sent again",
+                    len(answer.results),
+                    len(batch),
+                )
+            for lease, result in zip(batch, answer.results):
                 if lease in self._outbox:
                     self._outbox.remove(lease)
-            for lease, result in zip(batch, answer.results):
                 self._completed(lease, result.accepted, result.fenced)
             return True
 
