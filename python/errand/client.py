@@ -93,7 +93,8 @@ class Client:
         is registered and the function gets a validated instance) or ``dict``/none (schema
         ``{"type": "object"}``, the function gets the dict). ``timeout`` and ``ttl`` are in
         seconds, ``backoff`` is ``(base_s, max_s)``; unset ones take the server's defaults
-        (queue ``default``, 3 attempts, 300 s, 1 day, 1 s to 300 s)."""
+        (queue ``remote``, 3 attempts, 300 s, 1 day, 1 s to 300 s). The queue ``default``
+        belongs to errand's Rust workers: the server refuses it when the worker registers."""
 
         def register(fn: TaskFunction[A, R]) -> TaskDefinition[A, R]:
             if name in self.tasks:
