@@ -273,6 +273,7 @@ impl Worker {
             loops,
             completer,
             started: Instant::now(),
+            claims,
         }
     }
 }
@@ -288,6 +289,8 @@ pub struct WorkerHandle {
     loops: TaskTracker,
     completer: tokio::task::JoinHandle<()>,
     started: Instant,
+    /// Whether it claims on its own (a [`Worker`]), or runs remote workers' attempts.
+    claims: bool,
 }
 
 /// Where a worker is, in its [`WorkerStats`].
@@ -394,6 +397,15 @@ impl WorkerHandle {
             .shared
             .stats
             .snapshot(status, running_at_shutdown, began.elapsed());
+        if !self.claims {
+            // The runtime of remote workers' attempts: its process reports its own stop.
+            tracing::debug!(
+                claimed = stats.claimed,
+                released = stats.released,
+                "remote attempts' runtime stopped"
+            );
+            return stats;
+        }
         info!(
             status = %stats.status,
             claimed = stats.claimed,
