@@ -497,7 +497,10 @@ impl SpawnBuilder<'_> {
                 let end = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => TaskEnd::Cancelled,
+                    // The token can fire after its branch was polled and before the task's,
+                    // which then returns because of it in the same poll: still a cancellation.
                     r = work => match r {
+                        _ if cancel.is_cancelled() => TaskEnd::Cancelled,
                         Ok(None) => TaskEnd::Succeeded,
                         Ok(Some(msg)) => TaskEnd::Failed(msg),
                         Err(panic) => TaskEnd::Panicked(panic_message(&panic)),
