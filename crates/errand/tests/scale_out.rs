@@ -47,17 +47,24 @@ async fn store_on(url: &str, prefix: &str) -> Arc<RedisStore> {
     )
 }
 
-/// Every task's record, fetched 32 at a time; panics on an unknown id.
+/// Every task's record, fetched 32 at a time; panics on an unknown id. A read that finds Redis
+/// unreachable (just restarted, or slow under the test's load) is tried again for 30 s.
 async fn records(store: &Arc<RedisStore>, ids: &[TaskId]) -> Vec<errand_core::TaskRecord> {
     futures::stream::iter(ids.iter().copied())
         .map(|id| {
             let store = store.clone();
             async move {
-                store
-                    .get(id)
-                    .await
-                    .expect("read a record")
-                    .unwrap_or_else(|| panic!("task {id} is unknown to the store"))
+                let mut tries = 0;
+                let found = loop {
+                    match store.get(id).await {
+                        Err(e) if e.is_unavailable() && tries < 300 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => break other.expect("read a record"),
+                    }
+                };
+                found.unwrap_or_else(|| panic!("task {id} is unknown to the store"))
             }
         })
         .buffered(32)
