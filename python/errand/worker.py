@@ -81,6 +81,8 @@ class WorkerStats:
     released: int = 0
     lost: int = 0
     fenced: int = 0
+    #: Completions errand received but whose write its store did not confirm in time.
+    unconfirmed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -709,7 +711,18 @@ class Worker:
         self._leases.pop(lease.token, None)
         ctx = lease.ctx
         completion = lease.completion or {}
-        if accepted and not fenced:
+        if not accepted and not fenced:
+            # The store did not confirm the write in time; the server keeps writing it, and
+            # the task's record shows what became of it.
+            self.stats.unconfirmed += 1
+            logger.warning(
+                "completion not confirmed: errand's store did not answer in time (attempt %d, outcome %s); the task's record shows whether it was written",
+                ctx.attempt,
+                completion.get("outcome"),
+                extra=_log_fields(ctx),
+            )
+            return
+        if accepted:
             outcome = completion.get("outcome")
             if outcome == "success":
                 self.stats.succeeded += 1

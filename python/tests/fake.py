@@ -36,6 +36,7 @@ class FakeErrand:
     cancel: set[str] = field(default_factory=set)
     not_held: set[str] = field(default_factory=set)
     fenced: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)
     #: Routes answering 503 for this many more calls, e.g. {"complete": 2}.
     unavailable: dict[str, int] = field(default_factory=dict)
     #: Routes raising a connection error for this many more calls.
@@ -120,9 +121,11 @@ class FakeErrand:
             results = []
             for c in body["completions"]:
                 fenced = c["task_id"] in self.fenced
+                unconfirmed = c["task_id"] in self.unconfirmed
                 if not fenced:
                     self.completions.append(c)
-                results.append({"task_id": c["task_id"], "accepted": not fenced, "fenced": fenced})
+                results.append({"task_id": c["task_id"],
+                                "accepted": not (fenced or unconfirmed), "fenced": fenced})
             self.completed.set()
             return httpx.Response(200, json={"results": results})
         return httpx.Response(404, json={"error": {"code": "not_found", "message": route}})

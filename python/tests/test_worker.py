@@ -235,6 +235,30 @@ async def test_fenced_completion_is_reported_to_the_context(caplog: pytest.LogCa
     assert getattr(record, "task_id") == task_id
 
 
+async def test_an_unconfirmed_completion_is_neither_counted_nor_fenced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeErrand()
+    client = make(fake)
+    seen: list[TaskContext] = []
+
+    @client.task("t")
+    async def t(args: dict[str, Any], ctx: TaskContext) -> str:
+        seen.append(ctx)
+        return "done"
+
+    task_id = fake.add("t")
+    fake.unconfirmed.add(task_id)
+    caplog.set_level(logging.WARNING, logger="errand")
+    async with running(client) as worker:
+        while worker.stats.unconfirmed == 0:
+            await asyncio.sleep(0.01)
+    assert not seen[0].fenced
+    assert (worker.stats.succeeded, worker.stats.fenced) == (0, 0)
+    assert fake.complete_calls == 1, "it is not sent again"
+    assert any("completion not confirmed" in r.getMessage() for r in caplog.records)
+
+
 async def test_cancel_request_sets_the_flag_and_cancelled_error_completes_cancelled() -> None:
     fake = FakeErrand()
     client = make(fake)
