@@ -22,7 +22,7 @@ pub(crate) use responses::{
 use crate::error::ErrorEnvelope;
 use crate::observe::{CORRELATION_ID_HEADER, MAX_ID_LEN, REQUEST_ID_HEADER};
 use crate::tasks::Submitted;
-use errand_core::Registry;
+use errand_core::TaskType;
 use serde_json::Value;
 use std::marker::PhantomData;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
@@ -138,16 +138,21 @@ impl<P: IntoParams> IntoParams for EmptyAsAbsent<P> {
     }
 }
 
-/// The finished document: `api` (the routes' document from the router) with the request and
-/// correlation id headers on every operation and response, and with the tasks of `registry`.
-pub(crate) fn document(mut api: utoipa::openapi::OpenApi, registry: &Registry) -> Value {
+/// The routes' document: `api` (from the router) with the request and correlation id headers
+/// on every operation and response, without the tasks (see [`with_tasks`]).
+pub(crate) fn routes_document(mut api: utoipa::openapi::OpenApi) -> Value {
     add_request_ids(&mut api);
-    let mut doc = serde_json::to_value(&api).unwrap_or_else(|e| {
+    serde_json::to_value(&api).unwrap_or_else(|e| {
         // Only string-keyed maps and plain values: serializing it cannot fail.
         tracing::error!(error = %e, "the OpenAPI document could not be serialized");
         Value::Null
-    });
-    task_args::add(&mut doc, &registry.task_types());
+    })
+}
+
+/// The finished document: the routes' document with the arguments of `tasks` (the registry's,
+/// and those remote workers registered) in the body of `POST /v1/tasks`.
+pub(crate) fn with_tasks(mut doc: Value, tasks: &[TaskType]) -> Value {
+    task_args::add(&mut doc, tasks);
     doc
 }
 
@@ -402,15 +407,7 @@ mod tests {
             .pointer("/paths/~1v1~1tasks/post/requestBody/content/application~1json/schema")
             .expect("submission body");
         let variant = "#/components/schemas/SubmitRequest.send_mail";
-        assert_eq!(
-            body["oneOf"],
-            serde_json::json!([{ "$ref": variant }, { "$ref": "#/components/schemas/SubmitRequest.remote" }])
-        );
-        assert_eq!(
-            schemas["SubmitRequest.remote"]["properties"]["name"]["not"]["enum"],
-            serde_json::json!(["send_mail"]),
-            "a remote type's submission never matches a Rust task's"
-        );
+        assert_eq!(body["oneOf"], serde_json::json!([{ "$ref": variant }]));
         assert_eq!(body["discriminator"]["mapping"]["send_mail"], variant);
         let submission = &schemas["SubmitRequest.send_mail"];
         assert_eq!(submission["properties"]["name"]["const"], "send_mail");

@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use errand_core::TaskType;
 use prometheus_client::encoding::prometheus_text;
 use serde::Serialize;
 use std::sync::Arc;
@@ -127,9 +128,27 @@ pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "The OpenAPI 3.1 document of errand's routes and registered tasks.", body = Object))
 )]
 pub(crate) async fn openapi_document(State(app): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        app.openapi.clone(),
-    )
-        .into_response()
+    // The remote workers' task types are the store's: read at most every 2 s, and added to
+    // the document when there are any.
+    let remote = match app.task_types.all(&*app.store).await {
+        Ok(remote) => remote,
+        Err(e) => {
+            app.metrics.store_error("task_types", &e);
+            Default::default()
+        }
+    };
+    let body = if remote.is_empty() {
+        app.openapi.clone()
+    } else {
+        let mut tasks = app.registry.task_types();
+        tasks.extend(remote.into_values().map(|t| TaskType {
+            name: t.name,
+            schema: t.args_schema,
+            runs_on: "remote",
+            queue: Some(t.queue),
+        }));
+        let doc = openapi::with_tasks(app.routes_document.clone(), &tasks);
+        axum::body::Bytes::from(doc.to_string())
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -114,7 +114,8 @@ impl Server {
         let verifier = Verifier::new(&config)?;
         let streams = StreamLimits::new(config.streams_per_user, config.streams_total);
         let routes = Routes::new();
-        let openapi = openapi::document(routes.api, &registry);
+        let routes_document = openapi::routes_document(routes.api);
+        let openapi = openapi::with_tasks(routes_document.clone(), &registry.task_types());
         let metrics = Arc::new(Metrics::new(registry.names()));
         Ok(Self {
             state: Arc::new(AppState {
@@ -126,6 +127,7 @@ impl Server {
                 metrics,
                 shutdown: CancellationToken::new(),
                 openapi: Bytes::from(openapi.to_string()),
+                routes_document,
                 streams,
                 remote: OnceLock::new(),
                 task_types: TaskTypes::new(),

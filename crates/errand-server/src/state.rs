@@ -26,8 +26,11 @@ pub(crate) struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: open event streams end.
     pub shutdown: CancellationToken,
-    /// The OpenAPI document (JSON) served at `/openapi.json`.
+    /// The OpenAPI document (JSON) served at `/openapi.json` while no remote task type is
+    /// registered.
     pub openapi: Bytes,
+    /// The document without tasks, to which the registered remote task types are added.
+    pub routes_document: serde_json::Value,
     /// The caps on open event streams.
     pub streams: Arc<StreamLimits>,
     /// The remote-worker runtime, when this server runs remote workers.

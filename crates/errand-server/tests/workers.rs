@@ -97,6 +97,18 @@ async fn a_python_task_runs_as_its_submitter_reports_and_completes() {
     let (status, body) = register(&h, &worker, ingest_type(60.0, 3)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    // The document lists the registered type, with its arguments.
+    let (_, doc) = h.get(&alice, "/openapi.json").await;
+    let variant = &doc["components"]["schemas"]["SubmitRequest.py_ingest"];
+    assert_eq!(
+        variant["properties"]["name"]["const"], "py_ingest",
+        "{variant}"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["py_ingestArgs"]["required"],
+        json!(["title"])
+    );
+
     let (_, types) = h.get(&alice, "/v1/task-types").await;
     let listed = types["items"]
         .as_array()

@@ -51,11 +51,6 @@ pub(super) fn add(doc: &mut Value, tasks: &[TaskType]) {
         mapping.insert(task.name.to_string(), Value::String(reference.clone()));
         variants.push(json!({ "$ref": reference }));
     }
-    // Remote workers register their task types at run time: any other name, its arguments
-    // checked against the type's registered schema.
-    let remote = unique_name(&mut taken, &format!("{SUBMIT_REQUEST}.remote"));
-    schemas.insert(remote.clone(), remote_submission(&generic, tasks));
-    variants.push(json!({ "$ref": format!("{COMPONENTS}{remote}") }));
     let body = json!({
         "oneOf": variants,
         "discriminator": { "propertyName": "name", "mapping": mapping },
@@ -66,29 +61,6 @@ pub(super) fn add(doc: &mut Value, tasks: &[TaskType]) {
             "the OpenAPI document has no {SUBMIT_TASK} operation; task arguments are not listed"
         ),
     }
-}
-
-/// The generic request for a task type of remote workers: any name but the registry's.
-fn remote_submission(generic: &Value, tasks: &[TaskType]) -> Value {
-    let mut variant = generic.clone();
-    if let Some(object) = variant.as_object_mut() {
-        object.insert(
-            "title".into(),
-            Value::String("Submit a remote worker's task".into()),
-        );
-        object.insert(
-            "description".into(),
-            Value::String("A task type registered by remote workers (listed by `GET /v1/task-types` with `runs_on: remote`): `args` must match the schema it was registered with.".into()),
-        );
-    }
-    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-    if let Some(properties) = variant.get_mut("properties").and_then(Value::as_object_mut) {
-        properties.insert(
-            "name".into(),
-            json!({ "type": "string", "minLength": 1, "not": { "enum": names }, "description": "The remote task type's name." }),
-        );
-    }
-    variant
 }
 
 /// The generic request with `name` fixed to `task` and `args` referring to `args`.
