@@ -141,12 +141,7 @@ pub(crate) async fn openapi_document(State(app): State<Arc<AppState>>) -> Respon
         app.openapi.clone()
     } else {
         let mut tasks = app.registry.task_types();
-        tasks.extend(remote.into_values().map(|t| TaskType {
-            name: t.name,
-            schema: t.args_schema,
-            runs_on: "remote",
-            queue: Some(t.queue),
-        }));
+        tasks.extend(remote.into_values().map(TaskType::from));
         let doc = openapi::with_tasks(app.routes_document.clone(), &tasks);
         axum::body::Bytes::from(doc.to_string())
     };

@@ -530,12 +530,7 @@ pub(crate) async fn task_types(
         .all(&*app.store)
         .await
         .map_err(|e| app.store_error("task_types", e))?;
-    items.extend(remote.into_values().map(|t| TaskType {
-        name: t.name,
-        schema: t.args_schema,
-        runs_on: "remote",
-        queue: Some(t.queue),
-    }));
+    items.extend(remote.into_values().map(TaskType::from));
     Ok(Json(TaskTypes { items }))
 }
 

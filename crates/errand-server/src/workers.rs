@@ -107,7 +107,7 @@ pub(crate) async fn register_types(
         ));
     }
     for t in &request.types {
-        if app.registry.task_types().iter().any(|r| r.name == t.name) {
+        if app.registry.contains(&t.name) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "task_type_conflict",

@@ -112,6 +112,20 @@ impl Ledger {
         }
     }
 
+    /// Ends every held attempt as handed back (its process is stopping).
+    pub fn release_all(&self) {
+        let held: Vec<Arc<Held>> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for h in held {
+            let _ = h.finish(Err(TaskError::released("the server is shutting down")));
+        }
+    }
+
     fn owe(&self, lease: Lease, ack: oneshot::Sender<CompleteResult>) {
         self.acks
             .lock()

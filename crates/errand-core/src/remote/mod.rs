@@ -17,9 +17,8 @@ use crate::lease::{Lease, LeaseToken};
 use crate::registry::{Prepared, Registry};
 use crate::resources::Resources;
 use crate::seal::SealKeyRing;
-use crate::status::StatusUpdate;
-use crate::store::{ClaimRequest, CompleteResult, Completion, Outcome, Store, StoreError};
-use crate::task::{Policy, TaskError};
+use crate::store::{ClaimRequest, CompleteResult, Store, StoreError};
+use crate::task::TaskError;
 use crate::worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats, run_task};
 use chrono::Utc;
 use held::{Ledger, hand_off};
@@ -27,7 +26,6 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tracing::warn;
 use types::RemoteTaskType;
 use wire::{
     Assignment, ClaimSpec, CompletionAnswer, CompletionItem, HeartbeatItem, LeaseAnswer,
@@ -214,7 +212,10 @@ impl RemoteWorkers {
                 let policy = types
                     .get(&task.name)
                     .map(RemoteTaskType::policy)
-                    .unwrap_or_else(|| fallback_policy(&task.queue));
+                    .unwrap_or_else(|| {
+                        // Registered so recently that this copy of the table lacks it.
+                        RemoteTaskType::with_defaults(&task.name, &task.queue).policy()
+                    });
                 let (assign, assigned) = oneshot::channel();
                 let ledger = self.ledger.clone();
                 let handed = task.clone();
@@ -228,7 +229,8 @@ impl RemoteWorkers {
                 waiting.push(assigned);
             }
             drop(permits);
-            self.hand_back(foreign).await;
+            // Another worker's types (or more than asked): back untouched.
+            self.shared.hand_back(foreign, "of other task types").await;
             let mut assignments = Vec::with_capacity(waiting.len());
             for assigned in waiting {
                 // An attempt that never reaches its run (its context failed its check) drops
@@ -249,24 +251,6 @@ impl RemoteWorkers {
                 _ = signal.wait(nap) => {}
                 _ = self.stop.cancelled() => return Err(RemoteError::ShuttingDown),
             }
-        }
-    }
-
-    /// Gives back tasks a claim took but cannot use (another worker's types), untouched.
-    async fn hand_back(&self, leases: Vec<Lease>) {
-        if leases.is_empty() {
-            return;
-        }
-        let back = leases
-            .into_iter()
-            .map(|lease| Completion {
-                lease,
-                outcome: Outcome::Released,
-                report: StatusUpdate::default(),
-            })
-            .collect();
-        if let Err(e) = self.store.complete(back).await {
-            warn!(error = %e, "could not hand back tasks of other types; their leases will lapse");
         }
     }
 
@@ -360,21 +344,17 @@ impl RemoteWorkers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()?;
-        Some(handle.shutdown(drain).await)
+        // Past the drain no worker will finish them here: each is handed back at once, rather
+        // than waiting out the cancel grace for an outcome that cannot come.
+        let ledger = self.ledger.clone();
+        let give_back = tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            ledger.release_all();
+        });
+        let stats = handle.shutdown(drain).await;
+        give_back.abort();
+        Some(stats)
     }
-}
-
-fn fallback_policy(queue: &str) -> Policy {
-    let t = RemoteTaskType {
-        name: String::new(),
-        queue: queue.to_string(),
-        args_schema: serde_json::Value::Null,
-        max_attempts: 3,
-        timeout_s: 300.0,
-        ttl_s: 86_400.0,
-        backoff: types::WireBackoff::default(),
-    };
-    t.policy()
 }
 
 fn lease(id: crate::id::TaskId, token: &str) -> Option<Lease> {

@@ -111,6 +111,19 @@ fn seconds(name: &str, field: &str, value: f64, max: f64) -> Result<Duration, Ty
 }
 
 impl RemoteTaskType {
+    /// The type `name` on `queue` with every other field at its default.
+    pub fn with_defaults(name: &str, queue: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            queue: queue.to_string(),
+            args_schema: any_object(),
+            max_attempts: default_attempts(),
+            timeout_s: default_timeout(),
+            ttl_s: default_ttl(),
+            backoff: WireBackoff::default(),
+        }
+    }
+
     /// Checks the fields (not the schema: that is the API's, which compiles it).
     pub fn validate(&self) -> Result<(), TypeError> {
         let invalid = |message: String| TypeError::Invalid {
@@ -162,6 +175,18 @@ impl RemoteTaskType {
             timeout: secs(self.timeout_s),
             ttl: secs(self.ttl_s),
             backoff: Backoff::exponential(secs(self.backoff.base_s), secs(self.backoff.max_s)),
+        }
+    }
+}
+
+impl From<RemoteTaskType> for crate::registry::TaskType {
+    /// The type as `GET /v1/task-types` and the OpenAPI document list it.
+    fn from(t: RemoteTaskType) -> Self {
+        Self {
+            name: t.name,
+            schema: t.args_schema,
+            runs_on: "remote",
+            queue: Some(t.queue),
         }
     }
 }

@@ -3,14 +3,18 @@
 
 use super::attempt::run_task;
 use super::shared::{Counters, Outage, Shared};
-use crate::status::StatusUpdate;
-use crate::store::{ClaimRequest, Claimed, Completion, Outcome};
+use crate::store::{ClaimRequest, Claimed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut ready = shared.cancels_ready.clone();
+    tokio::select! {
+        _ = ready.wait_for(|r| *r) => {}
+        _ = stop.cancelled() => return,
+    }
     let cfg = &shared.config;
     let mut outage = Outage::new("claim", Duration::from_secs(5));
     let mut signal = None;
@@ -58,7 +62,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
         let mut extra = Vec::new();
         for task in claimed {
             let Some(permit) = permits.pop() else {
-                extra.push(task);
+                extra.push(task.lease);
                 continue;
             };
             Counters::bump(&shared.stats.claimed);
@@ -74,17 +78,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 extra = extra.len(),
                 "the store returned more tasks than claimed; handing them back"
             );
-            let back = extra
-                .into_iter()
-                .map(|t| Completion {
-                    lease: t.lease,
-                    outcome: Outcome::Released,
-                    report: StatusUpdate::default(),
-                })
-                .collect();
-            if let Err(e) = shared.store.complete(back).await {
-                warn!(error = %e, "could not hand back the extra tasks; their leases will lapse");
-            }
+            shared.hand_back(extra, "extra").await;
         }
         if got < wanted
             && let Some(signal) = signal.as_mut()

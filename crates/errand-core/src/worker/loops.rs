@@ -73,17 +73,14 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
 pub(crate) async fn cancel_loop(
     shared: Arc<Shared>,
     stop: CancellationToken,
-    listening: tokio::sync::oneshot::Sender<()>,
+    listening: tokio::sync::watch::Sender<bool>,
 ) {
     let mut outage = Outage::new("cancellations", Duration::from_secs(5));
     // Claims start after the first try, whether it subscribed or not (heartbeats are the
     // backstop while the store cannot be reached).
-    let mut listening = Some(listening);
     loop {
         let subscribed = shared.store.cancellations().await;
-        if let Some(tx) = listening.take() {
-            let _ = tx.send(());
-        }
+        listening.send_replace(true);
         let mut stream = match subscribed {
             Ok(s) => {
                 outage.ok();

@@ -231,17 +231,12 @@ impl Worker {
         let stop_claiming = CancellationToken::new();
         let stop_loops = CancellationToken::new();
         let stop_completer = CancellationToken::new();
-        // Nothing is claimed before the cancellation listener has tried to subscribe: a
-        // cancellation sent before it listens would only reach the task at a heartbeat.
-        let (listening, cancels_ready) = tokio::sync::oneshot::channel();
+        // Nothing is claimed before the cancellation listener has tried to subscribe
+        // (`Shared::cancels_ready`): a cancellation sent before it listens would only reach the
+        // task at a heartbeat.
         let claimer = tokio::spawn({
             let (shared, stop) = (shared.clone(), stop_claiming.clone());
             async move {
-                tokio::select! {
-                    _ = cancels_ready => {}
-                    _ = stop.cancelled() => return,
-                }
-                let _ = ready_tx.send(true);
                 if claims {
                     claim::claim_loop(shared, stop).await;
                 }
@@ -258,7 +253,7 @@ impl Worker {
         loops.spawn(loops::cancel_loop(
             shared.clone(),
             stop_loops.clone(),
-            listening,
+            ready_tx,
         ));
         if shared.config.maintenance {
             loops.spawn(loops::maintenance_loop(shared.clone(), stop_loops.clone()));

@@ -11,7 +11,8 @@ use crate::observer::AttemptObserver;
 use crate::registry::Registry;
 use crate::resources::Resources;
 use crate::seal::SealKeyRing;
-use crate::store::{CompleteResult, Store, StoreError};
+use crate::status::StatusUpdate;
+use crate::store::{CompleteResult, Completion, Outcome, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +48,25 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock_running(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<Running>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives tasks a claim took but will not run back to the store untouched (`Released`: no
+    /// attempt spent); `why` says what they were, in the log if the store refuses.
+    pub(crate) async fn hand_back(&self, leases: Vec<Lease>, why: &'static str) {
+        if leases.is_empty() {
+            return;
+        }
+        let back = leases
+            .into_iter()
+            .map(|lease| Completion {
+                lease,
+                outcome: Outcome::Released,
+                report: StatusUpdate::default(),
+            })
+            .collect();
+        if let Err(e) = self.store.complete(back).await {
+            warn!(error = %e, tasks = why, "could not hand back tasks a claim took; their leases will lapse");
+        }
     }
 
     /// Stops tracking the attempts holding `leases` (a newer attempt of a task stays).
