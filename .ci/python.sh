@@ -5,25 +5,13 @@
 #   .ci/python.sh            # after `cargo build` (the tests use target/debug/errand)
 #   ERRAND_BIN=path/to/errand .ci/python.sh
 #
-# The virtualenv is target/py-venv (made on first use, reused after; the SDK is reinstalled
-# each run so that it tests the checkout). Exits non-zero on any failure.
+# The virtualenv is target/py-venv (.ci/py-venv.sh: made on first use, reused after; the SDK
+# is reinstalled each run so that it tests the checkout). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-venv=target/py-venv
-if [ ! -x "$venv/bin/python" ]; then
-  if ! python3 -m ensurepip --version >/dev/null 2>&1; then
-    echo "python: installing python3-venv"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-  fi
-  echo "python: making the virtualenv $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check './python[fastapi,test]'
+# shellcheck source=py-venv.sh
+. .ci/py-venv.sh
 
 export ERRAND_BIN=${ERRAND_BIN:-$PWD/target/debug/errand}
 if [ ! -x "$ERRAND_BIN" ]; then
@@ -36,4 +24,5 @@ echo "python: pytest"
 # From the python directory: the tests import the `tests` package, and the worker processes
 # they start load tests.integration.app from there (both import this checkout's errand, which
 # comes first on the path; the install above brings its dependencies and proves it installs).
-(cd python && "../$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+# The browser tests (tests/browser) are .ci/browser.sh's.
+(cd python && "../$venv/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/browser)

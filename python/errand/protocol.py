@@ -7,6 +7,8 @@ the worker builds many of them per second and serializes them once.
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -126,6 +128,23 @@ class Reports(TypedDict, total=False):
     progress: ProgressReport
     steps: list[StepChange]
     plan: list[str]
+
+
+class WorkerInfo(TypedDict):
+    """Who claims and heartbeats, for the operators' workers view (``worker`` in both)."""
+
+    instance: str
+    host: str
+    language: str
+    concurrency: int
+
+
+def worker_info(concurrency: int) -> WorkerInfo:
+    """This process: instance ``{hostname}-{pid}`` (at most 128 characters), language python."""
+    host = socket.gethostname()[:255] or "unknown"
+    pid = f"-{os.getpid()}"
+    return {"instance": host[: 128 - len(pid)] + pid, "host": host, "language": "python",
+            "concurrency": concurrency}
 
 
 class ErrorPayload(TypedDict, total=False):

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 
 from .context import TaskContext, _current
 from .errors import ErrandError, Fatal, Retry, Unreachable, api_error, failure_payload, is_transient
+from .otel import attempt_span
 from .protocol import (
     MAX_BATCH,
     Assignment,
@@ -51,6 +52,7 @@ from .protocol import (
     HeartbeatAnswer,
     Reports,
     TypesAnswer,
+    worker_info,
 )
 from .task import TaskDefinition
 
@@ -207,6 +209,8 @@ class Worker:
         self.cancel_grace_s = cancel_grace_s
         self.report_delay_s = report_delay_s
         self.heartbeat_interval_s = min(lease_s / 3, 0.5)
+        #: Sent with every claim and heartbeat: the operators' workers view shows it.
+        self.info = worker_info(concurrency)
         self.stats = WorkerStats()
         #: Set once the task types are registered and the worker claims.
         self.ready = asyncio.Event()
@@ -385,6 +389,7 @@ class Worker:
                 "max": min(self.concurrency - self.running, MAX_BATCH),
                 "wait_s": self.wait_s,
                 "lease_s": self.lease_s,
+                "worker": self.info,
             }
             if self.queues:
                 body["queues"] = self.queues
@@ -428,8 +433,9 @@ class Worker:
         try:
             if lease.definition is None:
                 raise Fatal(f"this worker has no task type {ctx.name!r}", kind="unknown_task")
-            args = lease.definition.parse_args(lease.assignment.args)
-            result = await lease.definition.fn(args, ctx)
+            with attempt_span(ctx):
+                args = lease.definition.parse_args(lease.assignment.args)
+                result = await lease.definition.fn(args, ctx)
             completion = self._success(result)
         except asyncio.CancelledError:
             if lease.stop_reason == "released" and not ctx.cancelled:
@@ -595,7 +601,8 @@ class Worker:
                     "leases": [
                         {"task_id": l.ctx.task_id, "lease_token": l.token, **r}
                         for l, r in zip(chunk, taken)
-                    ]
+                    ],
+                    "worker": self.info,
                 }
                 sent_at = time.monotonic()
                 try:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -132,6 +134,26 @@ async def test_claims_ask_for_free_slots_only() -> None:
     first = fake.claims[0]
     assert first["max"] == 3 and first["types"] == ["t"] and first["queues"] == ["py"]
     assert first["lease_s"] == 30
+
+
+async def test_claims_and_heartbeats_describe_the_worker() -> None:
+    fake = FakeErrand()
+    client = make(fake)
+
+    @client.task("t")
+    async def t(args: dict[str, Any], ctx: TaskContext) -> None:
+        await ctx.progress(1, 2)  # a report: a heartbeat carries it soon
+        while not fake.heartbeats:
+            await asyncio.sleep(0.01)
+
+    fake.add("t")
+    async with running(client, concurrency=5) as worker:
+        await fake.wait_completions(1)
+    expected = {"instance": f"{socket.gethostname()}-{os.getpid()}", "host": socket.gethostname(),
+                "language": "python", "concurrency": 5}
+    assert worker.info == expected
+    assert fake.claims and all(c["worker"] == expected for c in fake.claims)
+    assert all(h["worker"] == expected for h in fake.heartbeats)
 
 
 async def test_reports_are_sent_soon_and_in_order() -> None:

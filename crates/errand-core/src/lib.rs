@@ -15,17 +15,21 @@
 //! The core knows nothing of HTTP, SQL or Redis.
 #![warn(missing_docs)]
 
+pub mod activity;
 mod client;
 mod clock;
 mod context;
 mod cx;
 pub mod deployment;
 pub mod events;
+mod history;
 mod id;
 mod lease;
+mod listing;
 mod manager;
 mod memory;
 mod observer;
+pub mod otel;
 mod registry;
 pub mod remote;
 mod resources;
@@ -41,6 +45,8 @@ mod xchacha;
 pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "bench")]
+pub mod list_bench;
 
 pub use client::{Client, Submit, SubmitError};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
@@ -48,6 +54,7 @@ pub use context::{
     Context, ContextBuilder, ContextSummary, CredentialError, HeaderAllowList, NEVER_COPIED_HEADERS,
 };
 pub use cx::TaskCx;
+pub use history::{Action, ActionKind, ActionOutcome, HISTORY_LIMIT, push_action};
 pub use id::{ParseTaskIdError, TaskId};
 pub use lease::{
     LEASE_EXPIRED, Lease, LeaseState, LeaseToken, ParseLeaseTokenError, lease_expired_error,
@@ -69,8 +76,8 @@ pub use status::{
 };
 pub use store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
-    Store, StoreError, WorkSignal, scoped_key,
+    ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page, QueueCounts, QueueDepth, Reaped,
+    RetryOutcome, StateCounts, Store, StoreError, WorkSignal, scoped_key,
 };
 pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
 pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats, WorkerStatus};

@@ -3,22 +3,27 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::events::{CancelBus, Watchers, WorkNotifier};
+use crate::history::{Action, ActionOutcome, push_action};
 use crate::id::TaskId;
 use crate::lease::{Lease, LeaseState, LeaseToken, lease_expired_error};
 use crate::sealed::SealedContext;
 use crate::status::{Owner, StatusUpdate, TaskRecord, TaskState};
 use crate::store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome, Store,
-    StoreError, WorkSignal, scoped_key,
+    ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueCounts, QueueDepth, Reaped, RetryOutcome,
+    StateCounts, Store, StoreError, WorkSignal, scoped_key,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::stream::BoxStream;
+use index::{Index, Walk};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+mod index;
 
 /// A [`Store`] in process memory: fast, complete, and gone when the process ends.
 ///
@@ -54,8 +59,8 @@ struct State {
     expiry: BTreeSet<(i64, TaskId)>,
     /// Live idempotency keys (owner-scoped).
     keys: HashMap<String, TaskId>,
-    /// Task ids per owner, for listings.
-    by_owner: HashMap<Owner, BTreeSet<TaskId>>,
+    /// Listing indexes and per-state counts.
+    index: Index,
     /// Deployment facts (`Store::get_meta`).
     meta: HashMap<String, String>,
 }
@@ -148,6 +153,15 @@ impl State {
         }
     }
 
+    /// Moves a waiting or running task to another live state, and its indexes with it.
+    fn set_status(&mut self, id: TaskId, state: TaskState) {
+        if let Some(e) = self.tasks.get_mut(&id) {
+            let from = e.record.status;
+            e.record.status = state;
+            self.index.moved(&e.record, from);
+        }
+    }
+
     fn drop_lease(&mut self, id: TaskId) {
         if let Some(e) = self.tasks.get_mut(&id)
             && let Some(l) = e.lease_ms.take()
@@ -164,7 +178,9 @@ impl State {
             return;
         };
         let expires = after(now, e.ttl);
+        let from = e.record.status;
         e.record.status = state;
+        self.index.moved(&e.record, from);
         e.record.completed_at = Some(now);
         e.record.updated_at = now;
         e.record.next_attempt_at = None;
@@ -257,11 +273,12 @@ impl Store for MemoryStore {
                 steps: Vec::new(),
                 error: None,
                 result: None,
+                history: Vec::new(),
             };
             if let Some(k) = &scoped_key {
                 st.keys.insert(k.clone(), t.id);
             }
-            st.by_owner.entry(t.owner).or_default().insert(t.id);
+            st.index.insert(&record);
             st.tasks.insert(
                 t.id,
                 Entry {
@@ -314,11 +331,13 @@ impl Store for MemoryStore {
             e.token = Some(token);
             e.lease_ms = Some(ms(lease_until));
             let r = &mut e.record;
+            let from = r.status;
             r.status = TaskState::Running;
             r.attempt += 1;
             r.started_at = Some(now);
             r.updated_at = now;
             r.next_attempt_at = None;
+            st.index.moved(&e.record, from);
             st.leases.insert((ms(lease_until), id));
             out.push(Claimed {
                 lease: Lease { id, token },
@@ -421,19 +440,19 @@ impl Store for MemoryStore {
                     }
                     Outcome::Retry { error, delay } => {
                         let next = after(now, delay);
-                        e.record.status = TaskState::Retrying;
                         e.record.error = Some(error);
                         e.record.next_attempt_at = Some(next);
                         e.record.updated_at = now;
+                        st.set_status(id, TaskState::Retrying);
                         st.make_ready(id, ms(next));
                         requeued = true;
                     }
                     Outcome::Released => {
-                        e.record.status = TaskState::Pending;
                         e.record.attempt = e.record.attempt.saturating_sub(1);
                         e.record.started_at = None;
                         e.record.updated_at = now;
                         let due = ms(e.record.created_at);
+                        st.set_status(id, TaskState::Pending);
                         st.make_ready(id, due);
                         requeued = true;
                     }
@@ -465,34 +484,33 @@ impl Store for MemoryStore {
         let now = self.now();
         let limit = query.capped_limit();
         let st = self.lock();
-        let upper = query
-            .cursor
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let range = (std::ops::Bound::Unbounded, upper);
-        let ids: Box<dyn Iterator<Item = &TaskId>> = match &query.owner {
-            OwnerFilter::Any => Box::new(st.tasks.range(range).rev().map(|(id, _)| id)),
-            OwnerFilter::Owner(o) => match st.by_owner.get(o) {
-                Some(set) => Box::new(set.range(range).rev()),
-                None => Box::new(std::iter::empty()),
-            },
+        let (lower, upper) = query.id_range();
+        let range = (
+            lower.map_or(Bound::Unbounded, Bound::Included),
+            upper.map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        // The walk is over one index (see `Index::walk`); the other filters check records.
+        let walk = match query.empty_range() {
+            true => None,
+            false => st.index.walk(query),
         };
-        let mut items: Vec<TaskRecord> = ids
+        let ids: Box<dyn Iterator<Item = &TaskId>> = match &walk {
+            None => Box::new(std::iter::empty()),
+            Some(Walk::All) => Box::new(st.tasks.range(range).rev().map(|(id, _)| id)),
+            Some(Walk::Set(set)) => Box::new(set.range(range).rev()),
+            Some(Walk::Owned(set)) => Box::new(set.range(range).rev()),
+        };
+        let items: Vec<TaskRecord> = ids
             .filter_map(|id| st.tasks.get(id))
             .map(|e| &e.record)
             .filter(|r| query.matches(r) && r.expires_at.is_none_or(|x| x > now))
             .take(limit + 1)
             .cloned()
             .collect();
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::of_fetched(items, limit))
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
         let now = self.now();
         let mut st = self.lock();
         let Some(e) = st.tasks.get_mut(&id) else {
@@ -500,12 +518,16 @@ impl Store for MemoryStore {
         };
         let outcome = match e.record.status {
             s if s.is_waiting() => {
+                let action = Action::new(ActionOutcome::Cancelled, by.clone(), now);
+                push_action(&mut e.record.history, action);
                 st.finish(id, TaskState::Cancelled, now);
                 CancelOutcome::Cancelled(Box::new(st.tasks[&id].record.clone()))
             }
             TaskState::Running => {
                 e.record.cancel_requested = true;
                 e.record.updated_at = now;
+                let action = Action::new(ActionOutcome::CancelRequested, by.clone(), now);
+                push_action(&mut e.record.history, action);
                 self.shared.cancels.send(id);
                 CancelOutcome::Requested(Box::new(e.record.clone()))
             }
@@ -517,7 +539,7 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
         let now = self.now();
         let mut st = self.lock();
         let Some(e) = st.tasks.get_mut(&id) else {
@@ -537,6 +559,7 @@ impl Store for MemoryStore {
             .get_mut(&id)
             .ok_or_else(|| StoreError::Backend("task vanished".into()))?;
         let r = &mut e.record;
+        let from = r.status;
         r.status = TaskState::Pending;
         r.attempt = 0;
         r.cancel_requested = false;
@@ -549,7 +572,12 @@ impl Store for MemoryStore {
         r.progress = None;
         r.steps.clear();
         r.updated_at = now;
+        push_action(
+            &mut r.history,
+            Action::new(ActionOutcome::Requeued, by.clone(), now),
+        );
         let record = r.clone();
+        st.index.moved(&record, from);
         // The key becomes live again unless another live task took it meanwhile.
         if let Some(k) = record.key.as_deref().map(|k| scoped_key(&record.owner, k))
             && !st.keys.contains_key(&k)
@@ -607,10 +635,10 @@ impl Store for MemoryStore {
                 st.finish(id, TaskState::Failed, now);
                 reaped.failed += 1;
             } else {
-                e.record.status = TaskState::Pending;
                 e.record.error = Some(lease_expired_error(true));
                 e.record.updated_at = now;
                 let due = ms(e.record.created_at);
+                st.set_status(id, TaskState::Pending);
                 st.make_ready(id, due);
                 reaped.requeued += 1;
             }
@@ -640,13 +668,8 @@ impl Store for MemoryStore {
             {
                 st.expiry.remove(&(x, *id));
             }
-            if let Some(e) = st.tasks.remove(id)
-                && let Some(set) = st.by_owner.get_mut(&e.record.owner)
-            {
-                set.remove(id);
-                if set.is_empty() {
-                    st.by_owner.remove(&e.record.owner);
-                }
+            if let Some(e) = st.tasks.remove(id) {
+                st.index.delete(&e.record);
             }
         }
         Ok(expired.len() as u64)
@@ -658,6 +681,14 @@ impl Store for MemoryStore {
             waiting: st.ready.values().map(|q| q.len() as u64).sum(),
             running: st.leases.len() as u64,
         })
+    }
+
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        Ok(self.lock().index.counts(owner))
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        Ok(self.lock().index.queues())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

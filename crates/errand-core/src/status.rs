@@ -1,6 +1,7 @@
 //! The status model: what a client is told about a task. The JSON of [`TaskRecord`] is the one
 //! shape used everywhere (API, events, CLI `--json`).
 
+use crate::history::Action;
 use crate::id::TaskId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -261,6 +262,11 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub result: Option<Box<RawValue>>,
+    /// Who cancelled or retried it and when, oldest first: the last 50 actions that changed it
+    /// (`errand_core::HISTORY_LIMIT`); refused ones are not recorded. Always an array.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub history: Vec<Action>,
 }
 
 /// What a running task reports between attempts' start and end: merged into its record.

@@ -11,10 +11,14 @@
 //! overwrite the newer attempt.
 
 use crate::context::Context;
+#[cfg(doc)]
+use crate::history::Action;
 use crate::id::TaskId;
 #[cfg(doc)]
 use crate::lease::LeaseToken;
 use crate::lease::{Lease, LeaseState};
+use crate::listing::search_hits;
+pub use crate::listing::{QueueCounts, StateCounts};
 use crate::seal::{SealError, SealKeyRing};
 use crate::sealed::{SealBinding, SealedContext};
 use crate::status::{ErrorInfo, Owner, StatusUpdate, TaskRecord, TaskState};
@@ -299,7 +303,9 @@ impl OwnerFilter {
     }
 }
 
-/// A listing request: newest first, paged by cursor.
+/// A listing request: newest first, paged by cursor. The filters combine (every one given
+/// must match); [`ListQuery::matches`] is their definition, which every store answers from
+/// its indexes (see each store's `list`).
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     /// Whose tasks.
@@ -308,6 +314,17 @@ pub struct ListQuery {
     pub status: Option<TaskState>,
     /// Only this task name.
     pub name: Option<String>,
+    /// Only tasks of this queue.
+    pub queue: Option<String>,
+    /// Only tasks created at or after this time. Creation time is read from the task's id
+    /// (a UUIDv7, milliseconds), so the range is an id range; it is the record's
+    /// `created_at` up to the clock skew between submitter and store.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only tasks created before this time (same clock as `created_after`).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only the task whose id is this, or tasks whose correlation id or request id is this
+    /// (exact matches).
+    pub search: Option<String>,
     /// Page size (stores cap it at 1000).
     pub limit: usize,
     /// Continue after this id (the previous page's `next_cursor`).
@@ -315,23 +332,35 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// The first page of `owner`'s tasks, 50 at a time.
+    /// The first page of `owner`'s tasks, 50 at a time, without filters.
     pub fn owner(owner: OwnerFilter) -> Self {
         Self {
             owner,
             status: None,
             name: None,
+            queue: None,
+            created_after: None,
+            created_before: None,
+            search: None,
             limit: 50,
             cursor: None,
         }
     }
 
-    /// Whether `record` matches the filters (owner, status, name, cursor).
+    /// Whether `record` matches every filter (owner, status, name, queue, creation range,
+    /// search) and lies past the cursor. Expiry is the store's to check.
     pub fn matches(&self, record: &TaskRecord) -> bool {
+        let (lower, upper) = self.id_range();
         self.owner.admits(&record.owner)
             && self.status.is_none_or(|s| s == record.status)
             && self.name.as_ref().is_none_or(|n| *n == record.name)
-            && self.cursor.is_none_or(|c| record.id < c)
+            && self.queue.as_ref().is_none_or(|q| *q == record.queue)
+            && lower.is_none_or(|l| record.id >= l)
+            && upper.is_none_or(|u| record.id < u)
+            && self
+                .search
+                .as_deref()
+                .is_none_or(|q| search_hits(q, record))
     }
 
     /// The page size, capped.
@@ -419,12 +448,17 @@ pub trait Store: Send + Sync + 'static {
     /// Records matching the query, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Cancels a task: a waiting one at once, a running one by signalling its worker.
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError>;
+    /// Cancels a task on behalf of `by`: a waiting one at once, a running one by signalling
+    /// its worker. A cancel that changes the task appends an [`Action`] naming `by` to its
+    /// history in the same atomic write (see [`crate::history`]); a conflict or an unknown
+    /// task records nothing. `by` is not checked against the task's owner: callers decide who
+    /// may act.
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError>;
 
-    /// Requeues a failed or cancelled task with its original context and a fresh set of
-    /// attempts.
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError>;
+    /// Requeues a failed or cancelled task on behalf of `by`, with its original context and a
+    /// fresh set of attempts, appending an [`Action`] naming `by` to its history in the same
+    /// atomic write; a conflict or an unknown task records nothing.
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError>;
 
     /// The task's record after each change, from now on: a record read after `watch` returns
     /// reflects every change the stream will not deliver (so "watch, then read" misses
@@ -447,6 +481,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many tasks wait and run (for metrics and benchmarks).
     async fn depth(&self) -> Result<QueueDepth, StoreError>;
+
+    /// How many of `owner`'s tasks (everyone's for [`OwnerFilter::Any`]) are in each state,
+    /// from counters every transition keeps (enqueue, claim, complete, cancel, retry, reap,
+    /// purge), so it costs the same at a million tasks as at ten. Exact under concurrency:
+    /// after the writes that returned, it equals counting a full listing. Finished records
+    /// past their expiry count until [`Store::purge_expired`] deletes them.
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError>;
+
+    /// Per queue that holds or held tasks: how many wait, run and failed (from the same
+    /// counters as [`Store::counts`]), sorted by queue name.
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

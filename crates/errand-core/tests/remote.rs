@@ -16,6 +16,7 @@ fn spec() -> ClaimSpec {
         max: 4,
         wait_s: Some(5.0),
         lease_s: Some(30.0),
+        worker: None,
     }
 }
 

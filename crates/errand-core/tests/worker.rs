@@ -217,7 +217,10 @@ async fn cancel_pending_and_running_tasks() {
         .expect("submit")
         .id;
     assert!(matches!(
-        s.store.cancel(later).await.expect("cancel"),
+        s.store
+            .cancel(later, &Owner::new("tester", None))
+            .await
+            .expect("cancel"),
         CancelOutcome::Cancelled(_)
     ));
     assert_eq!(
@@ -246,7 +249,10 @@ async fn cancel_pending_and_running_tasks() {
     for id in [polite, stubborn] {
         until(&s.store, id, LONG, |r| r.status == TaskState::Running).await;
         assert!(matches!(
-            s.store.cancel(id).await.expect("cancel"),
+            s.store
+                .cancel(id, &Owner::new("tester", None))
+                .await
+                .expect("cancel"),
             CancelOutcome::Requested(_)
         ));
     }
@@ -271,7 +277,7 @@ async fn shutdown_drains_finishing_tasks() {
     let ids: Vec<TaskId> = s
         .client
         .submit_batch((0..8).map(|_| Sleepy {
-            ms: 1_500,
+            ms: 4_000,
             cooperative: false,
         }))
         .await
@@ -602,11 +608,11 @@ impl Store for FaultyStore {
     async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
         self.inner.list(q).await
     }
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        self.inner.cancel(id).await
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
+        self.inner.cancel(id, by).await
     }
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        self.inner.retry(id).await
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
+        self.inner.retry(id, by).await
     }
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
         self.inner.watch(id).await
@@ -628,6 +634,12 @@ impl Store for FaultyStore {
     }
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         self.inner.depth().await
+    }
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        self.inner.counts(owner).await
+    }
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.inner.queues().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.up()

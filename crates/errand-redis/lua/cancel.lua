@@ -4,7 +4,9 @@
 -- A task waiting in the schedule leaves it; one waiting in the ready list leaves a dead entry
 -- there, its id added to `skip` (see common.lua), which the claim that reaches it drops, so
 -- cancelling never scans the list.
--- ARGV: now, task id, cancel channel.
+-- Either change appends the action to the task's history (see `add_action`); a refusal
+-- records nothing.
+-- ARGV: now, task id, cancel channel, actor (JSON), history limit.
 -- Returns {'cancelled', record} | {'requested', record} | {'conflict', state} | {'missing'}.
 
 local id = ARGV[2]
@@ -19,14 +21,17 @@ if is_waiting(r.s) then
     redis.call('SADD', skip_key, id)
   end
   local expiring = {}
+  add_action(r, 'cancelled', ARGV[4], tonumber(ARGV[5]))
   local changed = finish(id, r, 'cancelled', expiring)
   flush_expiring(expiring)
+  flush_indexes()
   announce(id, changed)
   return { 'cancelled', changed }
 end
 if r.s == 'running' then
   r.cr = '1'
   r.u = now
+  add_action(r, 'cancel_requested', ARGV[4], tonumber(ARGV[5]))
   local changed = encode(r)
   redis.call('SET', k, changed)
   redis.call('PUBLISH', ARGV[3], id)

@@ -57,6 +57,7 @@ while claimed < limit and budget > 0 do
       later[#later + 1] = n
       later[#later + 1] = id
     elseif state and is_waiting(state) then
+      moved(string.match(s, '|([%x%.]+)\n', pos), state, 'running')
       local token = string.sub(tokens, claimed * 32 + 1, claimed * 32 + 32)
       local claimed_record = 'running|' .. cr .. '|' .. token .. '|'
         .. (tonumber(a) + 1) .. '|' .. now .. '|' .. now .. '||' .. string.sub(s, pos)
@@ -85,4 +86,5 @@ if #writes > 0 then
   redis.call('MSET', unpack(writes))
   redis.call('ZADD', leases_key, unpack(leased))
 end
+flush_indexes()
 return out

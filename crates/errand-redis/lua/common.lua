@@ -12,14 +12,19 @@
 -- written with one MSET (a few Redis calls per batch instead of several per task):
 --
 --   state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner\n
---   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>
+--   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>]
 --
 -- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `token` is the
 -- lease token of the last claim (32 hex digits, issued by the claiming process at random; `0`
 -- before the first claim) that heartbeats, reports and completions must match, `next` is when a
--- scheduled or retrying task is due, `owner` is the owner's hash (it names the owner's
--- listing index). The six length-prefixed blobs may hold any bytes; empty means unset. The
--- payload (name, owner, ids, args, sealed context) never changes after enqueue. Error and
+-- scheduled or retrying task is due, `owner` is the task's index tags
+-- `<owner hash>.<name hash>.<correlation id hash>.<request id hash>` (16 hex digits each, the
+-- last two empty without such an id; a record written before the tags holds the owner hash
+-- alone), which name the listing indexes it belongs to (see `tags_of`). The six
+-- length-prefixed blobs may hold any bytes; empty means unset. The
+-- payload (name, owner, ids, args, sealed context) never changes after enqueue. The history
+-- (a JSON array of who cancelled or retried the task: `[{"k": outcome, "t": ms, "u": user,
+-- "tn": tenant}]`) follows it once a cancel or retry wrote one (see `add_action`). Error and
 -- result come first so that ending an attempt rewrites the header and those two and copies
 -- the rest as it is: Lua string work, not Redis commands, is what a task costs most here.
 
@@ -53,7 +58,116 @@ local function owner_key(oh)
   return base .. ':o:' .. oh
 end
 
-local HEADER = '^(%a+)|(%d)|(%x+)|(%d+)|(%d*)|(%d+)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|(%x+)\n()'
+-- The listing indexes and counters (see keys.rs, which names the same keys):
+--   `{p:q}:o:<oh>:s:<state>`, `{p:q}:s:<state>`  finished tasks per final state (sorted sets,
+--                                               score 0, read by id), one owner's and everyone's
+--   `{p:q}:o:<oh>:n:<nh>`, `{p:q}:n:<nh>`        tasks per task name
+--   `{p:q}:c:<ch>`, `{p:q}:r:<rh>`               tasks per correlation id, per request id
+--   `{p:q}:counts`                              a hash: `<state>` and `<oh>:<state>` → tasks
+-- Waiting and running tasks are listed from `ready`, `schedule` and `leases`.
+local counts_key = base .. ':counts'
+
+-- The owner hash and the name, correlation and request hashes of a record's tags ('' when
+-- absent).
+local function tags_of(t)
+  local oh, nh, ch, rh = string.match(t, '^(%x+)%.(%x*)%.(%x*)%.(%x*)$')
+  if not oh then
+    return t, '', '', ''
+  end
+  return oh, nh, ch, rh
+end
+
+-- The indexes a task of tags `t` is in whatever its state: its name's (the owner's and
+-- everyone's) and its correlation and request ids'.
+local function tag_keys(t)
+  local oh, nh, ch, rh = tags_of(t)
+  local keys = {}
+  if nh ~= '' then
+    keys[#keys + 1] = owner_key(oh) .. ':n:' .. nh
+    keys[#keys + 1] = base .. ':n:' .. nh
+  end
+  if ch ~= '' then
+    keys[#keys + 1] = base .. ':c:' .. ch
+  end
+  if rh ~= '' then
+    keys[#keys + 1] = base .. ':r:' .. rh
+  end
+  return keys
+end
+
+local function done_key(state)
+  return base .. ':s:' .. state
+end
+
+local function owner_done_key(oh, state)
+  return owner_key(oh) .. ':s:' .. state
+end
+
+-- Counter changes of this call, summed per field, and sorted-set changes, listed per key:
+-- written once per call (`flush_indexes`), so a batch costs a command per key, not per task.
+local tally, tally_fields = {}, {}
+local index_adds, index_add_keys = {}, {}
+local index_rems, index_rem_keys = {}, {}
+
+local function count_field(field, delta)
+  local n = tally[field]
+  if not n then
+    tally_fields[#tally_fields + 1] = field
+    n = 0
+  end
+  tally[field] = n + delta
+end
+
+-- Counts `delta` tasks of the owner of tags `t` in `state`.
+local function count_state(t, state, delta)
+  local oh = tags_of(t)
+  count_field(state, delta)
+  count_field(oh .. ':' .. state, delta)
+end
+
+-- Counts a task of tags `t` that went from state `from` to `to`.
+local function moved(t, from, to)
+  if from ~= to then
+    count_state(t, from, -1)
+    count_state(t, to, 1)
+  end
+end
+
+local function index_later(lists, order, key, id)
+  local list = lists[key]
+  if not list then
+    list = {}
+    lists[key] = list
+    order[#order + 1] = key
+  end
+  list[#list + 1] = id
+end
+
+-- Adds `id` to the sorted set `key` (score 0) when the call ends.
+local function index_add(key, id)
+  index_later(index_adds, index_add_keys, key, id)
+end
+
+-- Removes `id` from the sorted set `key` when the call ends.
+local function index_rem(key, id)
+  index_later(index_rems, index_rem_keys, key, id)
+end
+
+-- Indexes a finished task of tags `t` in its final `state`.
+local function index_done(t, state, id)
+  local oh = tags_of(t)
+  index_add(owner_done_key(oh, state), id)
+  index_add(done_key(state), id)
+end
+
+-- Takes a task of tags `t` out of the indexes of final `state` (a manual retry).
+local function unindex_done(t, state, id)
+  local oh = tags_of(t)
+  index_rem(owner_done_key(oh, state), id)
+  index_rem(done_key(state), id)
+end
+
+local HEADER = '^(%a+)|(%d)|(%x+)|(%d+)|(%d*)|(%d+)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|([%x%.]+)\n()'
 
 -- The blob starting at `pos`: its content and the position after it.
 local function blob_at(s, pos)
@@ -94,6 +208,30 @@ local function encode(r)
     .. r.n .. '|' .. r.co .. '|' .. r.x .. '|' .. r.m .. '|' .. r.c .. '|' .. r.t .. '|' .. r.oh
     .. '\n' .. #r.e .. ':' .. r.e .. #r.r .. ':' .. r.r .. #r.kn .. ':' .. r.kn
     .. #r.p .. ':' .. r.p .. #r.sp .. ':' .. r.sp .. r.d
+end
+
+-- Appends an action (`outcome`: cancelled, cancel_requested or requeued; `by`: the actor as
+-- JSON, `{"u": user, "tn": tenant}` with absent parts left out) done now to the history blob
+-- of a decoded task, keeping the last `limit` entries. The history is the optional blob after
+-- the payload (none: empty); `r.d` holds both, and every other script copies them as they are.
+local function add_action(r, outcome, by, limit)
+  local payload_end = skip_blob(r.d, 1)
+  local history = {}
+  if payload_end <= #r.d then
+    local text = blob_at(r.d, payload_end)
+    if text ~= '' then
+      history = cjson.decode(text)
+    end
+  end
+  local entry = cjson.decode(by)
+  entry.k = outcome
+  entry.t = now
+  history[#history + 1] = entry
+  while #history > limit do
+    table.remove(history, 1)
+  end
+  local text = cjson.encode(history)
+  r.d = string.sub(r.d, 1, payload_end - 1) .. #text .. ':' .. text
 end
 
 -- Only the state, cancel flag and lease token (enough to check a lease).
@@ -159,17 +297,42 @@ end
 -- Stores a task's final record `s` (expiring at `expires`, `ttl` from now) with a Redis TTL
 -- of at least a second (so a watcher can still read the end; readers compare `expires` with
 -- their clock), queues it for `purge` (collected in `expiring`, written by `flush_expiring`),
--- and frees its idempotency key `keyname`.
-local function store_final(id, s, expires, ttl, oh, keyname, expiring)
+-- frees its idempotency key `keyname`, and moves it (tags `t`) from state `from` to its final
+-- `state` in the indexes and counters.
+local function store_final(id, s, expires, ttl, t, keyname, expiring, from, state)
   redis.call('SET', task_key(id), s, 'PX', math.max(ttl, 1000))
   local list = expiring[ttl]
   if not list then
     list = {}
     expiring[ttl] = list
   end
-  list[#list + 1] = expires .. '|' .. id .. '|' .. oh
+  list[#list + 1] = expires .. '|' .. id .. '|' .. t .. '|' .. state
+  index_done(t, state, id)
+  moved(t, from, state)
   if keyname ~= '' and redis.call('GET', keyname) == id then
     redis.call('DEL', keyname)
+  end
+end
+
+-- Writes the counter and index changes of this call (see `count_state` and `index_add`).
+local function flush_indexes()
+  for _, key in ipairs(index_add_keys) do
+    local list = index_adds[key]
+    local scored = {}
+    for i, id in ipairs(list) do
+      scored[2 * i - 1] = '0'
+      scored[2 * i] = id
+    end
+    call_chunked('ZADD', key, scored, 2)
+  end
+  for _, key in ipairs(index_rem_keys) do
+    call_chunked('ZREM', key, index_rems[key], 1)
+  end
+  for _, field in ipairs(tally_fields) do
+    local n = tally[field]
+    if n ~= 0 then
+      redis.call('HINCRBY', counts_key, field, n)
+    end
   end
 end
 
@@ -183,13 +346,14 @@ end
 
 -- Ends a decoded task (see `store_final`); returns the new record string.
 local function finish(id, r, state, expiring)
+  local from = r.s
   r.s = state
   r.co = now
   r.u = now
   r.n = ''
   r.x = now + r.t
   local s = encode(r)
-  store_final(id, s, r.x, r.t, r.oh, r.kn, expiring)
+  store_final(id, s, r.x, r.t, r.oh, r.kn, expiring, from, state)
   return s
 end
 

@@ -53,7 +53,7 @@ for n = 1, #keys do
       if string.byte(s, rest) ~= 48 then -- a key name is stored (its length is not '0')
         keyname = blob_at(s, rest)
       end
-      store_final(id, changed, expires, ttl, oh, keyname, expiring)
+      store_final(id, changed, expires, ttl, oh, keyname, expiring, 'running', final)
     else
       local r = decode(s)
       if progress ~= '' then
@@ -80,6 +80,7 @@ for n = 1, #keys do
         changed = encode(r)
         writes[#writes + 1] = keys[n]
         writes[#writes + 1] = changed
+        moved(r.oh, 'running', 'retrying')
         requeue(id, next_at, false, fronts, backs, scheduled)
       else
         r.s = 'pending'
@@ -89,6 +90,7 @@ for n = 1, #keys do
         changed = encode(r)
         writes[#writes + 1] = keys[n]
         writes[#writes + 1] = changed
+        moved(r.oh, 'running', 'pending')
         requeue(id, tonumber(r.c), true, fronts, backs, scheduled)
       end
     end
@@ -105,4 +107,5 @@ if #writes > 0 then
   call_keys('MSET', writes, 2)
 end
 flush_requeued(fronts, backs, scheduled)
+flush_indexes()
 return out

@@ -1,7 +1,8 @@
 -- Stores a batch of new tasks of one queue. Each record's header is written here, so its
 -- times (created, updated, due) come from the script's "now" (see common.lua).
 -- ARGV: now, count, whether any task has an idempotency key (0|1), then per task 6 values:
---   id, delay (ms; 0 = due now), owner hash, idempotency key name ('' without a key),
+--   id, delay (ms; 0 = due now), index tags (see common.lua), idempotency key name ('' without
+--   a key),
 --   max attempts, and the record from its `ttl` field on (`ttl|owner\n<blobs>`).
 -- Returns {} when every task was stored (the usual case: one MSETNX for the batch), else per
 -- task: id, state, deduplicated (0|1). A live task with the same key is returned instead of a
@@ -34,12 +35,18 @@ end
 local ready, scheduled, all, by_owner, owners = {}, {}, {}, {}, {}
 
 local function index(i)
-  local id, due, oh = arg(i, 0), dues[i], arg(i, 2)
+  local id, due, t = arg(i, 0), dues[i], arg(i, 2)
+  local oh = tags_of(t)
   if due > now then
     scheduled[#scheduled + 1] = due
     scheduled[#scheduled + 1] = id
+    count_state(t, 'scheduled', 1)
   else
     ready[#ready + 1] = id
+    count_state(t, 'pending', 1)
+  end
+  for _, key in ipairs(tag_keys(t)) do
+    index_add(key, id)
   end
   all[#all + 1] = 0
   all[#all + 1] = id
@@ -113,4 +120,5 @@ end
 if #ready > 0 or #scheduled > 0 then
   wake()
 end
+flush_indexes()
 return out

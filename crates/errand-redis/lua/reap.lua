@@ -37,6 +37,7 @@ for i, id in ipairs(ids) do
       changed = encode(r)
       writes[#writes + 1] = keys[i]
       writes[#writes + 1] = changed
+      moved(r.oh, 'running', 'pending')
       requeue(id, tonumber(r.c), true, fronts, backs, scheduled)
       requeued = requeued + 1
     end
@@ -48,4 +49,5 @@ if #writes > 0 then
   redis.call('MSET', unpack(writes))
 end
 flush_requeued(fronts, backs, scheduled)
+flush_indexes()
 return { requeued, failed, cancelled, #ids == limit and 1 or 0 }

@@ -3,7 +3,8 @@
 -- took it meanwhile. A task cancelled while waiting whose dead entry is still in the ready
 -- list gets that entry back (its place in the list is kept); any other gets a new entry at
 -- the back. Either way the task has exactly one entry, so no leftover can claim it later.
--- ARGV: now, task id.
+-- The action is appended to the task's history (see `add_action`); a refusal records nothing.
+-- ARGV: now, task id, actor (JSON), history limit.
 -- Returns {'requeued', record} | {'conflict', state} | {'missing'}.
 
 local id = ARGV[2]
@@ -16,6 +17,8 @@ end
 if r.s ~= 'failed' and r.s ~= 'cancelled' then
   return { 'conflict', r.s }
 end
+unindex_done(r.oh, r.s, id)
+moved(r.oh, r.s, 'pending')
 r.s = 'pending'
 r.cr = '0'
 r.a = 0
@@ -28,6 +31,7 @@ r.r = ''
 r.p = ''
 r.sp = ''
 r.u = now
+add_action(r, 'requeued', ARGV[3], tonumber(ARGV[4]))
 local changed = encode(r)
 -- A plain SET drops the TTL the record got when it finished.
 redis.call('SET', k, changed)
@@ -39,4 +43,5 @@ if redis.call('SREM', skip_key, id) == 0 then
 end
 wake()
 announce(id, changed)
+flush_indexes()
 return { 'requeued', changed }

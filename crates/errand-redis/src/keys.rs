@@ -1,7 +1,7 @@
 //! Key and channel names. See the crate docs for the layout; every per-queue key starts with
 //! the queue's hash tag `{prefix:queue}`, which is what the scripts receive as `KEYS[1]`.
 
-use errand_core::{Owner, StoreError, TaskId};
+use errand_core::{NewTask, Owner, StoreError, TaskId, TaskState};
 
 /// Names keys and channels under one prefix.
 #[derive(Debug, Clone)]
@@ -76,6 +76,41 @@ impl Keys {
         format!("{}:o:{}", self.base(queue), owner_hash(owner))
     }
 
+    /// One owner's finished tasks in final `state` (a sorted set, score 0, read by id).
+    pub(crate) fn owner_done(&self, queue: &str, owner: &Owner, state: TaskState) -> String {
+        format!("{}:s:{state}", self.owner_index(queue, owner))
+    }
+
+    /// Everyone's finished tasks in final `state`.
+    pub(crate) fn done(&self, queue: &str, state: TaskState) -> String {
+        format!("{}:s:{state}", self.base(queue))
+    }
+
+    /// One owner's tasks of task name `name`.
+    pub(crate) fn owner_name(&self, queue: &str, owner: &Owner, name: &str) -> String {
+        format!("{}:n:{}", self.owner_index(queue, owner), value_hash(name))
+    }
+
+    /// Everyone's tasks of task name `name`.
+    pub(crate) fn name(&self, queue: &str, name: &str) -> String {
+        format!("{}:n:{}", self.base(queue), value_hash(name))
+    }
+
+    /// The tasks whose correlation id is `id`.
+    pub(crate) fn correlation(&self, queue: &str, id: &str) -> String {
+        format!("{}:c:{}", self.base(queue), value_hash(id))
+    }
+
+    /// The tasks whose request id is `id`.
+    pub(crate) fn request(&self, queue: &str, id: &str) -> String {
+        format!("{}:r:{}", self.base(queue), value_hash(id))
+    }
+
+    /// The queue's counters (a hash): `<state>` and `<owner hash>:<state>` → tasks.
+    pub(crate) fn counts(&self, queue: &str) -> String {
+        format!("{}:counts", self.base(queue))
+    }
+
     /// An idempotency key's pointer to its live task.
     pub(crate) fn idempotency(&self, queue: &str, scoped_key: &str) -> String {
         format!("{}:k:{scoped_key}", self.base(queue))
@@ -123,16 +158,47 @@ pub(crate) fn check_queue(queue: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A short stable name for an owner, used in index key names (FNV-1a, 64 bits). Two owners
-/// sharing a hash only share an index: listings still check each record's owner.
-pub(crate) fn owner_hash(owner: &Owner) -> String {
+/// FNV-1a, 64 bits, of the parts `feed` gives it.
+fn fnv(parts: impl FnOnce(&mut dyn FnMut(&[u8]))) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
+    parts(&mut |bytes: &[u8]| {
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-    };
+    });
+    format!("{h:016x}")
+}
+
+/// A short stable name for a task name, correlation or request id in index key names (16 hex
+/// digits). Two values sharing a hash only share an index: listings check each record.
+pub(crate) fn value_hash(value: &str) -> String {
+    fnv(|feed| feed(value.as_bytes()))
+}
+
+/// The index tags of a task as its record's header holds them:
+/// `<owner hash>.<name hash>.<correlation hash>.<request hash>`, the last two empty without
+/// such an id (see `lua/common.lua`, `tags_of`).
+pub(crate) fn index_tags(task: &NewTask) -> String {
+    let hash = |v: &Option<String>| v.as_deref().map(value_hash).unwrap_or_default();
+    format!(
+        "{}.{}.{}.{}",
+        owner_hash(&task.owner),
+        value_hash(&task.name),
+        hash(&task.correlation_id),
+        hash(&task.request_id)
+    )
+}
+
+/// A short stable name for an owner, used in index key names (FNV-1a, 64 bits). Two owners
+/// sharing a hash only share an index: listings still check each record's owner. Counters
+/// are kept per owner hash, so two owners sharing one (a 64-bit collision) would share
+/// counts.
+pub(crate) fn owner_hash(owner: &Owner) -> String {
+    fnv(|feed| owner_parts(owner, feed))
+}
+
+fn owner_parts(owner: &Owner, feed: &mut dyn FnMut(&[u8])) {
     for part in [&owner.tenant, &owner.user_id] {
         match part {
             Some(s) => {
@@ -143,7 +209,6 @@ pub(crate) fn owner_hash(owner: &Owner) -> String {
         }
         feed(b"\x1f");
     }
-    format!("{h:016x}")
 }
 
 #[cfg(test)]
@@ -164,6 +229,13 @@ mod tests {
             keys.leases("emails"),
             keys.ids("emails"),
             keys.owner_index("emails", &Owner::default()),
+            keys.owner_done("emails", &Owner::default(), TaskState::Failed),
+            keys.done("emails", TaskState::Success),
+            keys.owner_name("emails", &Owner::default(), "send"),
+            keys.name("emails", "send"),
+            keys.correlation("emails", "c"),
+            keys.request("emails", "r"),
+            keys.counts("emails"),
             keys.idempotency("emails", "k"),
         ] {
             assert!(key.starts_with(&base), "{key} carries the queue's tag");

@@ -76,6 +76,10 @@
 //! | `{p:q}:ttls` | set | the TTLs that have a `finished` list |
 //! | `{p:q}:o:<owner hash>` | sorted set | one owner's task ids (score 0, read newest first by id) |
 //! | `{p:q}:ids` | sorted set | every task id of the queue (admin listings) |
+//! | `{p:q}:o:<owner hash>:s:<state>`, `{p:q}:s:<state>` | sorted set | one owner's, and everyone's, finished tasks in a final state (success, failed, cancelled): added when a task ends, removed by a manual retry or the purge |
+//! | `{p:q}:o:<owner hash>:n:<name hash>`, `{p:q}:n:<name hash>` | sorted set | one owner's, and everyone's, tasks of a task name |
+//! | `{p:q}:c:<hash>`, `{p:q}:r:<hash>` | sorted set | the tasks of a correlation id, of a request id (the search) |
+//! | `{p:q}:counts` | hash | tasks per state: `<state>` for the queue, `<owner hash>:<state>` per owner; every script that changes states adds its sums with one HINCRBY per field and call |
 //! | `{p:q}:k:<scoped key>` | string | an idempotency key (scoped to its owner) → its live task |
 //! | `{p:q}:watched` | hash | id → how many processes watch it; scripts publish a task's changes only while it is here |
 //! | `{p}:queues` | set | every queue name used, so any process can find a task by id; an enqueue adds its queues before it stores the tasks |
@@ -99,6 +103,14 @@
 //! not found; leases claimed through a store are remembered in process. Idempotency keys are
 //! unique per owner *within a queue*: a key is live while its task is pending, scheduled,
 //! running or retrying.
+//!
+//! A record's `owner` header field holds its index tags (owner, name, correlation and request
+//! id hashes), so every script that changes a task knows which indexes and counters to change,
+//! and the purge's entries carry them with the final state, so a record Redis already deleted
+//! still leaves every index. Listings by a waiting or running state read `ready`, `schedule`
+//! and `leases` (live tasks only) after the counters said there is one. Keys written before
+//! these indexes existed are in none of them: such tasks are listed only unfiltered and are
+//! not counted.
 //!
 //! ## Expiry
 //!
@@ -152,6 +164,7 @@
 mod config;
 mod error;
 mod health;
+mod history;
 mod keyed_lock;
 mod keys;
 mod listener;

@@ -3,11 +3,11 @@
 //!
 //! A task is one string, so scripts read and write a batch of tasks with MGET and MSET rather
 //! than commands per task. It is a header line of `|`-separated fields, then six
-//! length-prefixed blobs:
+//! length-prefixed blobs, and a seventh once the task was cancelled or retried by request:
 //!
 //! ```text
 //! state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner
-//! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>
+//! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>]
 //! ```
 //!
 //! | part | holds |
@@ -22,12 +22,14 @@
 //! | error, result, progress, steps | JSON, empty when unset |
 //! | key name | the Redis key of the task's idempotency key, if any |
 //! | payload | JSON written once: name, owner, correlation and request ids, key, delay, timeout, args, sealed context |
+//! | history | who cancelled or retried the task and when (see the `history` module); absent: none |
 //!
 //! The enqueue script writes the header up to `max` itself, so that every time in a record
 //! comes from the script's "now" (Redis's clock by default); a record's `run_at` is its
 //! creation time plus its delay.
 
 use crate::error::corrupt;
+use crate::history;
 use chrono::{DateTime, Utc};
 use errand_core::{
     Claimed, ErrorInfo, Lease, LeaseToken, MAX_DURATION, NewTask, Owner, Progress, SealedContext,
@@ -150,6 +152,8 @@ impl NewRecord<'_> {
 pub(crate) struct Stored<'a> {
     header: [&'a str; 13],
     blobs: [&'a [u8]; 6],
+    /// The history blob after the payload; empty when there is none.
+    history: &'a [u8],
 }
 
 const STATE: usize = 0;
@@ -184,16 +188,17 @@ impl<'a> Stored<'a> {
         let mut rest = &bytes[newline + 1..];
         let mut blobs: [&[u8]; 6] = [&[]; 6];
         for slot in &mut blobs {
-            let colon = rest.iter().position(|b| *b == b':').ok_or_else(bad)?;
-            let len: usize = std::str::from_utf8(&rest[..colon])
-                .ok()
-                .and_then(|l| l.parse().ok())
-                .ok_or_else(bad)?;
-            let end = colon + 1 + len;
-            *slot = rest.get(colon + 1..end).ok_or_else(bad)?;
-            rest = &rest[end..];
+            *slot = next_blob(&mut rest).ok_or_else(bad)?;
         }
-        Ok(Self { header, blobs })
+        let history = match rest.is_empty() {
+            true => &[][..],
+            false => next_blob(&mut rest).ok_or_else(bad)?,
+        };
+        Ok(Self {
+            header,
+            blobs,
+            history,
+        })
     }
 
     /// The expiry time (ms), once finished.
@@ -280,8 +285,20 @@ impl<'a> Stored<'a> {
                 let text = std::str::from_utf8(result).map_err(corrupt)?;
                 Some(RawValue::from_string(text.to_string()).map_err(corrupt)?)
             },
+            history: history::actions(self.history)?,
         })
     }
+}
+
+/// The length-prefixed blob at the start of `rest` (`<len>:<bytes>`), moving `rest` past it;
+/// `None` when `rest` does not start with one.
+fn next_blob<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let colon = rest.iter().position(|b| *b == b':')?;
+    let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+    let end = (colon + 1).checked_add(len)?;
+    let blob = rest.get(colon + 1..end)?;
+    *rest = &rest[end..];
+    Some(blob)
 }
 
 /// The record a stored string holds.
@@ -478,6 +495,25 @@ mod tests {
             Some(1_700_000_060_200)
         );
         assert!(r.steps.is_empty() && r.error.is_none());
+    }
+
+    #[test]
+    fn a_history_after_the_payload_reads_back() {
+        let task = NewTask::new("ping", raw("null"));
+        let plain = stored(&task, "");
+        assert!(
+            record_of(plain.as_bytes(), task.id, "q")
+                .expect("reads")
+                .history
+                .is_empty()
+        );
+        let history = r#"[{"k":"cancelled","t":1700000000900,"u":"root"}]"#;
+        let s = format!("{plain}{}:{history}", history.len());
+        let r = record_of(s.as_bytes(), task.id, "q").expect("reads");
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].by.user_id.as_deref(), Some("root"));
+        assert_eq!(r.history[0].at.timestamp_millis(), 1_700_000_000_900);
+        assert!(record_of(format!("{plain}9:[]").as_bytes(), task.id, "q").is_err());
     }
 
     #[test]

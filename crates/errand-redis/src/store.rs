@@ -3,29 +3,31 @@
 use crate::config::RedisConfig;
 use crate::error::{RedisStoreError, corrupt};
 use crate::keyed_lock::KeyedLocks;
-use crate::keys::{Keys, check_prefix, check_queue, owner_hash};
+use crate::keys::{Keys, check_prefix, check_queue, index_tags};
 use crate::listener::{Bus, Listener, Route};
 use crate::now::Now;
-use crate::record::{
-    self, NewRecord, Stored, array, bytes, int, millis, record_of, scored, task_id, text,
-};
+use crate::record::{self, NewRecord, Stored, array, bytes, int, millis, scored, task_id, text};
 use crate::redis_conn::Redis;
 use crate::scripts::Call;
 use crate::signal::RedisSignal;
 use async_trait::async_trait;
 use errand_core::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
-    LeaseState, LeaseToken, ListQuery, NewTask, Outcome, OwnerFilter, Page, QueueDepth, Reaped,
-    RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState, WorkSignal,
-    lease_expired_error,
+    LeaseState, LeaseToken, ListQuery, NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth,
+    Reaped, RetryOutcome, StatusUpdate, Store, StoreError, TaskId, TaskRecord, TaskState,
+    WorkSignal, lease_expired_error,
 };
+use errand_core::{QueueCounts, StateCounts};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::{debug, warn};
+
+mod actions;
+mod listing;
 
 /// Most tasks per enqueue script call (a batch may take several calls, sent in one pipeline).
 const ENQUEUE_CHUNK: usize = 500;
@@ -432,16 +434,6 @@ impl RedisStore {
     }
 }
 
-/// One listing index being read newest first.
-struct Source {
-    queue: Arc<str>,
-    key: String,
-    /// Exclusive upper bound for the next read (`+` at first).
-    upper: String,
-    buffer: VecDeque<TaskId>,
-    exhausted: bool,
-}
-
 fn lease_code(value: Option<Value>) -> Result<LeaseState, StoreError> {
     match value.as_ref().map(int).transpose()? {
         Some(1) => Ok(LeaseState::Held),
@@ -514,7 +506,7 @@ impl Store for RedisStore {
                         .scoped_key()
                         .map(|k| self.keys().idempotency(queue, &k))
                         .unwrap_or_default();
-                    let owner = owner_hash(&t.owner);
+                    let owner = index_tags(t);
                     let tail = NewRecord {
                         ttl: millis(t.ttl),
                         owner_hash: &owner,
@@ -775,136 +767,15 @@ impl Store for RedisStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.capped_limit();
-        let upper = query
-            .cursor
-            .map_or_else(|| "+".to_string(), |c| format!("({c}"));
-        let mut sources: Vec<Source> = self
-            .queue_list()
-            .await?
-            .into_iter()
-            .map(|queue| Source {
-                key: match &query.owner {
-                    OwnerFilter::Owner(o) => self.keys().owner_index(&queue, o),
-                    OwnerFilter::Any => self.keys().ids(&queue),
-                },
-                queue,
-                upper: upper.clone(),
-                buffer: VecDeque::new(),
-                exhausted: false,
-            })
-            .collect();
-        let mut items: Vec<TaskRecord> = Vec::new();
-        let mut chunk = limit + 1;
-        while items.len() <= limit {
-            // Refill every index that may still hold newer ids than the others' heads.
-            let refill: Vec<usize> = (0..sources.len())
-                .filter(|&i| !sources[i].exhausted && sources[i].buffer.is_empty())
-                .collect();
-            if !refill.is_empty() {
-                let mut pipe = redis::pipe();
-                for &i in &refill {
-                    pipe.cmd("ZRANGE")
-                        .arg(&sources[i].key)
-                        .arg(&sources[i].upper)
-                        .arg("-")
-                        .arg("BYLEX")
-                        .arg("REV")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(chunk);
-                }
-                let values = self.inner.redis.pipeline(&pipe).await?;
-                for (&i, value) in refill.iter().zip(values) {
-                    let ids: Vec<String> = redis::from_redis_value(value).map_err(corrupt)?;
-                    let s = &mut sources[i];
-                    s.exhausted = ids.len() < chunk;
-                    if let Some(last) = ids.last() {
-                        s.upper = format!("({last}");
-                    }
-                    for id in ids {
-                        s.buffer
-                            .push_back(id.parse().map_err(|e| corrupt(format!("{e}")))?);
-                    }
-                }
-            }
-            // Merge newest first while every index that is not exhausted has a head.
-            let mut candidates: Vec<(TaskId, Arc<str>)> = Vec::new();
-            while candidates.len() < chunk
-                && sources.iter().all(|s| s.exhausted || !s.buffer.is_empty())
-            {
-                let Some(best) = sources
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.buffer.front().map(|id| (*id, i)))
-                    .max()
-                else {
-                    break;
-                };
-                sources[best.1].buffer.pop_front();
-                candidates.push((best.0, sources[best.1].queue.clone()));
-            }
-            if candidates.is_empty() {
-                break;
-            }
-            for record in self.records(&candidates).await? {
-                if query.matches(&record) {
-                    items.push(record);
-                }
-            }
-            // Filters may reject many: read more at a time.
-            chunk = (chunk * 2).min(1000);
-        }
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        self.list_tasks(query).await
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        let Some(queue) = self.find(id).await? else {
-            return Ok(CancelOutcome::NotFound);
-        };
-        let scripts = self.inner.redis.scripts();
-        let mut call = scripts
-            .cancel
-            .call(&self.keys().base(&queue), self.now_arg());
-        call.arg(id.to_string()).arg(self.keys().cancel_channel());
-        let (kind, rest) = self.verdict(call, "cancel").await?;
-        Ok(match (text(&kind)?, rest) {
-            ("cancelled", Some(r)) => {
-                CancelOutcome::Cancelled(Box::new(record_of(bytes(&r)?, id, &queue)?))
-            }
-            ("requested", Some(r)) => {
-                CancelOutcome::Requested(Box::new(record_of(bytes(&r)?, id, &queue)?))
-            }
-            ("conflict", Some(s)) => CancelOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
-            ("missing", _) => CancelOutcome::NotFound,
-            _ => return Err(corrupt("unexpected answer to cancel")),
-        })
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
+        self.cancel_by(id, by).await
     }
 
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        let Some(queue) = self.find(id).await? else {
-            return Ok(RetryOutcome::NotFound);
-        };
-        let scripts = self.inner.redis.scripts();
-        let mut call = scripts
-            .retry
-            .call(&self.keys().base(&queue), self.now_arg());
-        call.arg(id.to_string());
-        let (kind, rest) = self.verdict(call, "retry").await?;
-        Ok(match (text(&kind)?, rest) {
-            ("requeued", Some(r)) => {
-                RetryOutcome::Requeued(Box::new(record_of(bytes(&r)?, id, &queue)?))
-            }
-            ("conflict", Some(s)) => RetryOutcome::Conflict(text(&s)?.parse().map_err(corrupt)?),
-            ("missing", _) => RetryOutcome::NotFound,
-            _ => return Err(corrupt("unexpected answer to retry")),
-        })
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
+        self.retry_by(id, by).await
     }
 
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
@@ -1042,6 +913,14 @@ impl Store for RedisStore {
         Ok(depth)
     }
 
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        self.counts_of(owner).await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.queue_counts().await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner
             .redis
@@ -1074,39 +953,12 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
-    /// Runs one script call whose answer is `[verdict, detail?]` (cancel, retry).
-    async fn verdict(
-        &self,
-        call: Call<'_>,
-        what: &str,
-    ) -> Result<(Value, Option<Value>), StoreError> {
-        let value = self
-            .inner
-            .redis
-            .run(&[], vec![call])
-            .await?
-            .pop()
-            .ok_or_else(|| corrupt(format!("no answer to {what}")))?;
-        let mut answer = array(value)?.into_iter();
-        let kind = answer
-            .next()
-            .ok_or_else(|| corrupt(format!("empty answer to {what}")))?;
-        Ok((kind, answer.next()))
-    }
-
     /// Raises or lowers how many processes watch `id`; -1 when the task does not exist.
     async fn watch_count(&self, queue: &str, id: TaskId, delta: i64) -> Result<i64, StoreError> {
         let scripts = self.inner.redis.scripts();
         let mut call = scripts.watch.call(&self.keys().base(queue), self.now_arg());
         call.arg(id.to_string()).arg(delta);
-        let value = self
-            .inner
-            .redis
-            .run(&[], vec![call])
-            .await?
-            .pop()
-            .ok_or_else(|| corrupt("no answer to watch"))?;
-        match value {
+        match self.run_one(call, "watch").await? {
             Value::Int(n) => Ok(n),
             other => Err(corrupt(format!("unexpected answer to watch: {other:?}"))),
         }

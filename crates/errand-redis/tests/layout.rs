@@ -90,7 +90,10 @@ async fn a_task_cancelled_while_waiting_is_neither_counted_nor_claimed() {
     let tasks: Vec<NewTask> = (0..3).map(|_| task("default")).collect();
     let ids: Vec<_> = tasks.iter().map(|t| t.id).collect();
     f.store.enqueue(tasks).await.expect("enqueue");
-    f.store.cancel(ids[1]).await.expect("cancel");
+    f.store
+        .cancel(ids[1], &Owner::new("operator", None))
+        .await
+        .expect("cancel");
     assert_eq!(f.store.depth().await.expect("depth").waiting, 2);
     let claimed = f
         .store
@@ -126,9 +129,15 @@ async fn a_task_retried_after_a_cancel_has_one_entry_and_runs_once() {
     let t = task("default");
     let id = t.id;
     f.store.enqueue(vec![t]).await.expect("enqueue");
-    f.store.cancel(id).await.expect("cancel");
+    f.store
+        .cancel(id, &Owner::new("operator", None))
+        .await
+        .expect("cancel");
     assert_eq!(int(&f, "SCARD", "skip"), 1, "its entry is dead");
-    f.store.retry(id).await.expect("retry");
+    f.store
+        .retry(id, &Owner::new("operator", None))
+        .await
+        .expect("retry");
     assert_eq!(
         (int(&f, "LLEN", "ready"), int(&f, "SCARD", "skip")),
         (1, 0),
@@ -213,7 +222,8 @@ async fn a_claim_looks_past_dead_entries_but_only_so_far() {
     let tasks: Vec<NewTask> = (0..1101).map(|_| task("default")).collect();
     let ids: Vec<_> = tasks.iter().map(|t| t.id).collect();
     f.store.enqueue(tasks).await.expect("enqueue");
-    let cancels = ids[..1100].iter().map(|id| f.store.cancel(*id));
+    let operator = Owner::new("operator", None);
+    let cancels = ids[..1100].iter().map(|id| f.store.cancel(*id, &operator));
     for outcome in futures::future::join_all(cancels).await {
         let outcome = outcome.expect("cancel");
         assert!(
@@ -253,7 +263,10 @@ async fn a_report_batch_answers_each_lease() {
         .claim(&request(&["default"], 3))
         .await
         .expect("claim");
-    f.store.cancel(c[2].lease.id).await.expect("cancel");
+    f.store
+        .cancel(c[2].lease.id, &Owner::new("operator", None))
+        .await
+        .expect("cancel");
     let progress = |n| StatusUpdate {
         progress: Some(Progress {
             current: n,

@@ -8,7 +8,9 @@ mod common;
 
 use common::PrivateRedis;
 use common::proxy::Proxy;
-use errand_core::{ClaimRequest, ListQuery, NewTask, OwnerFilter, Store, StoreError, TaskId};
+use errand_core::{
+    ClaimRequest, ListQuery, NewTask, Owner, OwnerFilter, Store, StoreError, TaskId,
+};
 use errand_redis::{RedisConfig, RedisStore};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -141,7 +143,12 @@ async fn calls_fail_fast_while_redis_is_down_and_the_store_resumes_when_it_retur
         &server,
     );
     let began = Instant::now();
-    assert_unavailable("cancel", began, store.cancel(first).await, &server);
+    assert_unavailable(
+        "cancel",
+        began,
+        store.cancel(first, &Owner::new("operator", None)).await,
+        &server,
+    );
     let began = Instant::now();
     assert_unavailable("reap", began, store.reap().await, &server);
     let began = Instant::now();
@@ -172,7 +179,10 @@ async fn calls_fail_fast_while_redis_is_down_and_the_store_resumes_when_it_retur
         let t = store.enqueue(vec![task()]).await.expect("enqueue")[0].id;
         let lease = store.claim(&claim_request()).await.expect("claim");
         assert_eq!(lease.len(), 1);
-        store.cancel(t).await.expect("cancel");
+        store
+            .cancel(t, &Owner::new("operator", None))
+            .await
+            .expect("cancel");
         match tokio::time::timeout(Duration::from_millis(500), cancels.next()).await {
             Ok(Some(heard)) => {
                 assert_eq!(heard, t);

@@ -9,8 +9,8 @@ mod common;
 use common::proxy::Proxy;
 use errand_core::{
     CancelOutcome, ClaimRequest, CompleteResult, Completion, LeaseState, ManualClock, NewTask,
-    Outcome, Progress, Registry, SealKey, StatusUpdate, Store, Task, TaskCx, TaskError, TaskState,
-    Worker,
+    Outcome, Owner, Progress, Registry, SealKey, StatusUpdate, Store, Task, TaskCx, TaskError,
+    TaskState, Worker,
 };
 use errand_redis::{RedisConfig, RedisStore};
 use futures::StreamExt;
@@ -110,7 +110,12 @@ async fn a_cancellation_made_through_one_store_reaches_the_holder_on_the_other()
     let mut cancels = p.a.cancellations().await.expect("cancellations");
     let id = p.a.enqueue(vec![task("default")]).await.expect("enqueue")[0].id;
     let c = p.a.claim(&claim("default")).await.expect("claim").remove(0);
-    match p.b.cancel(id).await.expect("cancel") {
+    match p
+        .b
+        .cancel(id, &Owner::new("operator", None))
+        .await
+        .expect("cancel")
+    {
         CancelOutcome::Requested(r) => assert!(r.cancel_requested),
         other => panic!("expected Requested, got {other:?}"),
     }

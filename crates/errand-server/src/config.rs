@@ -84,6 +84,10 @@ pub struct ServerConfig {
     /// Event streams the server keeps open at once, all users together; past it, 429.
     /// Default 10,000.
     pub streams_total: usize,
+    /// A trace viewer's URL with `{trace_id}` where the trace id goes (for example
+    /// `http://localhost:16686/trace/{trace_id}` for Jaeger): the dashboard links each task's
+    /// trace id there. Default: no link.
+    pub trace_url_template: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +111,7 @@ impl Default for ServerConfig {
             events_resync: Duration::from_secs(30),
             streams_per_user: 32,
             streams_total: 10_000,
+            trace_url_template: None,
         }
     }
 }
@@ -137,6 +142,7 @@ impl fmt::Debug for ServerConfig {
             .field("events_resync", &self.events_resync)
             .field("streams_per_user", &self.streams_per_user)
             .field("streams_total", &self.streams_total)
+            .field("trace_url_template", &self.trace_url_template)
             .finish()
     }
 }

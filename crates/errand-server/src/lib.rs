@@ -11,7 +11,8 @@
 //! | `GET /v1/tasks/{id}` | the task's record |
 //! | `GET /v1/tasks/{id}/events` | SSE: one `status` event per change, until a final state |
 //! | `GET /v1/tasks?status=&name=&limit=&cursor=` | the caller's tasks, newest first: `{items, next_cursor}` |
-//! | `POST /v1/tasks/{id}/cancel`, `POST /v1/tasks/{id}/retry` | 202 with the record, 409 when the state does not allow it |
+//! | `POST /v1/tasks/{id}/cancel`, `POST /v1/tasks/{id}/retry` | 202 with the record (its `history` names who cancelled or retried it), 409 when the state does not allow it |
+//! | `POST /v1/tasks/bulk` | `{action, ids}` or `{action, filter}`: cancel or retry many tasks by the same rules, with a result per task |
 //! | `GET /v1/task-types` | registered task names with the JSON schema of their args |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | liveness, store reachability, Prometheus text, the OpenAPI document (no authentication) |
 //!
@@ -62,11 +63,15 @@
 //! ```
 #![warn(missing_docs)]
 
+mod actions;
+mod admin;
+mod bulk;
 mod caller;
 mod config;
 mod error;
 mod events;
 pub mod extract;
+mod listing;
 mod metrics;
 mod observe;
 mod openapi;
@@ -76,6 +81,7 @@ mod state;
 mod streams;
 mod tasks;
 pub mod token;
+mod ui;
 mod validators;
 mod workers;
 

@@ -79,6 +79,9 @@ pub(crate) async fn observe(
         %correlation_id,
         user_id = tracing::field::Empty,
     );
+    // With spans exported, the request joins its caller's trace (W3C `traceparent`).
+    let traceparent = request.headers().get("traceparent");
+    errand_core::otel::join(&span, traceparent.and_then(|v| v.to_str().ok()));
     let mut response = next.run(request).instrument(span).await;
 
     let headers = response.headers_mut();

@@ -13,10 +13,10 @@ mod responses;
 mod task_args;
 
 pub(crate) use responses::{
-    BadRequest, Conflict, NotAWorker, NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable,
-    TaskAccepted, TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TaskTypeConflict,
-    TooManyStreams, Unauthorized, UnprocessableArgs, UnsupportedMediaType, WorkerRouteErrors,
-    WorkersUnavailable,
+    AdminOnly, AdminRouteErrors, BadRequest, Conflict, NotAWorker, NotFound, PayloadTooLarge,
+    StoreBroken, StoreUnavailable, TaskAccepted, TaskCancelled, TaskDeduplicated, TaskRequeued,
+    TaskRouteErrors, TaskTypeConflict, TooManyStreams, Unauthorized, UnprocessableArgs,
+    UnsupportedMediaType, WorkerRouteErrors, WorkersUnavailable,
 };
 
 use crate::error::ErrorEnvelope;
@@ -45,6 +45,8 @@ pub(crate) const RETRY_TASK: &str = "retryTask";
 pub(crate) const TASKS_TAG: &str = "tasks";
 /// The tag of the worker protocol's routes.
 pub(crate) const WORKERS_TAG: &str = "workers";
+/// The tag of the operators' views (admin role).
+pub(crate) const ADMIN_TAG: &str = "admin";
 /// The tag of the unauthenticated operational routes.
 pub(crate) const OPERATIONS_TAG: &str = "operations";
 
@@ -61,6 +63,7 @@ const BEARER: &str = "bearer";
     tags(
         (name = TASKS_TAG, description = "Submit, follow, cancel and retry tasks (bearer token)."),
         (name = WORKERS_TAG, description = "The worker protocol (docs/worker-protocol.md): register task types, claim (long poll), heartbeat, complete. Worker tokens only (the `worker` role)."),
+        (name = ADMIN_TAG, description = "The operators' views: workers, queues, and the last hour per minute. Tokens holding the admin role only."),
         (name = OPERATIONS_TAG, description = "Liveness, readiness, metrics and this document (no authentication)."),
     ),
     security(("bearer" = [])),
@@ -77,6 +80,7 @@ const BEARER: &str = "bearer";
         StoreBroken,
         TooManyStreams,
         NotAWorker,
+        AdminOnly,
         TaskTypeConflict,
         WorkersUnavailable,
     ))

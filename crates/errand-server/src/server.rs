@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::streams::StreamLimits;
 use crate::token::Verifier;
 use crate::validators::Validators;
-use crate::{events, openapi, ops, tasks, workers};
+use crate::{admin, bulk, events, listing, openapi, ops, tasks, ui, workers};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -41,16 +41,22 @@ impl Routes {
     /// handler's `#[utoipa::path]`, so the router and the document list the same routes.
     fn new() -> Self {
         let (authenticated, mut api) = OpenApiRouter::with_openapi(openapi::base())
-            .routes(routes!(tasks::submit, tasks::list))
+            .routes(routes!(tasks::submit, listing::list))
+            .routes(routes!(listing::counts))
             .routes(routes!(tasks::get))
             .routes(routes!(events::stream))
             .routes(routes!(tasks::cancel))
             .routes(routes!(tasks::retry))
+            .routes(routes!(bulk::bulk))
             .routes(routes!(tasks::task_types))
             .routes(routes!(workers::register_types))
             .routes(routes!(workers::claim))
             .routes(routes!(workers::heartbeat))
             .routes(routes!(workers::complete))
+            .routes(routes!(admin::me))
+            .routes(routes!(admin::workers))
+            .routes(routes!(admin::queues))
+            .routes(routes!(admin::activity_view))
             .split_for_parts();
         let (public, public_api) = OpenApiRouter::new()
             .routes(routes!(ops::healthz))
@@ -194,6 +200,7 @@ impl Server {
             .route_layer(from_fn_with_state(Arc::clone(&state), caller::authenticate));
         self.public
             .with_state(Arc::clone(&state))
+            .merge(ui::router(&state))
             .merge(authenticated)
             .fallback(error::no_route)
             .layer(DefaultBodyLimit::max(state.config.body_limit))

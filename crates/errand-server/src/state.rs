@@ -59,9 +59,20 @@ impl AppState {
         caller: &Caller,
         id: TaskId,
     ) -> Result<TaskRecord, ApiError> {
+        self.visible(caller, id)
+            .await?
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// Task `id`'s record if the caller may see it; `None` whether the task does not exist or
+    /// belongs to someone else.
+    pub async fn visible(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+    ) -> Result<Option<TaskRecord>, ApiError> {
         match self.store.get(id).await {
-            Ok(Some(record)) if caller.may_access(&record.owner) => Ok(record),
-            Ok(_) => Err(ApiError::not_found()),
+            Ok(record) => Ok(record.filter(|r| caller.may_access(&r.owner))),
             Err(e) => Err(self.store_error("get", e)),
         }
     }

@@ -4,29 +4,29 @@
 //! task that does not exist (404), and a listing holds only the caller's tasks, unless the
 //! caller is an admin.
 
+use crate::actions::{self, Acted};
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::{Json, Query, TaskPath};
+use crate::extract::{Json, TaskPath};
 use crate::openapi::{
-    self, BadRequest, Conflict, EmptyAsAbsent, PayloadTooLarge, StoreUnavailable, TaskAccepted,
-    TaskCancelled, TaskDeduplicated, TaskRequeued, TaskRouteErrors, TraceHeaders, Unauthorized,
-    UnprocessableArgs, UnsupportedMediaType,
+    self, BadRequest, Conflict, PayloadTooLarge, StoreUnavailable, TaskAccepted, TaskCancelled,
+    TaskDeduplicated, TaskRequeued, TaskRouteErrors, TraceHeaders, Unauthorized, UnprocessableArgs,
+    UnsupportedMediaType,
 };
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use errand_core::{
-    CancelOutcome, ListQuery, NewTask, OwnerFilter, Policy, PrepareError, RetryOutcome, TaskId,
-    TaskRecord, TaskState, TaskType,
+    ActionKind, NewTask, Policy, PrepareError, TaskId, TaskRecord, TaskState, TaskType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::ToSchema;
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{Object, ObjectBuilder, Type};
-use utoipa::{IntoParams, ToSchema};
 
 /// The longest idempotency key accepted, in characters.
 const MAX_KEY_LEN: usize = 256;
@@ -36,8 +36,6 @@ const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The most attempts a submission may ask for.
 const MAX_ATTEMPTS: u32 = 1000;
-/// The largest page of a listing.
-const MAX_PAGE: usize = 1000;
 
 /// The body of `POST /v1/tasks`: a task name, its arguments, and optional overrides of the
 /// task's policy.
@@ -224,9 +222,11 @@ pub(crate) async fn submit(
     let max_attempts = request.max_attempts.map(attempts).transpose()?;
 
     let policy = policy_of(&app, &request.name, &request.args).await?;
+    // With spans exported, the task's attempts are children of this request's span.
+    let traced = errand_core::otel::submitted(caller.context());
     let mut task = NewTask::new(request.name, request.args)
         .with_policy(&policy)
-        .with_context(caller.context(), &app.seal_keys)
+        .with_context(traced.as_ref().unwrap_or(caller.context()), &app.seal_keys)
         .map_err(|e| {
             tracing::error!(error = %e, "sealing the caller's context failed");
             ApiError::internal()
@@ -250,6 +250,9 @@ pub(crate) async fn submit(
         return Err(ApiError::internal());
     };
     app.metrics.submitted(&name, enqueued.deduplicated);
+    let span = tracing::Span::current();
+    let (user, tenant) = (caller.context().user_id(), caller.tenant());
+    errand_core::otel::set_task_attributes(&span, enqueued.id, &name, user, tenant);
     tracing::info!(task_id = %enqueued.id, task = %name, deduplicated = enqueued.deduplicated, "task submitted");
     let status_url = format!("/v1/tasks/{}", enqueued.id);
     let body = Submitted {
@@ -320,107 +323,6 @@ pub(crate) async fn get(
     app.visible_record(&caller, id).await.map(Json)
 }
 
-/// The query of `GET /v1/tasks`, as text so each field's error can say what is wrong. An
-/// empty value is taken as absent.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListParams {
-    /// Only tasks in this state.
-    #[param(value_type = Option<TaskState>)]
-    status: Option<String>,
-    /// Only tasks of this name.
-    name: Option<String>,
-    /// The most tasks on the page.
-    #[param(schema_with = limit_schema)]
-    limit: Option<String>,
-    /// `next_cursor` of the previous page: the tasks older than that one.
-    #[param(value_type = Option<TaskId>)]
-    cursor: Option<String>,
-}
-
-/// The schema of `ListParams.limit`.
-fn limit_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(1))
-        .maximum(Some(MAX_PAGE))
-        .default(Some(ListQuery::owner(OwnerFilter::Any).limit.into()))
-        .build()
-}
-
-/// A page of `GET /v1/tasks`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskPage {
-    /// The tasks, newest first.
-    items: Vec<TaskRecord>,
-    /// Pass it as `cursor` for the next page; `null` on the last page.
-    #[schema(required)]
-    next_cursor: Option<TaskId>,
-}
-
-/// A query parameter, with an empty value taken as absent.
-fn present(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
-/// `GET /v1/tasks`: the caller's tasks (everyone's for an admin), newest first.
-#[utoipa::path(
-    get,
-    path = "/v1/tasks",
-    operation_id = "listTasks",
-    tag = openapi::TASKS_TAG,
-    summary = "The caller's tasks, newest first, a page at a time",
-    params(EmptyAsAbsent<ListParams>, TraceHeaders),
-    responses(
-        (status = 200, description = "One page.", body = TaskPage),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 503, response = StoreUnavailable),
-    )
-)]
-pub(crate) async fn list(
-    State(app): State<Arc<AppState>>,
-    caller: Caller,
-    Query(params): Query<ListParams>,
-) -> Result<Json<TaskPage>, ApiError> {
-    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
-    let mut query = ListQuery::owner(caller.owner_filter());
-    query.status = present(params.status)
-        .map(|s| s.parse::<TaskState>())
-        .transpose()
-        .map_err(|e| invalid(e.to_string()))?;
-    query.name = present(params.name);
-    if let Some(limit) = present(params.limit) {
-        query.limit = limit
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "`limit` must be a whole number from 1 to {MAX_PAGE}"
-                ))
-            })?;
-    }
-    query.cursor = present(params.cursor)
-        .map(|c| c.parse::<TaskId>())
-        .transpose()
-        .map_err(|e| {
-            invalid(format!(
-                "`cursor` is not a cursor from a previous page: {e}"
-            ))
-        })?;
-    let page = app
-        .store
-        .list(&query)
-        .await
-        .map_err(|e| app.store_error("list", e))?;
-    Ok(Json(TaskPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
-}
-
 /// `POST /v1/tasks/{id}/cancel`: a waiting task is cancelled at once, a running one is asked
 /// to stop (202 either way); a finished one is a 409.
 #[utoipa::path(
@@ -442,22 +344,11 @@ pub(crate) async fn cancel(
     caller: Caller,
     TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
-    app.visible_record(&caller, id).await?;
-    let outcome = app
-        .store
-        .cancel(id)
-        .await
-        .map_err(|e| app.store_error("cancel", e))?;
-    match outcome {
-        CancelOutcome::Cancelled(record) | CancelOutcome::Requested(record) => {
-            tracing::info!(task_id = %id, status = %record.status, "task cancel requested");
-            Ok((StatusCode::ACCEPTED, Json(*record)).into_response())
-        }
-        CancelOutcome::Conflict(state) => Err(ApiError::conflict(format!(
-            "task {id} is {state}; only pending, scheduled, retrying or running tasks can be cancelled"
-        ))),
-        CancelOutcome::NotFound => Err(ApiError::not_found()),
-    }
+    acted(
+        actions::act(&app, &caller, id, ActionKind::Cancel).await?,
+        id,
+        ActionKind::Cancel,
+    )
 }
 
 /// `POST /v1/tasks/{id}/retry`: a failed or cancelled task runs again with its original
@@ -481,21 +372,25 @@ pub(crate) async fn retry(
     caller: Caller,
     TaskPath(id): TaskPath,
 ) -> Result<Response, ApiError> {
-    app.visible_record(&caller, id).await?;
-    let outcome = app
-        .store
-        .retry(id)
-        .await
-        .map_err(|e| app.store_error("retry", e))?;
-    match outcome {
-        RetryOutcome::Requeued(record) => {
-            tracing::info!(task_id = %id, "task requeued by request");
+    acted(
+        actions::act(&app, &caller, id, ActionKind::Retry).await?,
+        id,
+        ActionKind::Retry,
+    )
+}
+
+/// The answer of a single-task cancel or retry: 202 with the record, 409, or 404.
+fn acted(acted: Acted, id: TaskId, action: ActionKind) -> Result<Response, ApiError> {
+    match acted {
+        Acted::Done(outcome, record) => {
+            let outcome = outcome.as_str();
+            tracing::info!(task_id = %id, status = %record.status, outcome, "task acted on by request");
             Ok((StatusCode::ACCEPTED, Json(*record)).into_response())
         }
-        RetryOutcome::Conflict(state) => Err(ApiError::conflict(format!(
-            "task {id} is {state}; only failed or cancelled tasks can be retried"
+        Acted::Conflict(state) => Err(ApiError::conflict(actions::conflict_message(
+            id, action, state,
         ))),
-        RetryOutcome::NotFound => Err(ApiError::not_found()),
+        Acted::NotFound => Err(ApiError::not_found()),
     }
 }
 

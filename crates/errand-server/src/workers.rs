@@ -195,7 +195,7 @@ pub(crate) async fn claim(
 )]
 pub(crate) async fn heartbeat(
     State(app): State<Arc<AppState>>,
-    _worker: Worker,
+    worker: Worker,
     Json(beat): Json<Heartbeat>,
 ) -> Result<Json<Renewed>, ApiError> {
     let remote = runtime(&app)?;
@@ -216,7 +216,7 @@ pub(crate) async fn heartbeat(
         ));
     }
     Ok(Json(Renewed {
-        leases: remote.heartbeat(&beat.leases),
+        leases: remote.heartbeat(&worker.name, beat.worker.as_ref(), &beat.leases),
     }))
 }
 

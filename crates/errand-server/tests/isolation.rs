@@ -3,18 +3,9 @@
 
 mod common;
 
-use common::{Harness, assert_error};
+use common::{Harness, assert_error, page_ids as ids};
 use reqwest::StatusCode;
 use serde_json::json;
-
-fn ids(page: &serde_json::Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_string())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_sees_or_touches_anothers_tasks_but_the_admin() {

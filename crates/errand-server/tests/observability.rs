@@ -426,15 +426,21 @@ async fn the_openapi_document_covers_every_route_and_matches_real_answers() {
     let routes = [
         ("post", "/v1/tasks"),
         ("get", "/v1/tasks"),
+        ("get", "/v1/tasks/counts"),
         ("get", "/v1/tasks/{id}"),
         ("get", "/v1/tasks/{id}/events"),
         ("post", "/v1/tasks/{id}/cancel"),
         ("post", "/v1/tasks/{id}/retry"),
+        ("post", "/v1/tasks/bulk"),
         ("get", "/v1/task-types"),
         ("put", "/v1/worker/task-types"),
         ("post", "/v1/worker/claim"),
         ("post", "/v1/worker/heartbeat"),
         ("post", "/v1/worker/complete"),
+        ("get", "/v1/me"),
+        ("get", "/v1/admin/workers"),
+        ("get", "/v1/admin/queues"),
+        ("get", "/v1/admin/activity"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -539,6 +545,7 @@ async fn the_openapi_document_covers_every_route_and_matches_real_answers() {
         &h.get(&token, &format!("/v1/tasks/{delayed}")).await.1,
     );
     check("TaskPage", &h.get(&token, "/v1/tasks?limit=2").await.1);
+    check("StateCounts", &h.get(&token, "/v1/tasks/counts").await.1);
     check("TaskTypes", &h.get(&token, "/v1/task-types").await.1);
     let mut events = h.events(&token, &id).await.expect("stream");
     for event in events.rest().await {

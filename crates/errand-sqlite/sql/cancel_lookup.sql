@@ -1,3 +1,3 @@
 -- The task to cancel.
 -- ?1 id
-SELECT seq, status FROM tasks WHERE id = ?1
+SELECT seq, status, history FROM tasks WHERE id = ?1

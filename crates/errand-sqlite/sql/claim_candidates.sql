@@ -2,7 +2,7 @@
 -- that queue alone (walks tasks_ready from its left edge, reading each row: all are claimed).
 -- ?1 queue, ?2 now, ?3 limit
 SELECT seq, id, due_at, attempt, name, queue, args, context, user_id, tenant, correlation_id,
-       max_attempts, timeout_ms
+       max_attempts, timeout_ms, status
 FROM tasks
 WHERE queue = ?1 AND due_at <= ?2
 ORDER BY due_at, id

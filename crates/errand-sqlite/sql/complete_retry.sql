@@ -11,4 +11,4 @@ UPDATE tasks SET
     steps = coalesce(?6, steps),
     updated_at = ?2
 WHERE id = ?1 AND lease_token = ?7 AND status = 'running' AND NOT cancel_requested
-RETURNING queue
+RETURNING tenant, user_id, queue

@@ -1,12 +1,17 @@
--- Everyone's unexpired records, newest first, after a cursor (for admins).
--- ?1 cursor (ids below it), ?2 status or NULL, ?3 name or NULL, ?4 now, ?5 limit
+-- Everyone's unexpired records matching the filters, newest first, in an id range (walks the
+-- ids backwards: the listing without a state, name or queue filter, for admins).
+-- :lower/:upper the id range (from created_after, created_before and the cursor), :status,
+-- :name, :queue filters or NULL, :now, :limit.
 SELECT id, name, queue, status, user_id, tenant, correlation_id, request_id, key,
        created_at, updated_at, run_at, started_at, completed_at, next_attempt_at, expires_at,
-       attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, result
-FROM tasks
-WHERE id < ?1
-  AND (?2 IS NULL OR status = ?2)
-  AND (?3 IS NULL OR name = ?3)
-  AND (expires_at IS NULL OR expires_at > ?4)
+       attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, result,
+       history
+FROM tasks INDEXED BY sqlite_autoindex_tasks_1
+WHERE 1
+  AND id >= :lower AND id < :upper
+  AND (:status IS NULL OR status = :status)
+  AND (:name IS NULL OR name = :name)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (expires_at IS NULL OR expires_at > :now)
 ORDER BY id DESC
-LIMIT ?5
+LIMIT :limit

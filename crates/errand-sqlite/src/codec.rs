@@ -97,8 +97,8 @@ pub(crate) fn raw_at(row: &Row<'_>, i: usize) -> Result<Option<Box<RawValue>>, O
 /// Reads a record from a row whose columns are, in order: `id, name, queue, status, user_id,
 /// tenant, correlation_id, request_id, key, created_at, updated_at, run_at, started_at,
 /// completed_at, next_attempt_at, expires_at, attempt, max_attempts, timeout_ms,
-/// cancel_requested, progress, steps, error, result` (as in `get.sql`, `record.sql` and
-/// `list_*.sql`).
+/// cancel_requested, progress, steps, error, result, history` (as in `get.sql`, `record.sql`
+/// and `list_*.sql`).
 pub(crate) fn record(row: &Row<'_>) -> Result<TaskRecord, OpError> {
     Ok(TaskRecord {
         id: id_at(row, 0)?,
@@ -127,6 +127,7 @@ pub(crate) fn record(row: &Row<'_>) -> Result<TaskRecord, OpError> {
         steps: json_at(row, 21)?.unwrap_or_default(),
         error: json_at(row, 22)?,
         result: raw_at(row, 23)?,
+        history: json_at(row, 24)?.unwrap_or_default(),
     })
 }
 

@@ -57,6 +57,8 @@ mod codec;
 mod config;
 mod database;
 mod error;
+mod history;
+mod listing;
 mod migrations;
 mod ops;
 pub mod private;
@@ -64,6 +66,7 @@ mod readers;
 mod signals;
 mod sql;
 mod store;
+mod tally;
 mod writer;
 
 pub use config::{SqliteConfig, Synchronous};

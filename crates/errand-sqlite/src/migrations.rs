@@ -25,6 +25,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../sql/migrations/0002_lease_tokens.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../sql/migrations/0003_listing.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../sql/migrations/0004_history.sql"),
+    },
 ];
 
 /// Every migration's SQL, oldest first (the whole schema when applied in order).

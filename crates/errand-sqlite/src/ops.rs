@@ -4,15 +4,17 @@
 
 use crate::codec::{self, after, id_at, id_bytes, json, state_at};
 use crate::error::OpError;
+use crate::history;
 use crate::signals::DueChange;
 use crate::sql;
+use crate::tally::Tally;
 use crate::writer::WriteCx;
 use errand_core::{
-    CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease, LeaseState, LeaseToken,
-    ListQuery, NewTask, Outcome, Owner, OwnerFilter, Page, QueueDepth, Reaped, RetryOutcome,
+    Action, ActionOutcome, CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease,
+    LeaseState, LeaseToken, NewTask, Outcome, Owner, QueueDepth, Reaped, RetryOutcome,
     SealedContext, StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
 };
-use rusqlite::{Connection, OptionalExtension, Statement, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use std::time::Duration;
 
@@ -57,6 +59,7 @@ pub(crate) fn enqueue(
             t.args.get(),
             t.context.as_ref().map(SealedContext::as_str),
         ])?;
+        cx.tally.add(&t.owner, &t.queue, status, 1);
         // Even a delayed task wakes idle workers: they recompute how long to sleep.
         cx.effects.work = true;
         if let Some(due) = run_at {
@@ -109,7 +112,7 @@ pub(crate) fn claim(
     };
     let mut take = cx.conn.prepare_cached(sql::CLAIM)?;
     let mut out = Vec::with_capacity(due.len());
-    for (seq, task) in due {
+    for (seq, (task, from)) in due {
         take.execute(params![
             seq,
             now,
@@ -119,6 +122,8 @@ pub(crate) fn claim(
             task.attempt
         ])?;
         cx.changed(task.lease.id)?;
+        cx.tally
+            .moved(&task.owner, &task.queue, from, TaskState::Running);
         out.push(task);
     }
     if out.len() < spec.limit {
@@ -143,7 +148,7 @@ fn oldest_in(
     queue: &str,
     now: i64,
     limit: usize,
-) -> Result<Vec<(i64, Claimed)>, OpError> {
+) -> Result<Vec<(i64, Candidate)>, OpError> {
     let mut stmt = conn.prepare_cached(sql::CLAIM_CANDIDATES)?;
     let mut rows = stmt.query(params![queue, now, sql_limit(limit)])?;
     let mut due = Vec::with_capacity(limit.min(1024));
@@ -160,7 +165,7 @@ fn oldest_across(
     queues: &[String],
     now: i64,
     limit: usize,
-) -> Result<Vec<(i64, Claimed)>, OpError> {
+) -> Result<Vec<(i64, Candidate)>, OpError> {
     let mut keys: Vec<(i64, TaskId, i64)> = Vec::new();
     let mut order = conn.prepare_cached(sql::CLAIM_ORDER)?;
     for queue in queues {
@@ -177,13 +182,16 @@ fn oldest_across(
         .collect()
 }
 
+/// A task as it will be once claimed, and its state before.
+type Candidate = (Claimed, TaskState);
+
 /// The task a row of `claim_candidates.sql` or `claim_row.sql` becomes once claimed: a new
-/// lease token, and the next attempt.
-fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
+/// lease token, and the next attempt; with its state before the claim.
+fn candidate(r: &rusqlite::Row<'_>) -> Result<Candidate, OpError> {
     let due_at: i64 = r.get(2)?;
     let attempt: u32 = r.get(3)?;
     let args: String = r.get(6)?;
-    Ok(Claimed {
+    let claimed = Claimed {
         lease: Lease {
             id: id_at(r, 1)?,
             token: LeaseToken::random(),
@@ -204,7 +212,8 @@ fn candidate(r: &rusqlite::Row<'_>) -> Result<Claimed, OpError> {
         max_attempts: r.get(11)?,
         timeout: Duration::from_millis(r.get(12)?),
         due_at: Some(codec::time(due_at)?),
-    })
+    };
+    Ok((claimed, state_at(r, 13)?))
 }
 
 /// A lease's token as stored (16 bytes).
@@ -324,9 +333,17 @@ impl<'a> Ending<'a> {
         }
     }
 
-    /// Writes it to task `id` with `finish` (`finish.sql`); whether the task ended.
-    fn write(&self, finish: &mut Statement<'_>, id: TaskId, now: i64) -> Result<bool, OpError> {
-        let changed = finish.execute(params![
+    /// Writes it to task `id`, which was in state `from`, with `finish`, and counts the
+    /// change in `tally`; whether the task ended.
+    fn write(
+        &self,
+        finish: &mut Finish<'_>,
+        id: TaskId,
+        now: i64,
+        from: TaskState,
+        tally: &mut Tally,
+    ) -> Result<bool, OpError> {
+        let params = params![
             &id_bytes(id)[..],
             now,
             self.status.as_str(),
@@ -335,9 +352,43 @@ impl<'a> Ending<'a> {
             self.progress,
             self.steps,
             self.token.as_ref().map(|t| &t[..])
-        ])?;
-        Ok(changed > 0)
+        ];
+        if finish.end.execute(params)? == 0 {
+            return Ok(false);
+        }
+        let (owner, queue) = finish.owner_of(id)?;
+        tally.moved(&owner, &queue, from, self.status);
+        Ok(true)
     }
+}
+
+/// The statements that end tasks: `finish.sql`, and `task_owner.sql` for the counters.
+struct Finish<'c> {
+    end: CachedStatement<'c>,
+    owner: CachedStatement<'c>,
+}
+
+impl<'c> Finish<'c> {
+    fn new(conn: &'c Connection) -> Result<Self, OpError> {
+        Ok(Self {
+            end: conn.prepare_cached(sql::FINISH)?,
+            owner: conn.prepare_cached(sql::TASK_OWNER)?,
+        })
+    }
+
+    /// The owner and queue of task `id`.
+    fn owner_of(&mut self, id: TaskId) -> Result<(Owner, String), OpError> {
+        Ok(self.owner.query_row([&id_bytes(id)[..]], owner_queue)?)
+    }
+}
+
+/// The owner and queue of a changed row, from its `RETURNING tenant, user_id, queue`.
+fn owner_queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Owner, String)> {
+    let owner = Owner {
+        tenant: r.get(0)?,
+        user_id: r.get(1)?,
+    };
+    Ok((owner, r.get(2)?))
 }
 
 /// Ends attempts whose lease is still held; stale completions change nothing. Each is one
@@ -349,7 +400,7 @@ pub(crate) fn complete(
     now: i64,
 ) -> Result<Vec<CompleteResult>, OpError> {
     let conn = cx.conn;
-    let mut finish = conn.prepare_cached(sql::FINISH)?;
+    let mut finish = Finish::new(conn)?;
     let mut retry = conn.prepare_cached(sql::COMPLETE_RETRY)?;
     let mut release = conn.prepare_cached(sql::COMPLETE_RELEASE)?;
     let mut results = Vec::with_capacity(completions.len());
@@ -358,18 +409,21 @@ pub(crate) fn complete(
         let report = report_json(&c.report)?;
         let (progress, steps) = (report.0.as_deref(), report.1.as_deref());
         let end = |status| Ending::completion(status, &c.lease, &report);
+        let running = TaskState::Running;
         let applied = match &c.outcome {
             Outcome::Success(result) => Ending {
                 result: Some(result.get()),
                 ..end(TaskState::Success)
             }
-            .write(&mut finish, id, now)?,
+            .write(&mut finish, id, now, running, &mut cx.tally)?,
             Outcome::Failed(error) => Ending {
                 error: Some(json(error)?),
                 ..end(TaskState::Failed)
             }
-            .write(&mut finish, id, now)?,
-            Outcome::Cancelled => end(TaskState::Cancelled).write(&mut finish, id, now)?,
+            .write(&mut finish, id, now, running, &mut cx.tally)?,
+            Outcome::Cancelled => {
+                end(TaskState::Cancelled).write(&mut finish, id, now, running, &mut cx.tally)?
+            }
             Outcome::Retry { error, delay } => {
                 let next = after(now, *delay);
                 let params = params![
@@ -381,14 +435,21 @@ pub(crate) fn complete(
                     steps,
                     &token(&c.lease)[..]
                 ];
-                match retry.query_row(params, |r| r.get(0)).optional()? {
-                    Some(queue) => {
+                match retry.query_row(params, owner_queue).optional()? {
+                    Some((owner, queue)) => {
+                        cx.tally.moved(&owner, &queue, running, TaskState::Retrying);
                         cx.effects.due.push(DueChange::Added { queue, due: next });
                         cx.effects.work = true;
                         true
                     }
                     // Cancellation was requested (or the lease is lost: nothing changes).
-                    None => end(TaskState::Cancelled).write(&mut finish, id, now)?,
+                    None => end(TaskState::Cancelled).write(
+                        &mut finish,
+                        id,
+                        now,
+                        running,
+                        &mut cx.tally,
+                    )?,
                 }
             }
             Outcome::Released => {
@@ -400,11 +461,13 @@ pub(crate) fn complete(
                     &token(&c.lease)[..]
                 ];
                 if release.execute(params)? > 0 {
+                    let (owner, queue) = finish.owner_of(id)?;
+                    cx.tally.moved(&owner, &queue, running, TaskState::Pending);
                     cx.effects.work = true;
                     true
                 } else {
                     // Cancellation was requested (or the lease is lost: nothing changes).
-                    end(TaskState::Cancelled).write(&mut finish, id, now)?
+                    end(TaskState::Cancelled).write(&mut finish, id, now, running, &mut cx.tally)?
                 }
             }
         };
@@ -419,13 +482,21 @@ pub(crate) fn complete(
 }
 
 /// Cancels a waiting task at once, or asks the worker of a running one to stop it.
-pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<CancelOutcome, OpError> {
-    let found: Option<(i64, Result<TaskState, OpError>)> = cx
+pub(crate) fn cancel(
+    cx: &mut WriteCx<'_>,
+    id: TaskId,
+    by: Owner,
+    now: i64,
+) -> Result<CancelOutcome, OpError> {
+    type Found = (i64, Result<TaskState, OpError>, Option<String>);
+    let found: Option<Found> = cx
         .conn
         .prepare_cached(sql::CANCEL_LOOKUP)?
-        .query_row([&id_bytes(id)[..]], |r| Ok((r.get(0)?, state_at(r, 1))))
+        .query_row([&id_bytes(id)[..]], |r| {
+            Ok((r.get(0)?, state_at(r, 1), r.get(2)?))
+        })
         .optional()?;
-    let Some((seq, state)) = found else {
+    let Some((seq, state, history)) = found else {
         return Ok(CancelOutcome::NotFound);
     };
     let state = state?;
@@ -440,9 +511,15 @@ pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<Cance
             .execute(params![seq, now])?;
         cx.effects.cancels.push(id);
     } else {
-        let mut finish = cx.conn.prepare_cached(sql::FINISH)?;
-        Ending::new(TaskState::Cancelled).write(&mut finish, id, now)?;
+        let mut finish = Finish::new(cx.conn)?;
+        Ending::new(TaskState::Cancelled).write(&mut finish, id, now, state, &mut cx.tally)?;
     }
+    let outcome = match requested {
+        true => ActionOutcome::CancelRequested,
+        false => ActionOutcome::Cancelled,
+    };
+    let action = Action::new(outcome, by, codec::time(now)?);
+    history::append(cx.conn, seq, history.as_deref(), action)?;
     let record = record(cx.conn, id)?;
     cx.changed(id)?;
     Ok(if requested {
@@ -454,13 +531,19 @@ pub(crate) fn cancel(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<Cance
 
 /// Requeues a failed or cancelled task with a fresh set of attempts; its key becomes live
 /// again unless another live task took it meanwhile.
-pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryOutcome, OpError> {
+pub(crate) fn retry(
+    cx: &mut WriteCx<'_>,
+    id: TaskId,
+    by: Owner,
+    now: i64,
+) -> Result<RetryOutcome, OpError> {
     type Found = (
         i64,
         Result<TaskState, OpError>,
         Option<i64>,
         Option<String>,
         Owner,
+        Option<String>,
     );
     let found: Option<Found> = cx
         .conn
@@ -475,10 +558,11 @@ pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryO
                     user_id: r.get(4)?,
                     tenant: r.get(5)?,
                 },
+                r.get(6)?,
             ))
         })
         .optional()?;
-    let Some((seq, state, expires_at, key, owner)) = found else {
+    let Some((seq, state, expires_at, key, owner, history)) = found else {
         return Ok(RetryOutcome::NotFound);
     };
     if expires_at.is_some_and(|x| x <= now) {
@@ -503,7 +587,11 @@ pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryO
     cx.conn
         .prepare_cached(sql::RETRY)?
         .execute(params![seq, now, live_key])?;
+    let action = Action::new(ActionOutcome::Requeued, by, codec::time(now)?);
+    history::append(cx.conn, seq, history.as_deref(), action)?;
     let record = record(cx.conn, id)?;
+    cx.tally
+        .moved(&owner, &record.queue, state, TaskState::Pending);
     cx.changed(id)?;
     cx.effects.work = true;
     Ok(RetryOutcome::Requeued(Box::new(record)))
@@ -511,32 +599,46 @@ pub(crate) fn retry(cx: &mut WriteCx<'_>, id: TaskId, now: i64) -> Result<RetryO
 
 /// Hands up to `limit` tasks whose lease lapsed back (or ends them).
 pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped, OpError> {
-    let lapsed: Vec<(i64, TaskId, bool, u32, u32)> = {
+    type Lapsed = (i64, TaskId, bool, u32, u32, (Owner, String));
+    let lapsed: Vec<Lapsed> = {
         let mut stmt = cx.conn.prepare_cached(sql::REAP_LAPSED)?;
         let mut rows = stmt.query(params![now, limit])?;
         let mut lapsed = Vec::new();
         while let Some(r) = rows.next()? {
-            lapsed.push((r.get(0)?, id_at(r, 1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+            let owner = Owner {
+                tenant: r.get(5)?,
+                user_id: r.get(6)?,
+            };
+            let at = (owner, r.get(7)?);
+            lapsed.push((r.get(0)?, id_at(r, 1)?, r.get(2)?, r.get(3)?, r.get(4)?, at));
         }
         lapsed
     };
-    let mut finish = cx.conn.prepare_cached(sql::FINISH)?;
+    let mut finish = Finish::new(cx.conn)?;
     let mut requeue = cx.conn.prepare_cached(sql::REAP_REQUEUE)?;
+    let running = TaskState::Running;
     let mut reaped = Reaped::default();
-    for (seq, id, cancel_requested, attempt, max_attempts) in lapsed {
+    for (seq, id, cancel_requested, attempt, max_attempts, (owner, queue)) in lapsed {
         if cancel_requested {
-            Ending::new(TaskState::Cancelled).write(&mut finish, id, now)?;
+            Ending::new(TaskState::Cancelled).write(
+                &mut finish,
+                id,
+                now,
+                running,
+                &mut cx.tally,
+            )?;
             reaped.cancelled += 1;
         } else if attempt >= max_attempts {
             Ending {
                 error: Some(json(&lease_expired_error(false))?),
                 ..Ending::new(TaskState::Failed)
             }
-            .write(&mut finish, id, now)?;
+            .write(&mut finish, id, now, running, &mut cx.tally)?;
             reaped.failed += 1;
         } else {
             let error = json(&lease_expired_error(true))?;
             requeue.execute(params![seq, now, error])?;
+            cx.tally.moved(&owner, &queue, running, TaskState::Pending);
             reaped.requeued += 1;
             cx.effects.work = true;
         }
@@ -547,11 +649,16 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped,
 
 /// Deletes up to `limit` expired records; returns how many.
 pub(crate) fn purge_expired(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<u64, OpError> {
-    let deleted = cx
-        .conn
-        .prepare_cached(sql::PURGE_EXPIRED)?
-        .execute(params![now, limit])?;
-    Ok(deleted as u64)
+    let mut purge = cx.conn.prepare_cached(sql::PURGE_EXPIRED)?;
+    let mut rows = purge.query(params![now, limit])?;
+    let mut deleted = 0;
+    while let Some(r) = rows.next()? {
+        let (owner, queue) = owner_queue(r)?;
+        cx.tally.add(&owner, &queue, state_at(r, 3)?, -1);
+        deleted += 1;
+    }
+    drop(rows);
+    Ok(deleted)
 }
 
 /// One record, expired or not.
@@ -566,45 +673,6 @@ pub(crate) fn get(conn: &Connection, id: TaskId, now: i64) -> Result<Option<Task
         .query_row(params![&id_bytes(id)[..], now], |r| Ok(codec::record(r)))
         .optional()?
         .transpose()
-}
-
-/// Above every stored id (16 bytes): the cursor of a first page.
-const ABOVE_ALL_IDS: [u8; 17] = [0xff; 17];
-
-/// Unexpired records matching `query`, newest first.
-pub(crate) fn list(conn: &Connection, query: &ListQuery, now: i64) -> Result<Page, OpError> {
-    let limit = query.capped_limit();
-    let cursor = query.cursor.map(id_bytes);
-    let cursor: &[u8] = cursor.as_ref().map_or(&ABOVE_ALL_IDS[..], |c| &c[..]);
-    let status = query.status.map(TaskState::as_str);
-    let name = query.name.as_deref();
-    let fetch = (limit + 1) as i64;
-    let mut items = Vec::with_capacity(limit + 1);
-    let mut push = |mut rows: rusqlite::Rows<'_>| -> Result<(), OpError> {
-        while let Some(r) = rows.next()? {
-            items.push(codec::record(r)?);
-        }
-        Ok(())
-    };
-    match &query.owner {
-        OwnerFilter::Owner(o) => {
-            let mut stmt = conn.prepare_cached(sql::LIST_OWNER)?;
-            push(stmt.query(params![
-                o.tenant, o.user_id, cursor, status, name, now, fetch
-            ])?)?;
-        }
-        OwnerFilter::Any => {
-            let mut stmt = conn.prepare_cached(sql::LIST_ANY)?;
-            push(stmt.query(params![cursor, status, name, now, fetch])?)?;
-        }
-    }
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
 }
 
 /// How many tasks wait and run.
@@ -652,10 +720,11 @@ pub(crate) fn ping(conn: &Connection) -> Result<(), OpError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn schema() -> Connection {
+    /// A database in memory with the whole schema.
+    pub(crate) fn schema() -> Connection {
         let conn = Connection::open_in_memory().expect("in-memory database");
         for m in crate::migrations::all() {
             conn.execute_batch(m).expect("schema applies");
@@ -663,7 +732,8 @@ mod tests {
         conn
     }
 
-    fn plan(conn: &Connection, sql: &str) -> String {
+    /// The details of `sql`'s query plan, joined.
+    pub(crate) fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("query plans");
@@ -688,7 +758,7 @@ mod tests {
 
     #[test]
     fn record_queries_return_the_columns_codec_reads() {
-        const RECORD_COLUMNS: [&str; 24] = [
+        const RECORD_COLUMNS: [&str; 25] = [
             "id",
             "name",
             "queue",
@@ -713,9 +783,23 @@ mod tests {
             "steps",
             "error",
             "result",
+            "history",
         ];
         let conn = schema();
-        for sql in [sql::GET, sql::RECORD, sql::LIST_OWNER, sql::LIST_ANY] {
+        let listings = [
+            sql::LIST_OWNER,
+            sql::LIST_ANY,
+            sql::LIST_OWNER_DONE,
+            sql::LIST_ANY_DONE,
+            sql::LIST_OWNER_NAME,
+            sql::LIST_ANY_NAME,
+            sql::LIST_OWNER_QUEUE,
+            sql::LIST_ANY_QUEUE,
+            sql::LIST_WAITING,
+            sql::LIST_RUNNING,
+            sql::LIST_SEARCH,
+        ];
+        for sql in [sql::GET, sql::RECORD].into_iter().chain(listings) {
             let stmt = conn.prepare(sql).expect("statement prepares");
             assert_eq!(stmt.column_names(), RECORD_COLUMNS, "{sql}");
         }

@@ -29,6 +29,8 @@ queries! {
     HEARTBEAT = "heartbeat.sql";
     /// Merges progress and steps of a running task.
     REPORT = "report.sql";
+    /// The owner and queue of a task.
+    TASK_OWNER = "task_owner.sql";
     /// Ends a task for good: success, failed or cancelled.
     FINISH = "finish.sql";
     /// Schedules the next attempt of a failed one.
@@ -43,6 +45,30 @@ queries! {
     LIST_OWNER = "list_owner.sql";
     /// Everyone's records, newest first.
     LIST_ANY = "list_any.sql";
+    /// One owner's records in one final state.
+    LIST_OWNER_DONE = "list_owner_done.sql";
+    /// Everyone's records in one final state.
+    LIST_ANY_DONE = "list_any_done.sql";
+    /// One owner's records of one task name.
+    LIST_OWNER_NAME = "list_owner_name.sql";
+    /// Everyone's records of one task name.
+    LIST_ANY_NAME = "list_any_name.sql";
+    /// One owner's records of one queue.
+    LIST_OWNER_QUEUE = "list_owner_queue.sql";
+    /// Everyone's records of one queue.
+    LIST_ANY_QUEUE = "list_any_queue.sql";
+    /// Waiting records in one state.
+    LIST_WAITING = "list_waiting.sql";
+    /// Running records.
+    LIST_RUNNING = "list_running.sql";
+    /// Records whose id, correlation id or request id is the search.
+    LIST_SEARCH = "list_search.sql";
+    /// Adds to a counter of tasks per state.
+    COUNT_ADD = "count_add.sql";
+    /// One owner's (or everyone's) counters.
+    COUNTS = "counts.sql";
+    /// Every queue's counters.
+    QUEUES = "queues.sql";
     /// The task to cancel.
     CANCEL_LOOKUP = "cancel_lookup.sql";
     /// Requests cancellation of a running task.
@@ -51,6 +77,8 @@ queries! {
     RETRY_LOOKUP = "retry_lookup.sql";
     /// Requeues a failed or cancelled task.
     RETRY = "retry.sql";
+    /// Replaces a task's action history.
+    HISTORY_SET = "history_set.sql";
     /// Running tasks whose lease lapsed.
     REAP_LAPSED = "reap_lapsed.sql";
     /// Requeues a lapsed task with attempts left.

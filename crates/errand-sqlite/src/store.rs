@@ -9,12 +9,14 @@ use crate::private;
 use crate::readers::Readers;
 use crate::signals::Signals;
 use crate::writer::{Writer, WriterStats};
+use crate::{listing, tally};
 use async_trait::async_trait;
 use errand_core::{
     CancelOutcome, ClaimRequest, Claimed, Clock, CompleteResult, Completion, Enqueued, EventStream,
-    Lease, LeaseState, ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome, StatusUpdate,
-    Store, StoreError, TaskId, TaskRecord, WorkSignal,
+    Lease, LeaseState, ListQuery, NewTask, Owner, Page, QueueDepth, Reaped, RetryOutcome,
+    StatusUpdate, Store, StoreError, TaskId, TaskRecord, WorkSignal,
 };
+use errand_core::{OwnerFilter, QueueCounts, StateCounts};
 use futures::stream::BoxStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -240,23 +242,25 @@ impl Store for SqliteStore {
         let now = self.now();
         self.inner
             .readers
-            .run(move |conn| ops::list(conn, &query, now))
+            .run(move |conn| listing::list(conn, &query, now))
             .await
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
         let now = self.now();
+        let by = by.clone();
         self.inner
             .writer
-            .run(move |cx| ops::cancel(cx, id, now))
+            .run(move |cx| ops::cancel(cx, id, by, now))
             .await
     }
 
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
         let now = self.now();
+        let by = by.clone();
         self.inner
             .writer
-            .run(move |cx| ops::retry(cx, id, now))
+            .run(move |cx| ops::retry(cx, id, by, now))
             .await
     }
 
@@ -319,6 +323,18 @@ impl Store for SqliteStore {
 
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         self.inner.readers.run(ops::depth).await
+    }
+
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        let owner = owner.clone();
+        self.inner
+            .readers
+            .run(move |conn| tally::counts(conn, &owner))
+            .await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.inner.readers.run(tally::queues).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -401,7 +417,7 @@ mod tests {
                     .inner
                     .writer
                     .run(move |cx| {
-                        let outcome = ops::cancel(cx, id, now);
+                        let outcome = ops::cancel(cx, id, errand_core::Owner::default(), now);
                         let _ = ran.send(());
                         let _ = wait_for_go.recv();
                         outcome

@@ -18,6 +18,7 @@ use crate::database::Db;
 use crate::error::{OpError, SqliteError, duplicate};
 use crate::ops;
 use crate::signals::{Effects, Signals};
+use crate::tally::Tally;
 use errand_core::{StoreError, TaskId};
 use rusqlite::Connection;
 use serde::Serialize;
@@ -182,6 +183,8 @@ pub(crate) struct WriteCx<'a> {
     pub(crate) conn: &'a Connection,
     /// What the operation changed, announced after the commit.
     pub(crate) effects: Effects,
+    /// The operation's state changes, added to the counters before the commit if it is kept.
+    pub(crate) tally: Tally,
     signals: &'a Signals,
 }
 
@@ -268,7 +271,7 @@ impl Drop for AliveGuard {
 /// What became of one job in the batch's transaction.
 enum Ran {
     /// It succeeded; its changes stay and its effects are announced after the commit.
-    Kept(Box<dyn Answer>, Effects),
+    Kept(Box<dyn Answer>, Effects, Tally),
     /// It failed and its changes were undone; the rest of the batch goes on.
     Undone(Box<dyn Answer>),
     /// The transaction itself is lost: the batch fails with the error.
@@ -343,6 +346,7 @@ impl WriterThread {
         }
         let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(jobs.len());
         let mut effects = Effects::default();
+        let mut tally = Tally::default();
         let mut failure = None;
         for job in jobs.drain(..) {
             if let Some(error) = &failure {
@@ -350,8 +354,9 @@ impl WriterThread {
                 continue;
             }
             match self.one(job) {
-                Ran::Kept(answer, job_effects) => {
+                Ran::Kept(answer, job_effects, job_tally) => {
                     effects.extend(job_effects);
+                    tally.merge(job_tally);
                     answers.push(answer);
                 }
                 Ran::Undone(answer) => answers.push(answer),
@@ -364,6 +369,8 @@ impl WriterThread {
         let executed = began.elapsed();
         c.execute_micros
             .fetch_add(executed.as_micros() as u64, Ordering::Relaxed);
+        // The counters change in the transaction that changes the rows.
+        let failure = failure.or_else(|| tally.write(&self.conn).err().map(|e| self.db.error(e)));
         let failure = match failure {
             Some(e) => Some(e),
             None => self.exec("COMMIT").err().map(|e| self.db.error(e.into())),
@@ -403,13 +410,14 @@ impl WriterThread {
         let mut cx = WriteCx {
             conn: &self.conn,
             effects: Effects::default(),
+            tally: Tally::default(),
             signals: &self.signals,
         };
         let answer = job.run(&mut cx, &self.db);
-        let effects = cx.effects;
+        let (effects, tally) = (cx.effects, cx.tally);
         if answer.succeeded() {
             return match self.exec("RELEASE op") {
-                Ok(()) => Ran::Kept(answer, effects),
+                Ok(()) => Ran::Kept(answer, effects, tally),
                 Err(e) => Ran::Lost(Some(answer), self.db.error(e.into())),
             };
         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{LEASE, claim, open, task_for};
-use errand_core::{CancelOutcome, ManualClock, SealKey, Store, TaskState};
+use errand_core::{CancelOutcome, ManualClock, Owner, SealKey, Store, TaskState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,10 @@ async fn thousands_of_lapsed_leases_are_reaped_in_one_pass() {
     store.enqueue(tasks).await.expect("enqueue");
     assert_eq!(claim(&store, TASKS).await.len(), TASKS);
     for id in &ids[500..510] {
-        let outcome = store.cancel(*id).await.expect("cancel");
+        let outcome = store
+            .cancel(*id, &Owner::new("operator", None))
+            .await
+            .expect("cancel");
         assert!(
             matches!(outcome, CancelOutcome::Requested(_)),
             "{outcome:?}"

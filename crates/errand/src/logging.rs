@@ -1,20 +1,27 @@
 //! Log output: pretty lines for people (coloured on a terminal), JSON lines for machines. In
 //! JSON, each line lists every span it is in (`spans`), so a line logged inside a task's own
 //! span still carries the task's `task_id`, `user_id`, `tenant`, `correlation_id` and `attempt`.
+//! With a tracer (span export is on, see `telemetry`), an OpenTelemetry layer turns the spans
+//! the log filter lets through into OpenTelemetry spans; without one no such layer exists.
 
 use crate::settings::LogFormat;
+use opentelemetry_sdk::trace::Tracer;
 use std::io::IsTerminal;
 use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber, writing to stderr (stdout stays for command output).
-pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+/// Installs the global subscriber, writing to stderr (stdout stays for command output), and
+/// recording spans with `tracer` when there is one.
+pub fn init(format: LogFormat, filter: &str, tracer: Option<Tracer>) -> anyhow::Result<()> {
     // Colours for a person at a terminal only: a file or a log collector gets plain text.
     let ansi = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    subscriber(format, filter, ansi, std::io::stderr)?
+    subscriber(format, filter, ansi, std::io::stderr, tracer)?
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
@@ -25,6 +32,7 @@ fn subscriber<W>(
     filter: &str,
     ansi: bool,
     writer: W,
+    tracer: Option<Tracer>,
 ) -> anyhow::Result<Box<dyn Subscriber + Send + Sync>>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -36,14 +44,33 @@ where
         .with_ansi(ansi)
         .with_writer(writer);
     Ok(match format {
-        LogFormat::Pretty => Box::new(builder.finish()),
+        LogFormat::Pretty => Box::new(builder.finish().with(otel(tracer))),
         LogFormat::Json => Box::new(
             builder
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .finish(),
+                .finish()
+                .with(otel(tracer)),
         ),
+    })
+}
+
+/// The OpenTelemetry layer, when there is a tracer (`None` is no layer at all). It leaves out
+/// what costs on every span or poll and tells little here: source locations (always errand's
+/// own), threads, busy/idle times, and the OpenTelemetry context made current on each poll
+/// (errand reads a span's context from the span itself).
+fn otel<S>(tracer: Option<Tracer>) -> Option<OpenTelemetryLayer<S, Tracer>>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
     })
 }
 
@@ -57,7 +84,8 @@ mod tests {
         let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = buffer.clone();
         let writer = move || SinkWriter(sink.clone());
-        let subscriber = subscriber(LogFormat::Json, "info", false, writer).expect("subscriber");
+        let subscriber =
+            subscriber(LogFormat::Json, "info", false, writer, None).expect("subscriber");
         tracing::subscriber::with_default(subscriber, || {
             let task = tracing::info_span!("task", task_id = "t-1", user_id = "alice", attempt = 2);
             let _task = task.enter();

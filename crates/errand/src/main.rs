@@ -10,6 +10,7 @@ mod secrets;
 mod settings;
 mod shutdown;
 mod stores;
+mod telemetry;
 
 use clap::Parser;
 use settings::{GlobalArgs, Settings};
@@ -36,15 +37,29 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Serve the HTTP API, with workers (the main job).
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Run workers only, against a shared store (Redis, or the same SQLite data directory).
     Worker(commands::worker::WorkerArgs),
     /// Mint a bearer token; it is printed alone on the last line of stdout.
     Token(commands::token::TokenArgs),
+    /// Print a link that opens the dashboard (`/ui/`) signed in as a user.
+    Ui(commands::ui::UiArgs),
     /// Benchmark a store; prints one JSON object as the last line.
     Bench(commands::bench::BenchArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+}
+
+impl Command {
+    /// The span export flags of a command that runs tasks.
+    fn telemetry(&self) -> Option<&settings::TelemetryArgs> {
+        match self {
+            Command::Serve(args) => Some(&args.telemetry),
+            Command::Worker(args) => Some(&args.telemetry),
+            Command::Bench(args) => Some(&args.telemetry),
+            Command::Token(_) | Command::Ui(_) | Command::Client(_) => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -62,21 +77,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.global)?;
     // Client commands log warnings only, so their output stays clean.
     let filter = match cli.command {
-        Command::Client(_) | Command::Token(_) if settings.global.log.is_none() => "warn".into(),
+        Command::Client(_) | Command::Token(_) | Command::Ui(_)
+            if settings.global.log.is_none() =>
+        {
+            "warn".into()
+        }
         _ => settings.log_filter(),
     };
-    logging::init(settings.log_format(), &filter)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // Spans are exported only by the commands that run tasks, and only when asked to.
+    let telemetry = match cli
+        .command
+        .telemetry()
+        .and_then(|t| settings.otlp_endpoint(t))
+    {
+        Some(endpoint) => Some(telemetry::Telemetry::start(
+            &endpoint,
+            runtime.handle().clone(),
+        )?),
+        None => None,
+    };
+    let tracer = telemetry.as_ref().map(telemetry::Telemetry::tracer);
+    logging::init(settings.log_format(), &filter, tracer)?;
+    let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(settings, args).await?,
+            Command::Serve(args) => commands::serve::run(settings, *args).await?,
             Command::Worker(args) => commands::worker::run(settings, args).await?,
             Command::Token(args) => commands::token::run(settings, args)?,
+            Command::Ui(args) => commands::ui::run(settings, args)?,
             Command::Bench(args) => commands::bench::run(settings, args).await?,
             Command::Client(command) => return client::run(settings, command).await,
         }
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The runtime still runs the last exports.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    result
 }

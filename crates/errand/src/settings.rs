@@ -53,6 +53,7 @@ pub enum LogFormat {
 /// jwks_url = "https://login.example.com/keys"   # an identity provider's keys
 /// issuer = "https://login.example.com/"
 /// audience = ["api://errand"]  # or "a,b"
+/// otlp_endpoint = "http://127.0.0.1:4318"   # export spans (OTLP/HTTP)
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,10 +124,14 @@ pub struct FileConfig {
     /// Clock skew allowed on tokens' `exp` and `nbf`, e.g. `"30s"`.
     #[serde(default, with = "humantime_serde_opt")]
     pub token_leeway: Option<Duration>,
+    /// `serve`: a trace viewer's URL with `{trace_id}`, linked from the dashboard.
+    pub trace_url_template: Option<String>,
     /// `pretty` or `json`.
     pub log_format: Option<LogFormat>,
     /// Log filter, e.g. `"info,errand_core=debug"`.
     pub log: Option<String>,
+    /// `serve`, `worker`, `bench`: an OTLP/HTTP collector's base URL to export spans to.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A configuration value that must not be printed: `Debug` shows `***`.
@@ -215,6 +220,15 @@ pub struct StoreArgs {
     pub redis_prefix: Option<String>,
 }
 
+/// Span export, shared by `serve`, `worker` and `bench`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TelemetryArgs {
+    /// Export spans over OTLP/HTTP (protobuf) to this collector base URL: they are sent to
+    /// URL/v1/traces [default: none, nothing is exported].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+}
+
 /// The merged configuration: the file, plus the global flags.
 #[derive(Debug)]
 pub struct Settings {
@@ -294,6 +308,13 @@ impl Settings {
     /// Whether a Redis URL is configured anywhere (flags, env, file).
     pub fn has_redis_url(&self, args: &StoreArgs) -> bool {
         args.redis_url.is_some() || self.file.redis_url.is_some()
+    }
+
+    /// The collector spans are exported to, if any: the flag or `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// then the file. An empty value is none.
+    pub fn otlp_endpoint(&self, args: &TelemetryArgs) -> Option<String> {
+        let given = |url: &Option<String>| url.clone().filter(|url| !url.trim().is_empty());
+        given(&args.otlp_endpoint).or_else(|| given(&self.file.otlp_endpoint))
     }
 
     /// The queues workers claim from.

@@ -89,11 +89,11 @@ class Errand:
         self.procs.append(proc)
         return proc
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         server = self.spawn("serve", [
             str(self.binary), "serve", "--store", "sqlite", "--addr", "127.0.0.1:0",
             "--data-dir", str(self.data_dir), "--no-reference-tasks",
-        ], env={"ERRAND_LOG": "info"})
+        ], env={"ERRAND_LOG": "info", **(env or {})})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for line in server.out().splitlines():
@@ -122,10 +122,12 @@ class Errand:
         return self.token("--worker", name)
 
     def worker(self, name: str, *options: str, queue: str = "py_it",
-               env: dict[str, str] | None = None) -> Proc:
-        """``python -m errand worker tests.integration.app:client`` as worker ``name``."""
+               env: dict[str, str] | None = None,
+               app: str = "tests.integration.app:client") -> Proc:
+        """``python -m errand worker APP`` (default tests.integration.app:client) as worker
+        ``name``."""
         return self.spawn(name, [
-            sys.executable, "-m", "errand", "worker", "tests.integration.app:client",
+            sys.executable, "-m", "errand", "worker", app,
             "--queues", queue, *options,
         ], env={
             "ERRAND_URL": self.url, "ERRAND_TOKEN": self.worker_token(name),

@@ -4,9 +4,10 @@
 use crate::lease::{Lease, LeaseState};
 use crate::store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
-    ListQuery, NewTask, Page, QueueDepth, Reaped, RetryOutcome, Store, StoreError, WorkSignal,
+    ListQuery, NewTask, OwnerFilter, Page, QueueCounts, QueueDepth, Reaped, RetryOutcome,
+    StateCounts, Store, StoreError, WorkSignal,
 };
-use crate::{StatusUpdate, TaskId, TaskRecord};
+use crate::{Owner, StatusUpdate, TaskId, TaskRecord};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use std::time::Duration;
@@ -74,11 +75,11 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.store.list(query).await
     }
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
-        self.store.cancel(id).await
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
+        self.store.cancel(id, by).await
     }
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
-        self.store.retry(id).await
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
+        self.store.retry(id, by).await
     }
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
         self.store.watch(id).await
@@ -97,6 +98,12 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     }
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         self.store.depth().await
+    }
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        self.store.counts(owner).await
+    }
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.store.queues().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await

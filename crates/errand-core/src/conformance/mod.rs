@@ -21,8 +21,15 @@ use futures::StreamExt;
 use serde_json::value::RawValue;
 
 mod guarded;
+mod history;
+mod listing;
 mod tampering;
 pub use guarded::Guarded;
+pub use history::{
+    actions_of_two_admins_at_once_all_land, history_is_bounded_to_the_newest,
+    history_names_the_actor_and_time, refused_actions_leave_history_unchanged,
+};
+pub use listing::{counts_stay_exact_under_concurrency, every_filter_answers_what_matches_admits};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tampering::{Victims, tampered_contexts_never_run};
@@ -62,7 +69,13 @@ macro_rules! store_conformance {
             claims_across_queues_take_the_oldest,
             listing_owners_without_tenant_and_filtered_pages,
             durations_are_clamped_not_overflowed,
-            deployment_facts_swap_atomically
+            deployment_facts_swap_atomically,
+            history_names_the_actor_and_time,
+            refused_actions_leave_history_unchanged,
+            actions_of_two_admins_at_once_all_land,
+            history_is_bounded_to_the_newest,
+            every_filter_answers_what_matches_admits,
+            counts_stay_exact_under_concurrency
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -90,6 +103,11 @@ fn ctx(user: &str) -> Context {
         .correlation_id(format!("corr-{user}"))
         .credential(Secret::new(format!("token-of-{user}")), None)
         .build()
+}
+
+/// Who acts in the cases that are not about the history.
+fn actor() -> crate::Owner {
+    crate::Owner::new("operator", Some("acme".into()))
 }
 
 fn args(v: serde_json::Value) -> Box<RawValue> {
@@ -592,7 +610,7 @@ pub async fn cancel_waiting_task(store: S, clock: C) {
     delayed.delay = Some(Duration::from_secs(60));
     let scheduled = enqueue_one(&store, delayed).await;
     for id in [pending.id, scheduled.id] {
-        match store.cancel(id).await.expect("cancel") {
+        match store.cancel(id, &actor()).await.expect("cancel") {
             CancelOutcome::Cancelled(r) => assert_eq!(r.status, TaskState::Cancelled),
             other => panic!("expected Cancelled, got {other:?}"),
         }
@@ -600,7 +618,7 @@ pub async fn cancel_waiting_task(store: S, clock: C) {
         assert_eq!(r.status, TaskState::Cancelled);
         assert!(r.completed_at.is_some());
         assert!(matches!(
-            store.cancel(id).await.expect("cancel"),
+            store.cancel(id, &actor()).await.expect("cancel"),
             CancelOutcome::Conflict(TaskState::Cancelled)
         ));
     }
@@ -610,7 +628,7 @@ pub async fn cancel_waiting_task(store: S, clock: C) {
         "cancelled tasks never run"
     );
     assert!(matches!(
-        store.cancel(TaskId::new()).await.expect("cancel"),
+        store.cancel(TaskId::new(), &actor()).await.expect("cancel"),
         CancelOutcome::NotFound
     ));
 }
@@ -624,7 +642,7 @@ pub async fn cancel_running_task(store: S, _clock: C) {
     let b = enqueue_one(&store, task_for("bob", &key)).await;
     let c = claim(&store, 2).await;
     for id in [a.id, b.id] {
-        match store.cancel(id).await.expect("cancel") {
+        match store.cancel(id, &actor()).await.expect("cancel") {
             CancelOutcome::Requested(r) => {
                 assert_eq!(r.status, TaskState::Running);
                 assert!(r.cancel_requested);
@@ -674,11 +692,11 @@ pub async fn manual_retry_requeues_with_context(store: S, _clock: C) {
     let e = enqueue_one(&store, t).await;
     let first = claim_one(&store).await;
     assert!(matches!(
-        store.retry(e.id).await.expect("retry"),
+        store.retry(e.id, &actor()).await.expect("retry"),
         RetryOutcome::Conflict(TaskState::Running)
     ));
     complete(&store, first.lease, Outcome::Failed(error("broken", false))).await;
-    match store.retry(e.id).await.expect("retry") {
+    match store.retry(e.id, &actor()).await.expect("retry") {
         RetryOutcome::Requeued(r) => {
             assert_eq!(r.status, TaskState::Pending);
             assert_eq!(r.attempt, 0);
@@ -704,11 +722,11 @@ pub async fn manual_retry_requeues_with_context(store: S, _clock: C) {
     )
     .await;
     assert!(matches!(
-        store.retry(e.id).await.expect("retry"),
+        store.retry(e.id, &actor()).await.expect("retry"),
         RetryOutcome::Conflict(TaskState::Success)
     ));
     assert!(matches!(
-        store.retry(TaskId::new()).await.expect("retry"),
+        store.retry(TaskId::new(), &actor()).await.expect("retry"),
         RetryOutcome::NotFound
     ));
 }
@@ -1080,7 +1098,7 @@ pub async fn lapsed_lease_of_a_cancel_requested_task_is_cancelled(store: S, cloc
     let claimed = claim(&store, 2).await;
     for id in [a.id, b.id] {
         assert!(matches!(
-            store.cancel(id).await.expect("cancel"),
+            store.cancel(id, &actor()).await.expect("cancel"),
             CancelOutcome::Requested(_)
         ));
     }
@@ -1118,7 +1136,7 @@ pub async fn keys_are_freed_by_every_final_state(store: S, clock: C) {
     let c = claim_one(&store).await;
     complete(&store, c.lease, Outcome::Failed(error("broken", false))).await;
     let cancelled = enqueue_one(&store, keyed("k-cancelled", 3)).await;
-    store.cancel(cancelled.id).await.expect("cancel");
+    store.cancel(cancelled.id, &actor()).await.expect("cancel");
     let reaped = enqueue_one(&store, keyed("k-reaped", 1)).await;
     claim_one(&store).await;
     clock.advance(LEASE + Duration::from_secs(1));
@@ -1142,12 +1160,12 @@ pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clo
     t.key = Some("contested".into());
     t.ttl = Duration::from_secs(3600);
     let first = enqueue_one(&store, t).await;
-    store.cancel(first.id).await.expect("cancel");
+    store.cancel(first.id, &actor()).await.expect("cancel");
     let mut t = task_for("alice", &key);
     t.key = Some("contested".into());
     let second = enqueue_one(&store, t).await;
     assert!(!second.deduplicated);
-    match store.retry(first.id).await.expect("retry") {
+    match store.retry(first.id, &actor()).await.expect("retry") {
         RetryOutcome::Requeued(r) => assert_eq!(r.status, TaskState::Pending),
         other => panic!("expected Requeued, got {other:?}"),
     }
@@ -1163,10 +1181,10 @@ pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clo
     let mut t = task_for("alice", &key);
     t.ttl = Duration::from_secs(60);
     let short = enqueue_one(&store, t).await;
-    store.cancel(short.id).await.expect("cancel");
+    store.cancel(short.id, &actor()).await.expect("cancel");
     clock.advance(Duration::from_secs(61));
     assert!(matches!(
-        store.retry(short.id).await.expect("retry"),
+        store.retry(short.id, &actor()).await.expect("retry"),
         RetryOutcome::NotFound
     ));
 }
@@ -1176,8 +1194,8 @@ pub async fn manual_retry_of_cancelled_expired_and_contested_tasks(store: S, clo
 pub async fn cancel_then_retry_then_backoff_is_respected(store: S, clock: C) {
     let key = ring();
     let e = enqueue_one(&store, task_for("alice", &key)).await;
-    store.cancel(e.id).await.expect("cancel");
-    store.retry(e.id).await.expect("retry");
+    store.cancel(e.id, &actor()).await.expect("cancel");
+    store.retry(e.id, &actor()).await.expect("retry");
     let c = claim_one(&store).await;
     assert_eq!(c.lease.id, e.id);
     let retry = Outcome::Retry {
@@ -1197,8 +1215,8 @@ pub async fn claims_skip_cancelled_entries(store: S, _clock: C) {
     let batch: Vec<NewTask> = (0..3).map(|i| task_for(&format!("u{i}"), &key)).collect();
     let ids: Vec<TaskId> = batch.iter().map(|t| t.id).collect();
     store.enqueue(batch).await.expect("enqueue");
-    store.cancel(ids[0]).await.expect("cancel");
-    store.cancel(ids[1]).await.expect("cancel");
+    store.cancel(ids[0], &actor()).await.expect("cancel");
+    store.cancel(ids[1], &actor()).await.expect("cancel");
     let got = claim(&store, 1).await;
     assert_eq!(got.iter().map(|c| c.lease.id).collect::<Vec<_>>(), [ids[2]]);
     let depth = store.depth().await.expect("depth");
@@ -1242,7 +1260,7 @@ pub async fn listing_owners_without_tenant_and_filtered_pages(store: S, _clock: 
     })
     .await;
     for id in [ids[1], ids[3], ids[5]] {
-        store.cancel(id).await.expect("cancel");
+        store.cancel(id, &actor()).await.expect("cancel");
     }
     let owner = OwnerFilter::Owner(crate::Owner {
         user_id: Some("nomad".into()),

@@ -164,7 +164,9 @@ fn wire_context(cx: &TaskCx) -> Option<WireContext> {
         roles: c.roles().to_vec(),
         request_id: c.request_id().map(str::to_string),
         correlation_id: c.correlation_id().map(str::to_string),
-        traceparent: c.traceparent().map(str::to_string),
+        // The attempt's span when spans are exported, so the worker's span is its child.
+        traceparent: crate::otel::current_traceparent()
+            .or_else(|| c.traceparent().map(str::to_string)),
         headers: c.headers().clone(),
         extra: c.extra().clone(),
         credential: c.credential().ok().map(|s| s.expose().to_string()),

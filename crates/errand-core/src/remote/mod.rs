@@ -13,6 +13,8 @@ mod held;
 pub mod types;
 pub mod wire;
 
+use crate::activity::presence::WorkerPresence;
+use crate::activity::{Instances, Publisher};
 use crate::lease::{Lease, LeaseToken};
 use crate::registry::{Prepared, Registry};
 use crate::resources::Resources;
@@ -29,7 +31,7 @@ use tokio::sync::oneshot;
 use types::RemoteTaskType;
 use wire::{
     Assignment, ClaimSpec, CompletionAnswer, CompletionItem, HeartbeatItem, LeaseAnswer,
-    WireOutcome,
+    WireOutcome, WorkerInfo,
 };
 
 /// Longest wait of a claim.
@@ -93,6 +95,7 @@ pub struct RemoteWorkers {
     shared: Arc<crate::worker::Shared>,
     stop: tokio_util::sync::CancellationToken,
     config: RemoteConfig,
+    instances: Arc<Instances>,
 }
 
 impl RemoteWorkers {
@@ -119,8 +122,10 @@ impl RemoteWorkers {
             let ledger = ledger.clone();
             Arc::new(move |lease: Lease, result: CompleteResult| ledger.written(lease, result))
         };
+        let instances = Arc::new(Instances::default());
         let handle = Worker::new(store.clone(), Arc::new(Registry::new()), keys)
             .config(worker_config)
+            .publisher(Publisher::Remote(instances.clone()))
             .resources(Resources::new())
             .start_runtime(false, Some(written));
         Arc::new(Self {
@@ -130,7 +135,41 @@ impl RemoteWorkers {
             stop: handle.stop_claiming.clone(),
             handle: Mutex::new(Some(handle)),
             config,
+            instances,
         })
+    }
+
+    /// Records that `worker` (the token's worker name), as the instance `info` describes,
+    /// was heard from, running `running` tasks when known.
+    fn heard(
+        &self,
+        worker: &str,
+        info: Option<&WorkerInfo>,
+        queues: Vec<String>,
+        running: Option<u32>,
+    ) {
+        let now = chrono::Utc::now();
+        let id = info.map_or_else(
+            || worker.to_string(),
+            |i| format!("{worker}/{}", i.instance),
+        );
+        self.instances.heard(
+            WorkerPresence {
+                id,
+                host: info
+                    .and_then(|i| i.host.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                language: info
+                    .and_then(|i| i.language.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                queues,
+                concurrency: info.and_then(|i| i.concurrency).unwrap_or(0),
+                running: 0,
+                started_at: now,
+                last_seen: now,
+            },
+            running,
+        );
     }
 
     /// Claims up to `spec.max` tasks of `spec.types` for `worker`, waiting up to
@@ -168,6 +207,15 @@ impl RemoteWorkers {
                 q.into_iter().collect()
             }
         };
+        if let Some(info) = &spec.worker {
+            info.validate().map_err(RemoteError::Invalid)?;
+        }
+        let info = spec.worker.as_ref();
+        // A claim asks for the free slots: what the instance runs is the rest.
+        let running = info
+            .and_then(|i| i.concurrency)
+            .map(|c| c.saturating_sub(spec.max));
+        self.heard(worker, info, queues.clone(), running);
         let deadline = tokio::time::Instant::now() + wait;
         let mut ready = self.shared.cancels_ready.clone();
         tokio::select! {
@@ -254,8 +302,20 @@ impl RemoteWorkers {
         }
     }
 
-    /// Renews the worker's leases and applies what their tasks reported; one answer per item.
-    pub fn heartbeat(&self, items: &[HeartbeatItem]) -> Vec<LeaseAnswer> {
+    /// Renews the leases of `worker` (the instance `info` describes, when given) and applies
+    /// what their tasks reported; one answer per item.
+    pub fn heartbeat(
+        &self,
+        worker: &str,
+        info: Option<&WorkerInfo>,
+        items: &[HeartbeatItem],
+    ) -> Vec<LeaseAnswer> {
+        self.heard(
+            worker,
+            info,
+            Vec::new(),
+            Some(u32::try_from(items.len()).unwrap_or(u32::MAX)),
+        );
         items
             .iter()
             .map(|item| {

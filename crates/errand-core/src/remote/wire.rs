@@ -35,6 +35,51 @@ pub struct ClaimSpec {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 600))]
     pub lease_s: Option<f64>,
+    /// Who is claiming, for the operators' workers view.
+    #[serde(default)]
+    pub worker: Option<WorkerInfo>,
+}
+
+/// A remote worker instance describing itself, for the operators' workers view (it changes
+/// nothing about what it is given).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerInfo {
+    /// This instance's id, unique among the processes that share a worker token (for
+    /// example `host-pid`); 1–128 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub instance: String,
+    /// The host it runs on.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
+    pub host: Option<String>,
+    /// What it is written in (`python` for the Python SDK).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 32))]
+    pub language: Option<String>,
+    /// How many tasks it runs at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+impl WorkerInfo {
+    /// Checks the lengths the schema states.
+    pub fn validate(&self) -> Result<(), String> {
+        let within = |what: &str, v: &str, max: usize| {
+            if v.chars().count() > max {
+                Err(format!("`worker.{what}` is longer than {max} characters"))
+            } else {
+                Ok(())
+            }
+        };
+        if self.instance.is_empty() {
+            return Err("`worker.instance` must not be empty".into());
+        }
+        within("instance", &self.instance, 128)?;
+        within("host", self.host.as_deref().unwrap_or(""), 255)?;
+        within("language", self.language.as_deref().unwrap_or(""), 32)
+    }
 }
 
 /// The context of a claimed task, in clear for the worker that runs it.
@@ -146,8 +191,11 @@ pub struct HeartbeatItem {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
-    /// The leases, at most 256.
+    /// The leases, at most 256: every attempt the instance holds.
     pub leases: Vec<HeartbeatItem>,
+    /// Who is beating, for the operators' workers view.
+    #[serde(default)]
+    pub worker: Option<WorkerInfo>,
 }
 
 /// The answer for one lease.

@@ -57,6 +57,7 @@ pub(crate) async fn run_task(
         correlation_id = %task.correlation_id.as_deref().unwrap_or(""),
         attempt = task.attempt,
     );
+    crate::otel::start_attempt(&span, &shared.keys, &task);
     let running = Arc::new(Running {
         lease: task.lease,
         token: CancellationToken::new(),
@@ -72,10 +73,12 @@ pub(crate) async fn run_task(
         // attempt numbers say.
         older.stop(StopReason::LeaseLost);
     }
+    let waited = task
+        .due_at
+        .and_then(|due| (chrono::Utc::now() - due).to_std().ok());
+    shared.recorder.started(&task.queue, waited);
+    let queue = task.queue.clone();
     let name = shared.observer.as_ref().map(|o| {
-        let waited = task
-            .due_at
-            .and_then(|due| (chrono::Utc::now() - due).to_std().ok());
         o.started(&task.name, waited);
         task.name.clone()
     });
@@ -105,16 +108,18 @@ pub(crate) async fn run_task(
                 report: StatusUpdate::default(),
             })
         });
+    let outcome = match completion.as_ref().map(|c| &c.outcome) {
+        None => AttemptOutcome::Lost,
+        Some(Outcome::Success(_)) => AttemptOutcome::Success,
+        Some(Outcome::Retry { .. }) => AttemptOutcome::Retrying,
+        Some(Outcome::Failed(_)) => AttemptOutcome::Failed,
+        Some(Outcome::Cancelled) => AttemptOutcome::Cancelled,
+        Some(Outcome::Released) => AttemptOutcome::Released,
+    };
+    let took = began.elapsed();
+    shared.recorder.ended(&queue, outcome, took);
     if let (Some(observer), Some(name)) = (&shared.observer, &name) {
-        let outcome = match completion.as_ref().map(|c| &c.outcome) {
-            None => AttemptOutcome::Lost,
-            Some(Outcome::Success(_)) => AttemptOutcome::Success,
-            Some(Outcome::Retry { .. }) => AttemptOutcome::Retrying,
-            Some(Outcome::Failed(_)) => AttemptOutcome::Failed,
-            Some(Outcome::Cancelled) => AttemptOutcome::Cancelled,
-            Some(Outcome::Released) => AttemptOutcome::Released,
-        };
-        observer.ended(name, outcome, began.elapsed());
+        observer.ended(name, outcome, took);
     }
     // Until its completion is written, the attempt keeps its lease (the heartbeat renews it)
     // and its slot (so a slow or unreachable store stops new claims instead of letting results

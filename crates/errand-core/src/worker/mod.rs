@@ -22,6 +22,9 @@ mod shared;
 pub(crate) use attempt::run_task;
 pub(crate) use shared::Shared;
 
+use crate::activity::minutes::Recorder;
+use crate::activity::presence::host_name;
+use crate::activity::{Publisher, WorkerPresence, publish_loop};
 use crate::observer::AttemptObserver;
 use crate::registry::Registry;
 use crate::resources::Resources;
@@ -64,6 +67,9 @@ pub struct WorkerConfig {
     pub purge_interval: Duration,
     /// This worker's id, recorded with its claims. Default `worker-<pid>-<random>`.
     pub id: String,
+    /// Time between two publications of this worker's presence and attempt counts to the
+    /// store, for the dashboard's operator views ([`activity`](crate::activity)). Default 5 s.
+    pub publish_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -85,6 +91,7 @@ impl Default for WorkerConfig {
                 std::process::id(),
                 rand::random::<u32>()
             ),
+            publish_interval: Duration::from_secs(5),
         }
     }
 }
@@ -132,6 +139,7 @@ pub struct Worker {
     config: WorkerConfig,
     resources: Resources,
     observer: Option<Arc<dyn AttemptObserver>>,
+    publisher: Option<Publisher>,
 }
 
 impl Worker {
@@ -149,6 +157,7 @@ impl Worker {
             config: WorkerConfig::default(),
             resources: Resources::new(),
             observer: None,
+            publisher: None,
         }
     }
 
@@ -196,6 +205,12 @@ impl Worker {
         self
     }
 
+    /// Publishes `publisher`'s presence instead of this worker's own.
+    pub(crate) fn publisher(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
     /// Starts the worker's loops on the current tokio runtime.
     pub fn start(self) -> WorkerHandle {
         self.start_runtime(true, None)
@@ -210,6 +225,19 @@ impl Worker {
         written: Option<shared::Written>,
     ) -> WorkerHandle {
         let config = self.config;
+        let publisher = self.publisher.unwrap_or_else(|| {
+            let now = chrono::Utc::now();
+            Publisher::Local(WorkerPresence {
+                id: config.id.clone(),
+                host: host_name(),
+                language: "rust".into(),
+                queues: config.queues.clone(),
+                concurrency: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+                running: 0,
+                started_at: now,
+                last_seen: now,
+            })
+        });
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
@@ -218,6 +246,7 @@ impl Worker {
             keys: self.keys,
             resources: Arc::new(self.resources),
             observer: self.observer,
+            recorder: Arc::new(Recorder::default()),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
@@ -258,6 +287,17 @@ impl Worker {
         if shared.config.maintenance {
             loops.spawn(loops::maintenance_loop(shared.clone(), stop_loops.clone()));
         }
+        loops.spawn({
+            let held = shared.clone();
+            publish_loop(
+                shared.store.clone(),
+                publisher,
+                shared.recorder.clone(),
+                move || held.lock_running().len(),
+                shared.config.publish_interval,
+                stop_loops.clone(),
+            )
+        });
         loops.close();
         WorkerHandle {
             shared,

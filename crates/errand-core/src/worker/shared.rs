@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) keys: SealKeyRing,
     pub(crate) resources: Arc<Resources>,
     pub(crate) observer: Option<Arc<dyn AttemptObserver>>,
+    /// Counts attempts per minute and queue for the operator views.
+    pub(crate) recorder: Arc<crate::activity::Recorder>,
     pub(crate) config: WorkerConfig,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) running: Mutex<HashMap<TaskId, Arc<Running>>>,

@@ -170,6 +170,14 @@ response! {
 }
 
 response! {
+    /// 403 of the operator views.
+    AdminOnly => error(
+        "The token does not hold the admin role (`admin_only`): the operator views show every user's work."
+    )
+    .build()
+}
+
+response! {
     /// 409 of `PUT /v1/worker/task-types`.
     TaskTypeConflict => error(
         "A task of that name is a Rust task of this server (`task_type_conflict`)."
@@ -260,6 +268,20 @@ impl IntoResponses for TaskRouteErrors {
             ("400".to_string(), shared::<BadRequest>()),
             ("401".to_string(), shared::<Unauthorized>()),
             ("404".to_string(), shared::<NotFound>()),
+            ("503".to_string(), shared::<StoreUnavailable>()),
+        ])
+    }
+}
+
+/// What every operator route may answer besides its own answer: 401, 403 for a token without
+/// the admin role, 503.
+pub(crate) struct AdminRouteErrors;
+
+impl IntoResponses for AdminRouteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            ("401".to_string(), shared::<Unauthorized>()),
+            ("403".to_string(), shared::<AdminOnly>()),
             ("503".to_string(), shared::<StoreUnavailable>()),
         ])
     }

@@ -6,9 +6,9 @@
 use async_trait::async_trait;
 use errand_core::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream, Lease,
-    LeaseState, ListQuery, MemoryStore, NewTask, Page, QueueDepth, Reaped, Registry, RetryOutcome,
-    SealKey, StatusUpdate, Store, StoreError, Task, TaskCx, TaskError, TaskId, TaskRecord,
-    WorkSignal, Worker, WorkerConfig, WorkerHandle,
+    LeaseState, ListQuery, MemoryStore, NewTask, Owner, OwnerFilter, Page, QueueCounts, QueueDepth,
+    Reaped, Registry, RetryOutcome, SealKey, StateCounts, StatusUpdate, Store, StoreError, Task,
+    TaskCx, TaskError, TaskId, TaskRecord, WorkSignal, Worker, WorkerConfig, WorkerHandle,
 };
 use errand_server::{Server, ServerConfig};
 use futures::StreamExt;
@@ -284,6 +284,7 @@ impl Harness {
         .config(WorkerConfig {
             report_interval: Duration::from_millis(5),
             poll_interval: Duration::from_millis(50),
+            publish_interval: Duration::from_millis(50),
             ..Default::default()
         })
         .resource(Arc::clone(&self.gate))
@@ -478,6 +479,16 @@ impl SseReader {
     }
 }
 
+/// The ids of a listing page's items, in order.
+pub fn page_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
 /// The statuses of a sequence of records, consecutive repeats folded.
 pub fn status_changes(records: &[Value]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -588,13 +599,13 @@ impl Store for TestStore {
         self.check()?;
         self.inner.list(query).await
     }
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome, StoreError> {
+    async fn cancel(&self, id: TaskId, by: &Owner) -> Result<CancelOutcome, StoreError> {
         self.check()?;
-        self.inner.cancel(id).await
+        self.inner.cancel(id, by).await
     }
-    async fn retry(&self, id: TaskId) -> Result<RetryOutcome, StoreError> {
+    async fn retry(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome, StoreError> {
         self.check()?;
-        self.inner.retry(id).await
+        self.inner.retry(id, by).await
     }
     async fn watch(&self, id: TaskId) -> Result<EventStream, StoreError> {
         self.check()?;
@@ -605,7 +616,9 @@ impl Store for TestStore {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(task) = cancel {
-            self.inner.cancel(task).await?;
+            self.inner
+                .cancel(task, &Owner::new("operator", None))
+                .await?;
         }
         if self.blind_watch.load(Ordering::SeqCst) {
             return Ok(futures::stream::pending().boxed());
@@ -637,6 +650,14 @@ impl Store for TestStore {
     async fn depth(&self) -> Result<QueueDepth, StoreError> {
         self.check()?;
         self.inner.depth().await
+    }
+    async fn counts(&self, owner: &OwnerFilter) -> Result<StateCounts, StoreError> {
+        self.check()?;
+        self.inner.counts(owner).await
+    }
+    async fn queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.check()?;
+        self.inner.queues().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()

@@ -73,10 +73,8 @@ pub enum ClientCommand {
 
 /// The server's base URL: flag or `ERRAND_URL`, else the file's `url`, else the default
 /// address.
-fn base_url(settings: &Settings, client: &ClientArgs) -> String {
-    client
-        .url
-        .clone()
+pub(crate) fn base_url(settings: &Settings, url: Option<&str>) -> String {
+    url.map(str::to_string)
         .or_else(|| settings.file.url.clone())
         .or_else(|| settings.file.addr.map(|a| format!("http://{a}")))
         .unwrap_or_else(|| format!("http://{DEFAULT_ADDR}"))
@@ -90,7 +88,10 @@ pub async fn run(settings: Settings, command: ClientCommand) -> anyhow::Result<E
                 "note: no token given (--token or ERRAND_TOKEN); the server will answer 401. Mint one with `errand token --user <USER>`."
             );
         }
-        ApiClient::new(&base_url(&settings, client), client.token.clone())
+        ApiClient::new(
+            &base_url(&settings, client.url.as_deref()),
+            client.token.clone(),
+        )
     };
     match command {
         ClientCommand::Submit { client, args } => commands::submit(&connect(&client)?, args).await,
@@ -104,7 +105,7 @@ pub async fn run(settings: Settings, command: ClientCommand) -> anyhow::Result<E
             commands::act(&connect(&client)?, args, "retry").await
         }
         ClientCommand::Check { client, args } => {
-            let base = base_url(&settings, &client);
+            let base = base_url(&settings, client.url.as_deref());
             let secrets = secrets::jwt_secrets(&settings, Missing::Fail)
                 .context("errand check mints tokens with the server's secret")?;
             let config = settings.token_config(secrets, &args.claims);

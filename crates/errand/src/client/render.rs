@@ -99,6 +99,20 @@ pub fn record(r: &TaskRecord) -> String {
     if let Some(result) = &r.result {
         let _ = writeln!(out, "result   {}", result.get());
     }
+    for a in &r.history {
+        let by = a.by.user_id.as_deref().unwrap_or("-");
+        let tenant =
+            a.by.tenant
+                .as_deref()
+                .map(|t| format!(" (tenant {t})"))
+                .unwrap_or_default();
+        let at = time(Some(a.at));
+        let _ = writeln!(
+            out,
+            "history  {} by {by}{tenant} at {at}",
+            a.outcome.as_str()
+        );
+    }
     out
 }
 
@@ -231,7 +245,9 @@ mod tests {
                 {"name": "embed", "status": "failed", "error": "no terms"},
                 {"name": "index", "status": "skipped"}
             ],
-            "error": {"message": "no terms", "kind": "no_terms", "retryable": false}
+            "error": {"message": "no terms", "kind": "no_terms", "retryable": false},
+            "history": [{"action": "cancel", "outcome": "cancel_requested",
+                         "by": {"user_id": "root", "tenant": "ops"}, "at": "2026-11-22T02:45:34Z"}]
         }))
         .expect("a record")
     }
@@ -244,6 +260,9 @@ mod tests {
         assert!(text.contains("↷ index"));
         assert!(text.contains("[########......................] 1/4  chunk"));
         assert!(text.contains("owner    alice"));
+        assert!(text.contains(
+            "history  cancel_requested by root (tenant ops) at 2026-11-22T02:45:34.000Z"
+        ));
     }
 
     #[test]

@@ -32,6 +32,15 @@ pub struct BenchArgs {
     /// Idle time before one more task measures the wake-up latency (e.g. 2m); off by default.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub idle_probe: Option<Duration>,
+    /// Instead of the drain: seed `--jobs` finished tasks of one user, then time listings
+    /// (each filter, the search, the first page) and counts, one JSON line per query.
+    #[arg(long)]
+    pub list: bool,
+    /// Timed runs per query of `--list`.
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    #[command(flatten)]
+    pub telemetry: crate::settings::TelemetryArgs,
 }
 
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
@@ -76,6 +85,11 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         },
         ..BenchOptions::default()
     };
+    if args.list {
+        let result = list_bench(&store, label, &args).await;
+        cleanup(&choice, store).await;
+        return result;
+    }
     eprintln!(
         "errand bench: {} jobs, concurrency {}, store {}",
         args.jobs,
@@ -86,6 +100,26 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     cleanup(&choice, store).await;
     let report = result?;
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// `--list`: seeds, then prints a JSON line per timed query.
+async fn list_bench(store: &Arc<dyn Store>, label: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    use errand_core::list_bench::{ListBenchOptions, measure, seed};
+    let options = ListBenchOptions {
+        tasks: args.jobs,
+        runs: args.runs,
+        batch: args.batch.max(1),
+    };
+    eprintln!(
+        "errand bench --list: seeding {} finished tasks of one user",
+        args.jobs
+    );
+    let took = seed(store, options.tasks, options.batch).await?;
+    eprintln!("errand bench --list: seeded in {:.1} s", took.as_secs_f64());
+    for line in measure(store, label, &options).await? {
+        println!("{}", serde_json::to_string(&line)?);
+    }
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     pub claims: TokenClaimArgs,
     #[command(flatten)]
     pub jwks: JwksArgs,
+    /// A trace viewer's URL with `{trace_id}` in it (e.g. http://localhost:16686/trace/{trace_id}):
+    /// the dashboard links each task's trace there.
+    #[arg(long, env = "ERRAND_TRACE_URL_TEMPLATE", value_name = "URL")]
+    pub trace_url_template: Option<String>,
     /// Request headers copied into task contexts, comma-separated (Authorization and cookies never are).
     #[arg(
         long,
@@ -44,6 +48,8 @@ pub struct ServeArgs {
     pub allow_headers: Option<Vec<String>>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub telemetry: crate::settings::TelemetryArgs,
 }
 
 /// What one request, one user and the whole API may take.
@@ -119,6 +125,11 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
 
     let mut config = settings.serve_config(jwt_secrets, &args.claims, &args.jwks);
     args.limits.apply(&settings.file, &mut config);
+    config.trace_url_template = args
+        .trace_url_template
+        .clone()
+        .or_else(|| settings.file.trace_url_template.clone())
+        .filter(|t| !t.trim().is_empty());
     if let Some(headers) = args
         .allow_headers
         .clone()

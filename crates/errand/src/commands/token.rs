@@ -33,17 +33,41 @@ pub struct TokenArgs {
     pub claims: TokenClaimArgs,
 }
 
+/// Mints a user's token, signed with the first of the server's secrets.
+pub fn mint_user(
+    settings: &Settings,
+    claims: &TokenClaimArgs,
+    user: &str,
+    tenant: Option<&str>,
+    admin: bool,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let secrets = secrets::jwt_secrets(settings, Missing::Fail)?;
+    Ok(settings
+        .token_config(secrets, claims)
+        .mint_token(user, tenant, admin, ttl)?)
+}
+
 pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
-    let secrets = secrets::jwt_secrets(&settings, Missing::Fail)?;
-    let config = settings.token_config(secrets, &args.claims);
     let (user, token) = match (&args.worker, &args.user) {
-        (Some(name), _) => (
-            format!("worker {name}"),
-            config.mint_worker_token(name, args.ttl)?,
-        ),
+        (Some(name), _) => {
+            let secrets = secrets::jwt_secrets(&settings, Missing::Fail)?;
+            let config = settings.token_config(secrets, &args.claims);
+            (
+                format!("worker {name}"),
+                config.mint_worker_token(name, args.ttl)?,
+            )
+        }
         (None, Some(user)) => (
             user.clone(),
-            config.mint_token(user, args.tenant.as_deref(), args.admin, args.ttl)?,
+            mint_user(
+                &settings,
+                &args.claims,
+                user,
+                args.tenant.as_deref(),
+                args.admin,
+                args.ttl,
+            )?,
         ),
         (None, None) => anyhow::bail!("give --user USER or --worker NAME"),
     };

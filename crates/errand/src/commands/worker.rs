@@ -18,6 +18,8 @@ pub struct WorkerArgs {
     pub concurrency: Option<usize>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub telemetry: crate::settings::TelemetryArgs,
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {

@@ -29,13 +29,13 @@ const POLL: Duration = Duration::from_millis(20);
 /// The final states of a task.
 pub const TERMINAL: [&str; 3] = ["success", "failed", "cancelled"];
 
-/// The `errand` binary, with an environment of its own: no `ERRAND_*` variable or `RUST_LOG`
-/// of the caller leaks in, and it runs in `cwd` (so no stray `./errand.toml` is read).
+/// The `errand` binary, with an environment of its own: no `ERRAND_*` or `OTEL_*` variable or
+/// `RUST_LOG` of the caller leaks in, and it runs in `cwd` (so no stray `./errand.toml` is read).
 pub fn errand(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
-        if text.starts_with("ERRAND_") || text == "RUST_LOG" {
+        if text.starts_with("ERRAND_") || text.starts_with("OTEL_") || text == "RUST_LOG" {
             cmd.env_remove(&name);
         }
     }

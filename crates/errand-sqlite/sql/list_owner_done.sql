@@ -1,0 +1,19 @@
+-- One owner's unexpired finished records in one final state (success, failed or cancelled),
+-- newest first (walks tasks_owner_done: a finished record has an expiry, which the partial
+-- index holds).
+-- :tenant, :user_id the owner;
+-- :lower/:upper the id range (from created_after, created_before and the cursor), :status,
+-- :name, :queue filters or NULL, :now, :limit.
+SELECT id, name, queue, status, user_id, tenant, correlation_id, request_id, key,
+       created_at, updated_at, run_at, started_at, completed_at, next_attempt_at, expires_at,
+       attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, result,
+       history
+FROM tasks INDEXED BY tasks_owner_done
+WHERE tenant IS :tenant AND user_id IS :user_id AND status = :status
+  AND id >= :lower AND id < :upper
+  AND (:status IS NULL OR status = :status)
+  AND (:name IS NULL OR name = :name)
+  AND (:queue IS NULL OR queue = :queue)
+  AND expires_at > :now
+ORDER BY id DESC
+LIMIT :limit

@@ -1,0 +1,21 @@
+-- Unexpired records whose id, correlation id or request id is the search, of one owner or
+-- everyone's, newest first (the id's unique index, tasks_correlation and tasks_request, then a
+-- sort of the few hits).
+-- :search the text, :search_id its id bytes (NULL if it is no id); :owned 1 for one owner
+-- (:tenant, :user_id), 0 for everyone's;
+-- :lower/:upper the id range (from created_after, created_before and the cursor), :status,
+-- :name, :queue filters or NULL, :now, :limit.
+SELECT id, name, queue, status, user_id, tenant, correlation_id, request_id, key,
+       created_at, updated_at, run_at, started_at, completed_at, next_attempt_at, expires_at,
+       attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, result,
+       history
+FROM tasks
+WHERE (id = :search_id OR correlation_id = :search OR request_id = :search)
+  AND (:owned = 0 OR (tenant IS :tenant AND user_id IS :user_id))
+  AND id >= :lower AND id < :upper
+  AND (:status IS NULL OR status = :status)
+  AND (:name IS NULL OR name = :name)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY id DESC
+LIMIT :limit
