@@ -5,6 +5,7 @@
 
 use crate::codec::{self, after, id_bytes, json};
 use crate::error::OpError;
+use crate::held::Held;
 use crate::ops::{Report, report_json, token};
 use crate::signals::DueChange;
 use crate::sql;
@@ -112,14 +113,16 @@ pub(crate) struct Finish<'c> {
     end: CachedStatement<'c>,
     owner: CachedStatement<'c>,
     conn: &'c Connection,
+    held: &'c Held,
 }
 
 impl<'c> Finish<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Result<Self, OpError> {
+    pub(crate) fn new(conn: &'c Connection, held: &'c Held) -> Result<Self, OpError> {
         Ok(Self {
             end: conn.prepare_cached(sql::FINISH)?,
             owner: conn.prepare_cached(sql::TASK_OWNER)?,
             conn,
+            held,
         })
     }
 
@@ -158,9 +161,12 @@ impl<'c> Finish<'c> {
         Ok(())
     }
 
-    /// The owner and queue of task `id`.
+    /// The owner and queue of task `id`: remembered from its claim here, or read.
     fn owner_of(&mut self, id: TaskId) -> Result<(Owner, String), OpError> {
-        Ok(self.owner.query_row([&id_bytes(id)[..]], owner_queue)?)
+        match self.held.take(id) {
+            Some(known) => Ok(known),
+            None => Ok(self.owner.query_row([&id_bytes(id)[..]], owner_queue)?),
+        }
     }
 }
 
@@ -182,7 +188,7 @@ pub(crate) fn complete(
     now: i64,
 ) -> Result<Vec<CompleteResult>, OpError> {
     let conn = cx.conn;
-    let mut finish = Finish::new(conn)?;
+    let mut finish = Finish::new(conn, cx.held)?;
     let mut retry = conn.prepare_cached(sql::COMPLETE_RETRY)?;
     let mut release = conn.prepare_cached(sql::COMPLETE_RELEASE)?;
     let mut results = Vec::with_capacity(completions.len());

@@ -58,6 +58,7 @@ mod config;
 mod database;
 mod ending;
 mod error;
+mod held;
 mod history;
 mod listing;
 mod migrations;

@@ -125,6 +125,7 @@ pub(crate) fn claim(
         cx.changed(task.lease.id)?;
         cx.tally
             .moved(&task.owner, &task.queue, from, TaskState::Running);
+        cx.held.claimed(task.lease.id, &task.owner, &task.queue);
         out.push(task);
     }
     if out.len() < spec.limit {
@@ -323,7 +324,7 @@ pub(crate) fn cancel(
             .execute(params![seq, now])?;
         cx.effects.cancels.push(id);
     } else {
-        let mut finish = Finish::new(cx.conn)?;
+        let mut finish = Finish::new(cx.conn, cx.held)?;
         Ending::new(TaskState::Cancelled).write(&mut finish, id, now, state, &mut cx.tally)?;
     }
     let outcome = match requested {
@@ -426,7 +427,7 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped,
         }
         lapsed
     };
-    let mut finish = Finish::new(cx.conn)?;
+    let mut finish = Finish::new(cx.conn, cx.held)?;
     let mut requeue = cx.conn.prepare_cached(sql::REAP_REQUEUE)?;
     let running = TaskState::Running;
     let mut reaped = Reaped::default();

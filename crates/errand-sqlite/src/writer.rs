@@ -16,6 +16,7 @@
 
 use crate::database::Db;
 use crate::error::{OpError, SqliteError, duplicate};
+use crate::held::Held;
 use crate::ops;
 use crate::signals::{Effects, Signals};
 use crate::tally::Tally;
@@ -99,6 +100,7 @@ impl Writer {
             signals,
             db: db.clone(),
             counters: counters.clone(),
+            held: Held::default(),
             max_batch: max_batch.max(1),
             _alive: AliveGuard(alive.clone()),
         };
@@ -185,6 +187,8 @@ pub(crate) struct WriteCx<'a> {
     pub(crate) effects: Effects,
     /// The operation's state changes, added to the counters before the commit if it is kept.
     pub(crate) tally: Tally,
+    /// The owner and queue of the tasks claimed here (kept across transactions).
+    pub(crate) held: &'a Held,
     signals: &'a Signals,
 }
 
@@ -284,6 +288,7 @@ struct WriterThread {
     signals: Arc<Signals>,
     db: Arc<Db>,
     counters: Arc<Counters>,
+    held: Held,
     max_batch: usize,
     _alive: AliveGuard,
 }
@@ -411,6 +416,7 @@ impl WriterThread {
             conn: &self.conn,
             effects: Effects::default(),
             tally: Tally::default(),
+            held: &self.held,
             signals: &self.signals,
         };
         let answer = job.run(&mut cx, &self.db);
