@@ -1,8 +1,10 @@
 //! Log output: pretty lines for people (coloured on a terminal), JSON lines for machines. In
 //! JSON, each line lists every span it is in (`spans`), so a line logged inside a task's own
 //! span still carries the task's `task_id`, `user_id`, `tenant`, `correlation_id` and `attempt`.
-//! With a tracer (span export is on, see `telemetry`), an OpenTelemetry layer turns the spans
-//! the log filter lets through into OpenTelemetry spans; without one no such layer exists.
+//! With a tracer (span export is on, see `telemetry`), an OpenTelemetry layer turns spans into
+//! OpenTelemetry spans; without one no such layer exists. Each output has its own filter: the
+//! log filter (`--log`) decides what is written, and spans are exported at `info` and above
+//! whatever it says, so `--log warn` quiets the logs without emptying the traces.
 
 use crate::settings::LogFormat;
 use opentelemetry_sdk::trace::Tracer;
@@ -10,7 +12,9 @@ use std::io::IsTerminal;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -39,19 +43,21 @@ where
 {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer);
+    let spans = otel(tracer).map(|layer| layer.with_filter(LevelFilter::INFO));
+    let registry = tracing_subscriber::registry().with(spans);
     Ok(match format {
-        LogFormat::Pretty => Box::new(builder.finish().with(otel(tracer))),
+        LogFormat::Pretty => Box::new(registry.with(lines.with_filter(filter))),
         LogFormat::Json => Box::new(
-            builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .finish()
-                .with(otel(tracer)),
+            registry.with(
+                lines
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_filter(filter),
+            ),
         ),
     })
 }
