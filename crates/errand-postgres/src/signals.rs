@@ -1,0 +1,222 @@
+//! Wake-ups, cancellations and status changes, within the process and across processes.
+//!
+//! A write records its [`Effects`]; [`Effects::notify`] sends them with `NOTIFY` inside the
+//! write's transaction (so they are heard only if it commits: one notification per batch of
+//! up to [`IDS_PER_PAYLOAD`] ids, not one per task), and [`Signals::apply`] delivers them in
+//! this process once it committed. The [`listen`] task hears the other processes' (and other
+//! transactions', such as [`crate::EnqueueInTx`]'s) notifications and delivers them here:
+//! work wakes idle workers, cancellations reach `Store::cancellations`, and a status change
+//! makes the task's watchers re-read its record.
+
+use crate::error::Result;
+use errand_core::TaskId;
+use errand_core::events::{CancelBus, Watchers, WorkNotifier};
+use sqlx_core::executor::Executor;
+use sqlx_core::query::query;
+use sqlx_postgres::{PgListener, PgPool, Postgres};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most ids one notification carries (a payload must stay under 8,000 bytes).
+pub(crate) const IDS_PER_PAYLOAD: usize = 200;
+
+/// Who sent a notification: a store instance's random id, or [`FOREIGN`].
+pub(crate) type Origin = String;
+
+/// What a committed write changed, for whoever waits on it.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Work may be claimable.
+    pub(crate) work: bool,
+    /// Running tasks whose cancellation was requested.
+    pub(crate) cancels: Vec<TaskId>,
+    /// Tasks whose record changed.
+    pub(crate) changed: Vec<TaskId>,
+}
+
+impl Effects {
+    /// The notification payloads: `w<origin>:`, `c<origin>:<ids>` and `s<origin>:<ids>`, ids
+    /// comma-separated.
+    fn payloads(&self, origin: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.work {
+            out.push(format!("w{origin}:"));
+        }
+        for (kind, ids) in [('c', &self.cancels), ('s', &self.changed)] {
+            for chunk in ids.chunks(IDS_PER_PAYLOAD) {
+                let ids: Vec<String> = chunk.iter().map(TaskId::to_string).collect();
+                out.push(format!("{kind}{origin}:{}", ids.join(",")));
+            }
+        }
+        out
+    }
+
+    /// Sends the effects on `channel` from `origin`, inside the caller's transaction.
+    pub(crate) async fn notify<'e>(
+        &self,
+        sql: &str,
+        exec: impl Executor<'e, Database = Postgres>,
+        channel: &str,
+        origin: &str,
+    ) -> Result<()> {
+        let payloads = self.payloads(origin);
+        if !payloads.is_empty() {
+            query(sql)
+                .bind(channel)
+                .bind(payloads)
+                .execute(exec)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A notification read back.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Work,
+    Cancels(Vec<TaskId>),
+    Changed(Vec<TaskId>),
+    /// Sent by this instance: already delivered.
+    Own,
+}
+
+fn parse(payload: &str, own: &str) -> Option<Heard> {
+    let kind = payload.chars().next()?;
+    let (origin, rest) = payload.get(1..)?.split_once(':')?;
+    if origin == own {
+        return Some(Heard::Own);
+    }
+    let ids = || {
+        rest.split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect::<Vec<TaskId>>()
+    };
+    match kind {
+        'w' => Some(Heard::Work),
+        'c' => Some(Heard::Cancels(ids())),
+        's' => Some(Heard::Changed(ids())),
+        _ => None,
+    }
+}
+
+/// What this process waits on.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    /// Watchers of task records.
+    pub(crate) watchers: Arc<Watchers>,
+    /// Listeners for cancellations.
+    pub(crate) cancels: CancelBus,
+    /// Idle workers.
+    pub(crate) work: WorkNotifier,
+}
+
+impl Signals {
+    /// Delivers committed effects in this process; returns the changed tasks somebody here
+    /// watches (their records are to be re-read and published).
+    pub(crate) fn apply(&self, effects: Effects) -> Vec<TaskId> {
+        if effects.work {
+            self.work.notify();
+        }
+        for id in effects.cancels {
+            self.cancels.send(id);
+        }
+        effects
+            .changed
+            .into_iter()
+            .filter(|id| self.watchers.is_watched(*id))
+            .collect()
+    }
+}
+
+/// Something that re-reads records for watchers.
+pub(crate) trait Republish: Send + Sync + 'static {
+    /// Reads `ids`' records and publishes them to their watchers.
+    fn republish(&self, ids: Vec<TaskId>) -> impl Future<Output = ()> + Send;
+}
+
+/// Listens on `channel` until the task is aborted, reconnecting after failures; delivers what
+/// other senders notified to `signals`. Every (re)connection wakes idle workers, since
+/// notifications sent while it was down are lost.
+pub(crate) async fn listen<R: Republish>(
+    pool: PgPool,
+    channel: String,
+    own: Origin,
+    signals: Arc<Signals>,
+    reader: R,
+) {
+    loop {
+        if let Err(e) = listen_once(&pool, &channel, &own, &signals, &reader).await {
+            tracing::warn!(error = %e, "postgres listener failed; reconnecting in 1 s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once<R: Republish>(
+    pool: &PgPool,
+    channel: &str,
+    own: &str,
+    signals: &Signals,
+    reader: &R,
+) -> Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    loop {
+        // Notifications sent while not listening are lost: look for work now.
+        signals.work.notify();
+        // `None`: the connection dropped, and the next call reconnects.
+        while let Some(n) = listener.try_recv().await? {
+            match parse(n.payload(), own) {
+                Some(Heard::Work) => signals.work.notify(),
+                Some(Heard::Cancels(ids)) => {
+                    ids.into_iter().for_each(|id| signals.cancels.send(id))
+                }
+                Some(Heard::Changed(changed)) => {
+                    let watched = signals.apply(Effects {
+                        changed,
+                        ..Effects::default()
+                    });
+                    if !watched.is_empty() {
+                        reader.republish(watched).await;
+                    }
+                }
+                Some(Heard::Own) | None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_own_ones_are_skipped() {
+        let ids: Vec<TaskId> = (0..IDS_PER_PAYLOAD + 1).map(|_| TaskId::new()).collect();
+        let effects = Effects {
+            work: true,
+            cancels: vec![ids[0]],
+            changed: ids.clone(),
+        };
+        let payloads = effects.payloads("abc");
+        assert_eq!(payloads.len(), 4, "work, one cancel, two chunks of changes");
+        assert!(payloads.iter().all(|p| p.len() < 8000));
+        assert_eq!(parse(&payloads[0], "other"), Some(Heard::Work));
+        assert_eq!(
+            parse(&payloads[1], "other"),
+            Some(Heard::Cancels(vec![ids[0]]))
+        );
+        let mut heard = Vec::new();
+        for p in &payloads[2..] {
+            match parse(p, "other") {
+                Some(Heard::Changed(got)) => heard.extend(got),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(heard, ids);
+        assert_eq!(parse(&payloads[0], "abc"), Some(Heard::Own));
+        assert_eq!(parse("", "abc"), None);
+        assert_eq!(parse("x-:", "abc"), None);
+    }
+}
