@@ -1,5 +1,5 @@
 //! Enqueueing: one `INSERT` for the whole batch (`sql/enqueue.sql`), on the store's own
-//! transaction or on the caller's ([`crate::EnqueueInTx`]). Idempotency keys are a unique
+//! transaction or on the caller's ([`crate::SubmitInTx::in_tx`]). Idempotency keys are a unique
 //! index over the live tasks' scoped keys, so two transactions enqueueing the same key at once
 //! store one task: the second waits for the first to commit, then finds its task.
 

@@ -13,7 +13,9 @@ mod record;
 mod signals;
 mod sql;
 mod store;
+mod tx;
 
 pub use config::PostgresConfig;
 pub use error::PostgresError;
 pub use store::PostgresStore;
+pub use tx::SubmitInTx;

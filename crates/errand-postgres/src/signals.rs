@@ -4,7 +4,7 @@
 //! write's transaction (so they are heard only if it commits: one notification per batch of
 //! up to [`IDS_PER_PAYLOAD`] ids, not one per task), and [`Signals::apply`] delivers them in
 //! this process once it committed. The [`listen`] task hears the other processes' (and other
-//! transactions', such as [`crate::EnqueueInTx`]'s) notifications and delivers them here:
+//! transactions', such as [`crate::SubmitInTx::in_tx`]'s) notifications and delivers them here:
 //! work wakes idle workers, cancellations reach `Store::cancellations`, and a status change
 //! makes the task's watchers re-read its record.
 
@@ -22,6 +22,11 @@ pub(crate) const IDS_PER_PAYLOAD: usize = 200;
 
 /// Who sent a notification: a store instance's random id, or [`FOREIGN`].
 pub(crate) type Origin = String;
+
+/// The origin of notifications every store instance acts on, the sender's own included:
+/// those sent from a caller's transaction ([`crate::SubmitInTx::in_tx`]), which no instance can
+/// deliver in-process since it does not see the commit.
+pub(crate) const FOREIGN: &str = "-";
 
 /// What a committed write changed, for whoever waits on it.
 #[derive(Debug, Default)]

@@ -207,6 +207,9 @@ impl errand_core::Store for PostgresStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(to) = crate::tx::hand_off_to() {
+            return crate::tx::hand_off(to, self, tasks).await;
+        }
         let run = async {
             let mut tx = self.pool().begin().await?;
             let done = crate::enqueue::enqueue(&mut tx, self.sql(), self.now(), &tasks).await?;
