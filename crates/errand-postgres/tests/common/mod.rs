@@ -89,3 +89,25 @@ impl Drop for TempDb {
         let _ = dropped.join();
     }
 }
+
+/// A task that does nothing.
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Ping;
+
+impl errand_core::Task for Ping {
+    const NAME: &'static str = "ping";
+    type Output = ();
+    async fn run(self, _cx: errand_core::TaskCx) -> Result<(), errand_core::TaskError> {
+        Ok(())
+    }
+}
+
+/// A claim of up to `limit` tasks of the default queue with a 30 s lease.
+pub fn claim_request(limit: usize) -> errand_core::ClaimRequest {
+    errand_core::ClaimRequest {
+        queues: vec!["default".into()],
+        limit,
+        lease: std::time::Duration::from_secs(30),
+        worker_id: "test".into(),
+    }
+}
