@@ -1,5 +1,14 @@
--- Renews the leases that are still current. $1 ids, $2 tokens, $3 new deadline
+-- Renews the leases that are still current, locking their rows in id order (as every
+-- statement that locks several tasks does, so two never wait on each other in a cycle).
+-- $1 ids, $2 tokens, $3 new deadline
+WITH held AS (
+    SELECT t.id FROM {schema}.tasks t
+    JOIN unnest($1::uuid[], $2::uuid[]) AS l(id, token) ON t.id = l.id AND t.lease_token = l.token
+    WHERE t.status = 'running'
+    ORDER BY t.id
+    FOR UPDATE OF t
+)
 UPDATE {schema}.tasks t SET lease_until = $3
-FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token)
-WHERE t.id = l.id AND t.lease_token = l.token AND t.status = 'running'
+FROM held
+WHERE t.id = held.id
 RETURNING t.id, t.cancel_requested

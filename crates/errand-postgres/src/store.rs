@@ -114,7 +114,7 @@ impl PostgresStore {
             clock: config.clock.clone(),
             signals: Arc::new(Signals::default()),
         };
-        let channel = format!("errand.{}", config.schema);
+        let channel = channel_name(&config.schema);
         let origin: Origin = TaskId::new().as_uuid().simple().to_string();
         let listener = (!config.poll_only).then(|| {
             tokio::spawn(listen(
@@ -196,6 +196,19 @@ impl PostgresStore {
         let _: i32 = row.try_get(0)?;
         Ok(())
     }
+}
+
+/// The notification channel of `schema`: `errand.<schema>`, cut to the 63 bytes a channel
+/// name may have (two schemas that share their first 56 bytes share a channel, which only
+/// costs them each other's wake-ups).
+fn channel_name(schema: &str) -> String {
+    let mut channel = format!("errand.{schema}");
+    let mut end = channel.len().min(63);
+    while !channel.is_char_boundary(end) {
+        end -= 1;
+    }
+    channel.truncate(end);
+    channel
 }
 
 #[async_trait::async_trait]
@@ -340,5 +353,21 @@ impl errand_core::Store for PostgresStore {
         value: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.swap(name, expected, value).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_name;
+
+    #[test]
+    fn channel_names_fit_postgres() {
+        assert_eq!(channel_name("errand"), "errand.errand");
+        let long = "é".repeat(40);
+        let channel = channel_name(&long);
+        assert!(
+            channel.len() <= 63 && channel.starts_with("errand.é"),
+            "{channel}"
+        );
     }
 }
