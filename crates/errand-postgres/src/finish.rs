@@ -235,9 +235,11 @@ impl PostgresStore {
                 }
             }
         }
+        let dead = finals.ids.len() + requeues.ids.len();
         finals.write(&mut tx, &self.sql().finish, now).await?;
         requeues.write(&mut tx, &self.sql().requeue, now).await?;
         self.commit(tx, effects).await?;
+        self.left_dead(dead);
         Ok(results)
     }
 

@@ -73,6 +73,7 @@ impl PostgresStore {
             ..Effects::default()
         };
         self.commit(tx, effects).await?;
+        self.left_dead(claimed.len());
         Ok(claimed)
     }
 

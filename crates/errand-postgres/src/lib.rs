@@ -77,6 +77,7 @@ mod config;
 mod enqueue;
 mod error;
 mod finish;
+mod housekeeping;
 mod leases;
 mod migrations;
 mod read;

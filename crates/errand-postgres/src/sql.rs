@@ -52,6 +52,7 @@ statements!(
     report,
     requeue,
     retry,
+    vacuum,
 );
 
 /// `sql` with `{schema}` and `{columns}` written in.

@@ -4,6 +4,7 @@
 
 use crate::config::PostgresConfig;
 use crate::error::{PostgresError, Result};
+use crate::housekeeping::Housekeeping;
 use crate::migrations::migrate;
 use crate::signals::{Effects, Origin, Republish, Signals, listen};
 use crate::sql::{Sql, quote_ident};
@@ -30,6 +31,7 @@ pub struct PostgresStore {
     /// This instance's id in the notifications it sends.
     pub(crate) origin: Arc<str>,
     pub(crate) poll_interval: Duration,
+    pub(crate) housekeeping: Arc<Housekeeping>,
     _listener: Arc<Listener>,
 }
 
@@ -130,6 +132,7 @@ impl PostgresStore {
             channel: channel.into(),
             origin: origin.into(),
             poll_interval: config.poll_interval,
+            housekeeping: Arc::default(),
             _listener: Arc::new(Listener(listener)),
         })
     }
