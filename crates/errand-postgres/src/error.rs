@@ -56,9 +56,9 @@ impl From<PostgresError> for StoreError {
         match e {
             PostgresError::Corrupt(m) => StoreError::Corrupt(m),
             PostgresError::Invalid(m) => StoreError::Invalid(m),
-            PostgresError::Driver(sqlx_core::Error::Decode(d)) => {
-                StoreError::Corrupt(d.to_string())
-            }
+            PostgresError::Driver(
+                e @ (sqlx_core::Error::Decode(_) | sqlx_core::Error::ColumnDecode { .. }),
+            ) => StoreError::Corrupt(e.to_string()),
             PostgresError::Driver(sqlx_core::Error::Database(db))
                 if db.code().is_some_and(|c| c.starts_with("22")) =>
             {
