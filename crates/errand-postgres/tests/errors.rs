@@ -21,20 +21,21 @@ async fn a_record_edited_into_nonsense_is_corrupt() {
     let store = db.store(Arc::new(SystemClock)).await;
     let id = store.enqueue(vec![task()]).await.expect("enqueue")[0].id;
     let pool = db.pool().await;
-    query("UPDATE errand.tasks SET history = '{\"not\": \"a list\"}' WHERE id = $1")
-        .bind(id.as_uuid())
-        .execute(&pool)
-        .await
-        .expect("edit");
-    let read = store.get(id).await;
-    assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
-    query("UPDATE errand.tasks SET history = '[]', status = 'lost' WHERE id = $1")
-        .bind(id.as_uuid())
-        .execute(&pool)
-        .await
-        .expect("edit");
-    let read = store.get(id).await;
-    assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
+    for edit in [
+        "history = '{\"not\": \"a list\"}'",
+        "history = '[]', status = 'lost'",
+    ] {
+        query(&format!("UPDATE errand.tasks SET {edit} WHERE id = $1"))
+            .bind(id.as_uuid())
+            .execute(&pool)
+            .await
+            .expect("edit");
+        let read = store.get(id).await;
+        assert!(
+            matches!(read, Err(StoreError::Corrupt(_))),
+            "{edit}: {read:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
