@@ -72,43 +72,61 @@ async fn final_event(events: &mut errand_core::EventStream) -> errand_core::Task
     }
 }
 
-async fn listeners(pool: &PgPool) -> i64 {
+/// Asserts that `b`'s idle worker is woken by `a`'s enqueue within 5 s.
+async fn woken_by_enqueue(a: &PostgresStore, b: &PostgresStore, key: &SealKey) {
+    let waited = woken_after(b, async {
+        a.enqueue(vec![task("alice", key)]).await.expect("enqueue");
+    })
+    .await;
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the other's enqueue: {waited:?}"
+    );
+}
+
+/// The sessions listening on the database.
+async fn listener_pids(pool: &PgPool) -> Vec<i32> {
     query(
-        "SELECT count(*) FROM pg_stat_activity
+        "SELECT pid FROM pg_stat_activity
          WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
     )
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
     .expect("activity")
-    .get(0)
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+async fn listeners(pool: &PgPool) -> usize {
+    listener_pids(pool).await.len()
+}
+
+/// Two processes that poll so rarely that only a notification wakes them within a test,
+/// once both listen, and a pool on their database.
+async fn two_listening(db: &TempDb) -> (PostgresStore, PostgresStore, PgPool) {
+    let slow = Duration::from_secs(60);
+    let (a, b) = (
+        process(db, false, slow).await,
+        process(db, false, slow).await,
+    );
+    let pool = db.pool().await;
+    while listeners(&pool).await < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (a, b, pool)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_is_woken_and_hears_cancels_and_changes() {
     let db = TempDb::new().await;
-    let slow = Duration::from_secs(60);
-    let (a, b) = (
-        process(&db, false, slow).await,
-        process(&db, false, slow).await,
-    );
+    let (a, b, pool) = two_listening(&db).await;
     let key = SealKey::generate();
-    // Give both listeners a moment to start listening.
-    let pool = db.pool().await;
-    while listeners(&pool).await < 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let waited = woken_after(&b, async {
-        a.enqueue(vec![task("alice", &key)]).await.expect("enqueue");
-    })
-    .await;
-    assert!(
-        waited < Duration::from_secs(5),
-        "woken by A's enqueue: {waited:?}"
-    );
+    woken_by_enqueue(&a, &b, &key).await;
 
     // A commit of a caller's transaction wakes the enqueuing process itself too.
     let client = Client::new(Arc::new(a.clone()), key.clone());
-    let service = db.pool().await;
+    let service = pool;
     let waited = woken_after(&a, async {
         let mut tx = service.begin().await.expect("begin");
         client
@@ -152,6 +170,32 @@ async fn another_process_is_woken_and_hears_cancels_and_changes() {
     let last = final_event(&mut events).await;
     assert_eq!(last.status, TaskState::Cancelled);
     drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_session_died_listens_again() {
+    let db = TempDb::new().await;
+    let (a, b, pool) = two_listening(&db).await;
+    // Both listening sessions die (a failover, an administrator).
+    let before = listener_pids(&pool).await;
+    query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid")
+        .bind(&before)
+        .execute(&pool)
+        .await
+        .expect("terminate");
+    let began = Instant::now();
+    loop {
+        let now = listener_pids(&pool).await;
+        if now.len() == 2 && now.iter().all(|pid| !before.contains(pid)) {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "listening again: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    woken_by_enqueue(&a, &b, &SealKey::generate()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
