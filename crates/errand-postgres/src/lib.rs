@@ -86,6 +86,7 @@ mod signals;
 mod sql;
 mod store;
 mod tx;
+mod warnings;
 
 pub use config::PostgresConfig;
 pub use error::PostgresError;

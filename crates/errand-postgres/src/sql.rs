@@ -52,6 +52,7 @@ statements!(
     report,
     requeue,
     retry,
+    settings,
     vacuum,
 );
 

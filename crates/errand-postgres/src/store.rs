@@ -342,7 +342,7 @@ impl errand_core::Store for PostgresStore {
     }
 
     async fn warnings(&self) -> Result<Vec<String>, StoreError> {
-        Ok(Vec::new())
+        Ok(self.risky_settings().await?)
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<String>, StoreError> {

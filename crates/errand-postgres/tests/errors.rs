@@ -49,3 +49,28 @@ async fn text_postgres_cannot_hold_is_an_invalid_request() {
     // The store goes on.
     assert_eq!(store.enqueue(vec![task()]).await.expect("enqueue").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_lose_commits_are_warned_about() {
+    let db = TempDb::new().await;
+    let name = db.url.rsplit('/').next().expect("name").to_string();
+    let pool = db.pool().await;
+    let mut seen = Vec::new();
+    for setting in ["on", "off"] {
+        query(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = {setting}"
+        ))
+        .execute(&pool)
+        .await
+        .expect("alter");
+        // The store's new sessions see it.
+        let store = db.store(Arc::new(SystemClock)).await;
+        let warnings = store.warnings().await.expect("warnings");
+        seen.push(
+            warnings
+                .iter()
+                .any(|w| w.contains("synchronous_commit is off")),
+        );
+    }
+    assert_eq!(seen, [false, true]);
+}
