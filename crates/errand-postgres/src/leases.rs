@@ -52,9 +52,12 @@ impl PostgresStore {
         let tokens: Vec<uuid::Uuid> = (0..limit)
             .map(|_| uuid::Uuid::from_u128(LeaseToken::random().as_u128()))
             .collect();
+        let mut queues = request.queues.clone();
+        queues.sort_unstable();
+        queues.dedup();
         let mut tx = self.pool().begin().await?;
         let rows = query(&self.sql().claim)
-            .bind(&request.queues)
+            .bind(queues)
             .bind(now)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(tokens)
