@@ -27,6 +27,6 @@ UPDATE {schema}.tasks t
 SET status = 'running', attempt = t.attempt + 1, lease_token = tokens.token, lease_until = $5,
     started_at = $2, updated_at = $2, next_attempt_at = NULL, worker_id = $6
 FROM picked JOIN tokens ON tokens.ord = picked.rn
-WHERE t.id = picked.id
+WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING picked.rn, t.id, t.lease_token, t.name, t.queue, t.args, t.context, t.user_id,
           t.tenant, t.correlation_id, t.attempt, t.max_attempts, t.timeout_ms, t.due_at

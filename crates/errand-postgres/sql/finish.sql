@@ -6,7 +6,7 @@ WITH f AS (
                          $6::text[], $7::text[])
         AS f(id, status, error, result, progress, steps, history)
 ), moved AS (
-    DELETE FROM {schema}.tasks t USING f WHERE t.id = f.id RETURNING t.*
+    DELETE FROM {schema}.tasks t USING f WHERE t.id = f.id AND t.id = ANY($1) RETURNING t.*
 )
 INSERT INTO {schema}.finished (id, name, queue, status, user_id, tenant, correlation_id,
     request_id, key, scoped_key, args, context, created_at, updated_at, run_at, due_at,

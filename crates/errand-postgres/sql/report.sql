@@ -5,7 +5,7 @@ WITH held AS (
     SELECT t.id, u.progress, u.steps FROM {schema}.tasks t
     JOIN unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS u(id, token, progress, steps)
         ON t.id = u.id AND t.lease_token = u.token
-    WHERE t.status = 'running'
+    WHERE t.id = ANY($1)
     ORDER BY t.id
     FOR UPDATE OF t
 )
@@ -14,5 +14,5 @@ SET progress = coalesce(held.progress::jsonb, t.progress),
     steps = coalesce(held.steps::jsonb, t.steps),
     updated_at = $5
 FROM held
-WHERE t.id = held.id
+WHERE t.id = held.id AND t.id = ANY($1)
 RETURNING t.id, t.cancel_requested

@@ -15,4 +15,4 @@ SET status = r.status,
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[],
             $6::text[], $7::text[], $8::text[])
     AS r(id, status, due_at, next_attempt_at, attempt_delta, error, progress, steps)
-WHERE t.id = r.id
+WHERE t.id = r.id AND t.id = ANY($1)
