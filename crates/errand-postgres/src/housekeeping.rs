@@ -10,7 +10,7 @@ use sqlx_core::raw_sql::raw_sql;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Dead rows between two vacuums started by one process.
-pub(crate) const VACUUM_EVERY: u64 = 20_000;
+pub(crate) const VACUUM_EVERY: u64 = 5_000;
 
 /// What a process's store counts towards its next vacuum.
 #[derive(Debug, Default)]
