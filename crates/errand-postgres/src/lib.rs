@@ -87,6 +87,7 @@ mod sql;
 mod store;
 mod tx;
 mod warnings;
+mod watching;
 
 pub use config::PostgresConfig;
 pub use error::PostgresError;

@@ -99,6 +99,7 @@ impl PostgresStore {
             .execute(self.pool())
             .await?;
         self.fold_counts().await?;
+        self.expire_watchers().await?;
         Ok(done.rows_affected())
     }
 

@@ -9,11 +9,11 @@
 //! makes the task's watchers re-read its record.
 
 use crate::error::Result;
+use crate::sql::Sql;
 use errand_core::TaskId;
 use errand_core::events::{CancelBus, Watchers, WorkNotifier};
-use sqlx_core::executor::Executor;
 use sqlx_core::query::query;
-use sqlx_postgres::{PgListener, PgPool, Postgres};
+use sqlx_postgres::{PgConnection, PgListener, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,36 +40,44 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    /// The notification payloads: `w<origin>:`, `c<origin>:<ids>` and `s<origin>:<ids>`, ids
-    /// comma-separated.
+    /// The payloads of wake-ups and cancellations: `w<origin>:` and `c<origin>:<ids>`, ids
+    /// comma-separated, at most [`IDS_PER_PAYLOAD`] a payload. (Changes, `s<origin>:<ids>`,
+    /// are announced by `sql/notify_changed.sql`, for watched tasks only.)
     fn payloads(&self, origin: &str) -> Vec<String> {
         let mut out = Vec::new();
         if self.work {
             out.push(format!("w{origin}:"));
         }
-        for (kind, ids) in [('c', &self.cancels), ('s', &self.changed)] {
-            for chunk in ids.chunks(IDS_PER_PAYLOAD) {
-                let ids: Vec<String> = chunk.iter().map(TaskId::to_string).collect();
-                out.push(format!("{kind}{origin}:{}", ids.join(",")));
-            }
+        for chunk in self.cancels.chunks(IDS_PER_PAYLOAD) {
+            let ids: Vec<String> = chunk.iter().map(TaskId::to_string).collect();
+            out.push(format!("c{origin}:{}", ids.join(",")));
         }
         out
     }
 
-    /// Sends the effects on `channel` from `origin`, inside the caller's transaction.
-    pub(crate) async fn notify<'e>(
+    /// Sends the effects on `channel` from `origin`, inside the transaction open on `conn`.
+    pub(crate) async fn notify(
         &self,
-        sql: &str,
-        exec: impl Executor<'e, Database = Postgres>,
+        sql: &Sql,
+        conn: &mut PgConnection,
         channel: &str,
         origin: &str,
     ) -> Result<()> {
         let payloads = self.payloads(origin);
         if !payloads.is_empty() {
-            query(sql)
+            query(&sql.notify)
                 .bind(channel)
                 .bind(payloads)
-                .execute(exec)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !self.changed.is_empty() {
+            let ids: Vec<uuid::Uuid> = self.changed.iter().map(|id| *id.as_uuid()).collect();
+            query(&sql.notify_changed)
+                .bind(channel)
+                .bind(format!("s{origin}:"))
+                .bind(ids)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(())
@@ -201,25 +209,26 @@ mod tests {
         let ids: Vec<TaskId> = (0..IDS_PER_PAYLOAD + 1).map(|_| TaskId::new()).collect();
         let effects = Effects {
             work: true,
-            cancels: vec![ids[0]],
+            cancels: ids.clone(),
             changed: ids.clone(),
         };
         let payloads = effects.payloads("abc");
-        assert_eq!(payloads.len(), 4, "work, one cancel, two chunks of changes");
+        assert_eq!(payloads.len(), 3, "work and two chunks of cancellations");
         assert!(payloads.iter().all(|p| p.len() < 8000));
         assert_eq!(parse(&payloads[0], "other"), Some(Heard::Work));
-        assert_eq!(
-            parse(&payloads[1], "other"),
-            Some(Heard::Cancels(vec![ids[0]]))
-        );
         let mut heard = Vec::new();
-        for p in &payloads[2..] {
+        for p in &payloads[1..] {
             match parse(p, "other") {
-                Some(Heard::Changed(got)) => heard.extend(got),
+                Some(Heard::Cancels(got)) => heard.extend(got),
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(heard, ids);
+        let changed = format!("sabc:{},{}", ids[0], ids[1]);
+        assert_eq!(
+            parse(&changed, "x"),
+            Some(Heard::Changed(ids[..2].to_vec()))
+        );
         assert_eq!(parse(&payloads[0], "abc"), Some(Heard::Own));
         assert_eq!(parse("", "abc"), None);
         assert_eq!(parse("x-:", "abc"), None);

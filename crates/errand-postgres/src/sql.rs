@@ -44,6 +44,7 @@ statements!(
     meta_insert,
     meta_swap,
     notify,
+    notify_changed,
     ping,
     purge_expired,
     queues,
@@ -54,6 +55,9 @@ statements!(
     retry,
     settings,
     vacuum,
+    watch_expire,
+    watch_start,
+    watch_stop,
 );
 
 /// `sql` with `{schema}` and `{columns}` written in.

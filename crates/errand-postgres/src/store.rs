@@ -10,7 +10,6 @@ use crate::signals::{Effects, Origin, Republish, Signals, listen};
 use crate::sql::{Sql, quote_ident};
 use errand_core::StoreError;
 use errand_core::{Clock, TaskId, TaskRecord};
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
@@ -31,6 +30,8 @@ pub struct PostgresStore {
     /// This instance's id in the notifications it sends.
     pub(crate) origin: Arc<str>,
     pub(crate) poll_interval: Duration,
+    /// Whether a listener hears other processes' notifications (not `poll_only`).
+    pub(crate) listening: bool,
     pub(crate) housekeeping: Arc<Housekeeping>,
     _listener: Arc<Listener>,
 }
@@ -132,6 +133,7 @@ impl PostgresStore {
             channel: channel.into(),
             origin: origin.into(),
             poll_interval: config.poll_interval,
+            listening: !config.poll_only,
             housekeeping: Arc::default(),
             _listener: Arc::new(Listener(listener)),
         })
@@ -160,7 +162,7 @@ impl PostgresStore {
         effects: Effects,
     ) -> Result<()> {
         effects
-            .notify(&self.sql().notify, &mut *tx, &self.channel, &self.origin)
+            .notify(self.sql(), &mut tx, &self.channel, &self.origin)
             .await?;
         tx.commit().await?;
         let watched = self.reader.signals.apply(effects);
@@ -168,29 +170,6 @@ impl PostgresStore {
             self.reader.republish(watched).await;
         }
         Ok(())
-    }
-
-    /// A stream of `id`'s records: those published in this process, and a re-read every poll
-    /// interval, without repeating a record it just delivered.
-    pub(crate) fn watch_stream(&self, id: TaskId) -> errand_core::EventStream {
-        let published = self.reader.signals.watchers.subscribe(id);
-        let reader = self.reader.clone();
-        let interval = self.poll_interval;
-        let polled = futures::stream::unfold(reader, move |reader| async move {
-            tokio::time::sleep(interval).await;
-            let record = reader.records(&[id]).await.ok().and_then(|mut r| r.pop());
-            Some((record, reader))
-        })
-        .filter_map(futures::future::ready);
-        futures::stream::select(published, polled)
-            .scan(None::<String>, |last, record| {
-                let json = serde_json::to_string(&record).ok();
-                let new = json.is_none() || *last != json;
-                *last = json;
-                futures::future::ready(Some(new.then_some(record)))
-            })
-            .filter_map(futures::future::ready)
-            .boxed()
     }
 
     /// Checks that the server answers.
@@ -293,7 +272,7 @@ impl errand_core::Store for PostgresStore {
     }
 
     async fn watch(&self, id: TaskId) -> Result<errand_core::EventStream, StoreError> {
-        Ok(self.watch_stream(id))
+        Ok(self.watch_stream(id).await?)
     }
 
     async fn cancellations(&self) -> Result<BoxStream<'static, TaskId>, StoreError> {

@@ -110,7 +110,7 @@ async fn in_tx(
     };
     // Sent as nobody's, so this process's listener delivers it too, after the commit.
     effects
-        .notify(&store.sql().notify, conn, &store.channel, FOREIGN)
+        .notify(store.sql(), conn, &store.channel, FOREIGN)
         .await?;
     Ok(done)
 }

@@ -281,3 +281,55 @@ async fn finished_tasks_leave_the_hot_table() {
     let counts = store.counts(&OwnerFilter::Any).await.expect("counts");
     assert_eq!((counts.success, counts.total()), (50, 50));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_announced_only_while_somebody_watches() {
+    let db = TempDb::new().await;
+    let (a, b, pool) = two_listening(&db).await;
+    let mut overheard = sqlx_postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    overheard.listen("errand.errand").await.expect("listen");
+    let key = SealKey::generate();
+    a.enqueue(vec![task("alice", &key), task("bob", &key)])
+        .await
+        .expect("enqueue");
+    let unwatched = a.claim(&claim_request(1)).await.expect("claim")[0].lease.id;
+    let watched = {
+        let all = a
+            .list(&ListQuery::owner(OwnerFilter::Any))
+            .await
+            .expect("list");
+        all.items
+            .iter()
+            .find(|r| r.id != unwatched)
+            .expect("the other")
+            .id
+    };
+    let events = b.watch(watched).await.expect("watch");
+    a.claim(&claim_request(1)).await.expect("claim");
+    let mut changes = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), overheard.recv()).await {
+        if n.payload().starts_with('s') {
+            changes.push(n.payload().to_string());
+        }
+    }
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].ends_with(&watched.to_string()), "{changes:?}");
+    drop(events);
+    let registrations = || async {
+        query("SELECT count(*) FROM errand.watching")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+            .get::<i64, _>(0)
+    };
+    let began = Instant::now();
+    while registrations().await > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "unregistered on drop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -138,6 +138,16 @@ CREATE TRIGGER finished_count_update AFTER UPDATE ON {schema}.finished
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.count_updated();
 
+-- Who watches which task's changes (`Store::watch`), so that writers notify only the changes
+-- somebody watches: a NOTIFY serializes commits (it takes a lock held until the commit's WAL
+-- flush). A registration lapses at `until` unless its watcher renews it.
+CREATE TABLE {schema}.watching (
+    task_id uuid NOT NULL,
+    watcher text NOT NULL,
+    until timestamptz NOT NULL,
+    PRIMARY KEY (task_id, watcher)
+);
+
 -- Facts every process of the deployment agrees on (`Store::get_meta`, `Store::swap_meta`).
 CREATE TABLE {schema}.meta (
     name text PRIMARY KEY,
