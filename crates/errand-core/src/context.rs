@@ -202,6 +202,10 @@ impl Context {
     pub fn traceparent(&self) -> Option<&str> {
         self.inner.traceparent.as_deref()
     }
+    /// The trace id of the `traceparent` (its 32 lowercase hex digits).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent()?.split('-').nth(1)
+    }
     /// Allow-listed request headers (lower-case names).
     pub fn headers(&self) -> &BTreeMap<String, String> {
         &self.inner.headers

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+mod attempt_log;
 mod client;
 mod clock;
 mod context;
@@ -48,6 +49,7 @@ pub mod conformance;
 #[cfg(feature = "bench")]
 pub mod list_bench;
 
+pub use attempt_log::{ATTEMPT_LOG_LIMIT, AttemptEnd, AttemptEnding, push_attempt};
 pub use client::{Client, Submit, SubmitError};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::{

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the in-memory [`Store`], the fallback store and the reference the others are
 //! measured against. Nothing survives the process.
 
+use crate::attempt_log::{AttemptEnding, log_attempt};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{CancelBus, Watchers, WorkNotifier};
 use crate::history::{Action, ActionOutcome, push_action};
@@ -274,6 +275,9 @@ impl Store for MemoryStore {
                 error: None,
                 result: None,
                 history: Vec::new(),
+                attempts: Vec::new(),
+                trace_id: t.trace_id,
+                args: None,
             };
             if let Some(k) = &scoped_key {
                 st.keys.insert(k.clone(), t.id);
@@ -431,15 +435,21 @@ impl Store for MemoryStore {
                         st.finish(id, TaskState::Success, now);
                     }
                     Outcome::Failed(error) => {
+                        log_attempt(&mut e.record, AttemptEnding::Failed, Some(&error), now);
                         e.record.error = Some(error);
                         st.finish(id, TaskState::Failed, now);
                     }
-                    Outcome::Cancelled => st.finish(id, TaskState::Cancelled, now),
+                    Outcome::Cancelled => {
+                        log_attempt(&mut e.record, AttemptEnding::Cancelled, None, now);
+                        st.finish(id, TaskState::Cancelled, now)
+                    }
                     Outcome::Retry { .. } | Outcome::Released if cancel => {
+                        log_attempt(&mut e.record, AttemptEnding::Cancelled, None, now);
                         st.finish(id, TaskState::Cancelled, now)
                     }
                     Outcome::Retry { error, delay } => {
                         let next = after(now, delay);
+                        log_attempt(&mut e.record, AttemptEnding::Retrying, Some(&error), now);
                         e.record.error = Some(error);
                         e.record.next_attempt_at = Some(next);
                         e.record.updated_at = now;
@@ -477,7 +487,10 @@ impl Store for MemoryStore {
             .tasks
             .get(&id)
             .filter(|e| e.record.expires_at.is_none_or(|x| x > now))
-            .map(|e| e.record.clone()))
+            .map(|e| TaskRecord {
+                args: Some(e.args.clone()),
+                ..e.record.clone()
+            }))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -628,14 +641,19 @@ impl Store for MemoryStore {
                 continue;
             };
             if e.record.cancel_requested {
+                log_attempt(&mut e.record, AttemptEnding::Cancelled, None, now);
                 st.finish(id, TaskState::Cancelled, now);
                 reaped.cancelled += 1;
             } else if e.record.attempt >= e.record.max_attempts {
-                e.record.error = Some(lease_expired_error(false));
+                let error = lease_expired_error(false);
+                log_attempt(&mut e.record, AttemptEnding::LeaseLapsed, Some(&error), now);
+                e.record.error = Some(error);
                 st.finish(id, TaskState::Failed, now);
                 reaped.failed += 1;
             } else {
-                e.record.error = Some(lease_expired_error(true));
+                let error = lease_expired_error(true);
+                log_attempt(&mut e.record, AttemptEnding::LeaseLapsed, Some(&error), now);
+                e.record.error = Some(error);
                 e.record.updated_at = now;
                 let due = ms(e.record.created_at);
                 st.set_status(id, TaskState::Pending);

@@ -1,6 +1,7 @@
 //! The status model: what a client is told about a task. The JSON of [`TaskRecord`] is the one
 //! shape used everywhere (API, events, CLI `--json`).
 
+use crate::attempt_log::AttemptEnd;
 use crate::history::Action;
 use crate::id::TaskId;
 use chrono::{DateTime, Utc};
@@ -267,6 +268,23 @@ pub struct TaskRecord {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub history: Vec<Action>,
+    /// How each attempt that did not succeed ended, oldest first: the last 20
+    /// (`errand_core::ATTEMPT_LOG_LIMIT`). A successful attempt is described by `attempt`,
+    /// `started_at` and `completed_at` and adds no entry. Always an array.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub attempts: Vec<AttemptEnd>,
+    /// The trace id (32 lowercase hex digits) of the submitting request's `traceparent`, kept
+    /// in the clear beside the sealed context so a dashboard can link the trace. It is shown,
+    /// never trusted: workers join the trace from the sealed context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub trace_id: Option<String>,
+    /// The task's arguments as submitted. Filled when one task is read (`Store::get`, and so
+    /// `GET /v1/tasks/{id}`); listings and events leave it out to stay small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
+    pub args: Option<Box<RawValue>>,
 }
 
 /// What a running task reports between attempts' start and end: merged into its record.

@@ -73,6 +73,9 @@ pub struct NewTask {
     pub correlation_id: Option<String>,
     /// The context's request id.
     pub request_id: Option<String>,
+    /// The trace id of the context's `traceparent`, stored in the clear for display
+    /// ([`TaskRecord::trace_id`]).
+    pub trace_id: Option<String>,
     /// Idempotency key: while a task with the same owner and key is live (not finished),
     /// enqueueing returns that task instead of a new one. Keys are always scoped to the owner;
     /// a sharded store (Redis) also scopes them to the task's queue.
@@ -99,6 +102,7 @@ impl NewTask {
             owner: Owner::default(),
             correlation_id: None,
             request_id: None,
+            trace_id: None,
             key: None,
             delay: None,
             max_attempts: 3,
@@ -128,6 +132,7 @@ impl NewTask {
         };
         self.correlation_id = ctx.correlation_id().map(str::to_string);
         self.request_id = ctx.request_id().map(str::to_string);
+        self.trace_id = ctx.trace_id().map(str::to_string);
         Ok(self)
     }
 

@@ -1,5 +1,5 @@
 -- Locks running tasks whose lease lapsed, skipping those another reaper holds. $1 now
-SELECT id, attempt, max_attempts, cancel_requested FROM {schema}.tasks
+SELECT id, attempt, max_attempts, cancel_requested, started_at, attempts FROM {schema}.tasks
 WHERE status = 'running' AND lease_until < $1
 ORDER BY id
 LIMIT 1000

@@ -126,6 +126,7 @@ async fn insert(
         .bind(timeouts)
         .bind(ttls)
         .bind(now)
+        .bind(col(|t| t.trace_id.clone()))
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()

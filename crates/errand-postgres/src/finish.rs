@@ -11,12 +11,13 @@ use crate::signals::Effects;
 use crate::store::PostgresStore;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    CompleteResult, Completion, ErrorInfo, Outcome, Reaped, StatusUpdate, TaskId, TaskState,
-    lease_expired_error,
+    AttemptEnd, AttemptEnding, CompleteResult, Completion, ErrorInfo, Outcome, Reaped,
+    StatusUpdate, TaskId, TaskState, lease_expired_error, push_attempt,
 };
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::PgConnection;
+use sqlx_core::types::Json;
+use sqlx_postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
 
 /// What becomes of a task's recorded error.
@@ -47,9 +48,11 @@ pub(crate) struct Finals {
     progress: Vec<Option<String>>,
     steps: Vec<Option<String>>,
     histories: Vec<Option<String>>,
+    attempts: Vec<Option<String>>,
 }
 
 impl Finals {
+    /// `id` ends in `state`; `attempts` is its new attempt log (JSON), `None` to keep it.
     fn push(
         &mut self,
         id: TaskId,
@@ -57,6 +60,7 @@ impl Finals {
         error: &ErrorChange,
         result: Option<String>,
         report: &StatusUpdate,
+        attempts: Option<String>,
     ) -> Result<()> {
         let (progress, steps) = report_columns(std::iter::once(report))?;
         self.ids.push(*id.as_uuid());
@@ -66,6 +70,7 @@ impl Finals {
         self.progress.extend(progress);
         self.steps.extend(steps);
         self.histories.push(None);
+        self.attempts.push(attempts);
         Ok(())
     }
 
@@ -79,6 +84,7 @@ impl Finals {
             progress: vec![None],
             steps: vec![None],
             histories: vec![Some(history)],
+            attempts: vec![None],
         }
     }
 
@@ -100,6 +106,7 @@ impl Finals {
             .bind(self.steps)
             .bind(self.histories)
             .bind(now)
+            .bind(self.attempts)
             .execute(conn)
             .await?;
         Ok(())
@@ -117,11 +124,13 @@ struct Requeues {
     errors: Vec<Option<String>>,
     progress: Vec<Option<String>>,
     steps: Vec<Option<String>>,
+    attempts: Vec<Option<String>>,
 }
 
 impl Requeues {
     /// `id` waits again: until `due` if given (retrying), else in its original place
-    /// (pending), its attempt counter changed by `attempt_delta`.
+    /// (pending), its attempt counter changed by `attempt_delta`; `attempts` is its new attempt
+    /// log (JSON), `None` to keep it.
     fn push(
         &mut self,
         id: TaskId,
@@ -129,6 +138,7 @@ impl Requeues {
         attempt_delta: i32,
         error: &ErrorChange,
         report: &StatusUpdate,
+        attempts: Option<String>,
     ) -> Result<()> {
         let (progress, steps) = report_columns(std::iter::once(report))?;
         let state = if due.is_some() {
@@ -144,6 +154,7 @@ impl Requeues {
         self.errors.push(error.column()?);
         self.progress.extend(progress);
         self.steps.extend(steps);
+        self.attempts.push(attempts);
         Ok(())
     }
 
@@ -161,9 +172,51 @@ impl Requeues {
             .bind(self.progress)
             .bind(self.steps)
             .bind(now)
+            .bind(self.attempts)
             .execute(conn)
             .await?;
         Ok(())
+    }
+}
+
+/// A locked task whose attempt ends: what deciding and logging its end needs.
+struct Ending {
+    cancel_requested: bool,
+    attempt: i32,
+    started_at: Option<DateTime<Utc>>,
+    attempts: Vec<AttemptEnd>,
+}
+
+impl Ending {
+    /// From a row of `sql/lock_leases.sql` or `sql/reap_lapsed.sql`.
+    fn of(row: &PgRow) -> Result<(TaskId, Self)> {
+        let attempts: Json<Vec<AttemptEnd>> = row.try_get("attempts")?;
+        let ending = Ending {
+            cancel_requested: row.try_get("cancel_requested")?,
+            attempt: row.try_get("attempt")?,
+            started_at: row.try_get("started_at")?,
+            attempts: attempts.0,
+        };
+        Ok((TaskId::from_uuid(row.try_get("id")?), ending))
+    }
+
+    /// The attempt log with this attempt's end appended at `now`, as JSON.
+    fn logged(
+        &self,
+        outcome: AttemptEnding,
+        error: Option<&ErrorInfo>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        let mut log = self.attempts.clone();
+        let end = AttemptEnd {
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            started_at: self.started_at,
+            ended_at: now,
+            outcome,
+            error: error.cloned(),
+        };
+        push_attempt(&mut log, end);
+        json(&log).map(Some)
     }
 }
 
@@ -183,19 +236,16 @@ impl PostgresStore {
             .bind(tokens)
             .fetch_all(&mut *tx)
             .await?;
-        let mut held: HashMap<TaskId, bool> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            held.insert(
-                TaskId::from_uuid(row.try_get("id")?),
-                row.try_get("cancel_requested")?,
-            );
-        }
+        let mut held = rows
+            .iter()
+            .map(Ending::of)
+            .collect::<Result<HashMap<_, _>>>()?;
         let (mut finals, mut requeues) = (Finals::default(), Requeues::default());
         let mut results = Vec::with_capacity(completions.len());
         let mut effects = Effects::default();
         for c in completions {
             // A lease ends once: a second completion of it in the batch is stale.
-            let Some(cancel_requested) = held.remove(&c.lease.id) else {
+            let Some(ending) = held.remove(&c.lease.id) else {
                 results.push(CompleteResult::Stale);
                 continue;
             };
@@ -203,35 +253,39 @@ impl PostgresStore {
             effects.changed.push(c.lease.id);
             let (id, report) = (c.lease.id, &c.report);
             let outcome = match c.outcome {
-                Outcome::Released if cancel_requested => Outcome::Cancelled,
+                Outcome::Released if ending.cancel_requested => Outcome::Cancelled,
                 other => other,
             };
             match outcome {
-                Outcome::Success(result) => finals.push(
-                    id,
-                    TaskState::Success,
-                    &ErrorChange::Clear,
-                    Some(result.get().to_string()),
-                    report,
-                )?,
-                Outcome::Failed(e) => {
-                    finals.push(id, TaskState::Failed, &ErrorChange::Set(e), None, report)?;
+                Outcome::Success(result) => {
+                    let result = Some(result.get().to_string());
+                    let clear = &ErrorChange::Clear;
+                    finals.push(id, TaskState::Success, clear, result, report, None)?;
                 }
-                Outcome::Retry { error, .. } if cancel_requested => {
-                    let error = ErrorChange::Set(error);
-                    finals.push(id, TaskState::Cancelled, &error, None, report)?;
+                Outcome::Failed(e) => {
+                    let log = ending.logged(AttemptEnding::Failed, Some(&e), now)?;
+                    let error = &ErrorChange::Set(e);
+                    finals.push(id, TaskState::Failed, error, None, report, log)?;
+                }
+                Outcome::Retry { error, .. } if ending.cancel_requested => {
+                    let log = ending.logged(AttemptEnding::Cancelled, None, now)?;
+                    let error = &ErrorChange::Set(error);
+                    finals.push(id, TaskState::Cancelled, error, None, report, log)?;
                 }
                 Outcome::Cancelled => {
-                    finals.push(id, TaskState::Cancelled, &ErrorChange::Keep, None, report)?;
+                    let log = ending.logged(AttemptEnding::Cancelled, None, now)?;
+                    let keep = &ErrorChange::Keep;
+                    finals.push(id, TaskState::Cancelled, keep, None, report, log)?;
                 }
                 Outcome::Retry { error, delay } => {
                     effects.work = true;
+                    let log = ending.logged(AttemptEnding::Retrying, Some(&error), now)?;
                     let due = Some(after(now, delay));
-                    requeues.push(id, due, 0, &ErrorChange::Set(error), report)?;
+                    requeues.push(id, due, 0, &ErrorChange::Set(error), report, log)?;
                 }
                 Outcome::Released => {
                     effects.work = true;
-                    requeues.push(id, None, -1, &ErrorChange::Keep, report)?;
+                    requeues.push(id, None, -1, &ErrorChange::Keep, report, None)?;
                 }
             }
         }
@@ -255,28 +309,27 @@ impl PostgresStore {
         let mut effects = Effects::default();
         let unchanged = StatusUpdate::default();
         for row in &rows {
-            let id = TaskId::from_uuid(row.try_get("id")?);
-            let attempt: i32 = row.try_get("attempt")?;
+            let (id, ending) = Ending::of(row)?;
             let max_attempts: i32 = row.try_get("max_attempts")?;
             effects.changed.push(id);
-            if row.try_get("cancel_requested")? {
+            if ending.cancel_requested {
                 reaped.cancelled += 1;
-                finals.push(
-                    id,
-                    TaskState::Cancelled,
-                    &ErrorChange::Keep,
-                    None,
-                    &unchanged,
-                )?;
-            } else if attempt >= max_attempts {
-                reaped.failed += 1;
-                let error = ErrorChange::Set(lease_expired_error(false));
-                finals.push(id, TaskState::Failed, &error, None, &unchanged)?;
+                let log = ending.logged(AttemptEnding::Cancelled, None, now)?;
+                let keep = &ErrorChange::Keep;
+                finals.push(id, TaskState::Cancelled, keep, None, &unchanged, log)?;
             } else {
-                reaped.requeued += 1;
-                effects.work = true;
-                let error = ErrorChange::Set(lease_expired_error(true));
-                requeues.push(id, None, 0, &error, &unchanged)?;
+                let retryable = ending.attempt < max_attempts;
+                let error = lease_expired_error(retryable);
+                let log = ending.logged(AttemptEnding::LeaseLapsed, Some(&error), now)?;
+                let error = ErrorChange::Set(error);
+                if retryable {
+                    reaped.requeued += 1;
+                    effects.work = true;
+                    requeues.push(id, None, 0, &error, &unchanged, log)?;
+                } else {
+                    reaped.failed += 1;
+                    finals.push(id, TaskState::Failed, &error, None, &unchanged, log)?;
+                }
             }
         }
         finals.write(&mut tx, &self.sql().finish, now).await?;

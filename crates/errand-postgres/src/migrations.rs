@@ -10,7 +10,10 @@ use sqlx_core::raw_sql::raw_sql;
 use sqlx_postgres::PgPool;
 
 /// Every version of the schema, oldest first.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../sql/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../sql/migrations/0001_init.sql")),
+    (2, include_str!("../sql/migrations/0002_attempts.sql")),
+];
 
 /// Brings `schema` (quoted; `name` unquoted) to the newest version.
 pub(crate) async fn migrate(pool: &PgPool, schema: &str, name: &str) -> Result<()> {

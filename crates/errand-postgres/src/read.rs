@@ -14,7 +14,12 @@ use std::collections::BTreeMap;
 
 impl PostgresStore {
     pub(crate) async fn get_record(&self, id: TaskId) -> Result<Option<TaskRecord>> {
-        Ok(self.reader.records(&[id]).await?.pop())
+        let row = query(&self.sql().get)
+            .bind(id.as_uuid())
+            .bind(self.now())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(record).transpose()
     }
 
     pub(crate) async fn list_records(&self, q: &ListQuery) -> Result<Page> {

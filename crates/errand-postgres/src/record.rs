@@ -3,8 +3,8 @@
 
 use crate::error::{PostgresError, Result};
 use errand_core::{
-    Action, Claimed, ErrorInfo, Lease, LeaseToken, Owner, Progress, SealedContext, Step, TaskId,
-    TaskRecord, TaskState,
+    Action, AttemptEnd, Claimed, ErrorInfo, Lease, LeaseToken, Owner, Progress, SealedContext,
+    Step, TaskId, TaskRecord, TaskState,
 };
 use serde_json::value::RawValue;
 use sqlx_core::row::Row;
@@ -43,6 +43,12 @@ pub(crate) fn record(row: &PgRow) -> Result<TaskRecord> {
     let error: Option<Json<ErrorInfo>> = row.try_get("error")?;
     let history: Json<Vec<Action>> = row.try_get("history")?;
     let result: Option<String> = row.try_get("result")?;
+    let attempts: Json<Vec<AttemptEnd>> = row.try_get("attempts")?;
+    // Only `get` reads the arguments (listings and events leave them out).
+    let args: Option<String> = match row.try_column("args") {
+        Ok(_) => Some(row.try_get("args")?),
+        Err(_) => None,
+    };
     Ok(TaskRecord {
         id: TaskId::from_uuid(row.try_get("id")?),
         name: row.try_get("name")?,
@@ -71,6 +77,9 @@ pub(crate) fn record(row: &PgRow) -> Result<TaskRecord> {
         error: error.map(|e| e.0),
         result: result.map(raw).transpose()?,
         history: history.0,
+        attempts: attempts.0,
+        trace_id: row.try_get("trace_id")?,
+        args: args.map(raw).transpose()?,
     })
 }
 

@@ -5,7 +5,7 @@
 const COLUMNS: &str = "id, name, queue, status, user_id, tenant, correlation_id, request_id, \
     key, created_at, updated_at, run_at, started_at, completed_at, next_attempt_at, \
     expires_at, attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, \
-    result, history";
+    result, history, trace_id, attempts";
 
 macro_rules! statements {
     ($($name:ident),* $(,)?) => {
@@ -33,6 +33,7 @@ statements!(
     enqueue,
     enqueue_find_key,
     finish,
+    get,
     fold_counts,
     fold_lock,
     heartbeat,

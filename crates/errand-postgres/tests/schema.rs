@@ -1,12 +1,15 @@
 //! The schema: created on open in the configured schema (any name), versioned, migrated once
-//! when processes open at the same time; two schemas in one database are two stores.
+//! when processes open at the same time, upgraded with the tasks it holds; two schemas in one
+//! database are two stores.
 
 mod common;
 
 use common::TempDb;
 use errand_core::{ListQuery, NewTask, OwnerFilter, Store, SystemClock};
 use errand_postgres::{PostgresConfig, PostgresStore};
+use sqlx_core::executor::Executor;
 use sqlx_core::query::query;
+use sqlx_core::raw_sql::raw_sql;
 use sqlx_core::row::Row;
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ async fn processes_opening_at_once_migrate_once_and_schemas_are_apart() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1], "one migration, applied once");
+    assert_eq!(versions, [1, 2], "each migration applied once");
 
     let args = serde_json::value::to_raw_value(&serde_json::json!({})).expect("JSON");
     let id = a
@@ -82,4 +85,31 @@ async fn an_empty_schema_name_is_refused() {
         matches!(err, errand_postgres::PostgresError::Invalid(_)),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_upgrades_with_its_tasks() {
+    let db = TempDb::new().await;
+    let pool = db.pool().await;
+    let v1 = include_str!("../sql/migrations/0001_init.sql").replace("{schema}", "errand");
+    pool.execute(raw_sql(&format!(
+        "CREATE SCHEMA errand;
+         CREATE TABLE errand.schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         {v1}
+         INSERT INTO errand.schema_version (version) VALUES (1);
+         INSERT INTO errand.tasks (id, name, queue, status, args, created_at, updated_at, due_at,
+             max_attempts, timeout_ms, ttl_ms)
+         VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 'default', 'pending', '{{\"n\":1}}',
+             now(), now(), now(), 3, 1000, 1000);"
+    )))
+    .await
+    .expect("a version 1 schema with a task");
+    let store = open(&db, "errand").await;
+    let id: errand_core::TaskId = "0190a000-0000-7000-8000-000000000001".parse().expect("id");
+    let old = store.get(id).await.expect("get").expect("kept");
+    assert_eq!((old.name.as_str(), old.trace_id.as_deref()), ("old", None));
+    assert!(old.attempts.is_empty());
+    assert_eq!(old.args.expect("args").get(), r#"{"n":1}"#);
+    let claimed = store.claim(&common::claim_request(1)).await.expect("claim");
+    assert_eq!(claimed[0].lease.id, id, "and it runs");
 }

@@ -12,7 +12,7 @@
 -- written with one MSET (a few Redis calls per batch instead of several per task):
 --
 --   state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner\n
---   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>]
+--   <len>:<error><len>:<result><len>:<idempotency key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>[<len>:<attempts>]]
 --
 -- Numbers are decimal (times in ms; empty when unset), `cancel` is 0 or 1, `token` is the
 -- lease token of the last claim (32 hex digits, issued by the claiming process at random; `0`
@@ -24,7 +24,9 @@
 -- length-prefixed blobs may hold any bytes; empty means unset. The
 -- payload (name, owner, ids, args, sealed context) never changes after enqueue. The history
 -- (a JSON array of who cancelled or retried the task: `[{"k": outcome, "t": ms, "u": user,
--- "tn": tenant}]`) follows it once a cancel or retry wrote one (see `add_action`). Error and
+-- "tn": tenant}]`) follows it once a cancel or retry wrote one (see `add_action`), and the
+-- attempt log (how each attempt that did not succeed ended, see `add_attempt`) follows the
+-- history, written empty when only the log exists. Error and
 -- result come first so that ending an attempt rewrites the header and those two and copies
 -- the rest as it is: Lua string work, not Redis commands, is what a task costs most here.
 
@@ -231,7 +233,45 @@ local function add_action(r, outcome, by, limit)
     table.remove(history, 1)
   end
   local text = cjson.encode(history)
-  r.d = string.sub(r.d, 1, payload_end - 1) .. #text .. ':' .. text
+  local log = ''
+  if payload_end <= #r.d then
+    log = string.sub(r.d, skip_blob(r.d, payload_end))
+  end
+  r.d = string.sub(r.d, 1, payload_end - 1) .. #text .. ':' .. text .. log
+end
+
+-- The most entries a task's attempt log keeps (errand_core::ATTEMPT_LOG_LIMIT; a test of the
+-- crate checks they agree).
+local ATTEMPT_LOG_LIMIT = 20
+
+-- Appends the end of a decoded running task's attempt, now, to its attempt log, keeping the
+-- last ATTEMPT_LOG_LIMIT entries: `outcome` is retrying, failed, cancelled or lease_lapsed,
+-- `error` the attempt's error JSON ('' for none). The log is the optional blob after the
+-- history, one line per entry, oldest first: `attempt|started|ended|outcome|error JSON`
+-- (compact JSON holds no newline).
+local function add_attempt(r, outcome, error)
+  local payload_end = skip_blob(r.d, 1)
+  local history, log = '', ''
+  if payload_end <= #r.d then
+    local after_history
+    history, after_history = blob_at(r.d, payload_end)
+    if after_history <= #r.d then
+      log = blob_at(r.d, after_history)
+    end
+  end
+  local entry = r.a .. '|' .. r.st .. '|' .. now .. '|' .. outcome .. '|' .. error
+  local lines = 1
+  if log == '' then
+    log = entry
+  else
+    log = log .. '\n' .. entry
+    lines = select(2, string.gsub(log, '\n', '')) + 1
+  end
+  while lines > ATTEMPT_LOG_LIMIT do
+    log = string.sub(log, string.find(log, '\n', 1, true) + 1)
+    lines = lines - 1
+  end
+  r.d = string.sub(r.d, 1, payload_end - 1) .. #history .. ':' .. history .. #log .. ':' .. log
 end
 
 -- Only the state, cancel flag and lease token (enough to check a lease).

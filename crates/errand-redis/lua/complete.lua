@@ -28,22 +28,13 @@ for n = 1, #keys do
     out[n] = 1
     local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')
     local changed
-    if (outcome == 'S' or outcome == 'F' or outcome == 'C' or cancel)
-      and progress == '' and steps == '' then
-      -- The usual end: rewrite the header, error and result; copy the rest as it is.
+    if outcome == 'S' and progress == '' and steps == '' then
+      -- The usual end, a success: rewrite the header, error and result; copy the rest as it
+      -- is (a success adds nothing to the attempt log).
       local after_error = skip_blob(s, pos)
       local rest = skip_blob(s, after_error)
-      local error_blob, result_blob
-      if outcome == 'S' then
-        error_blob, result_blob = '0:', #payload .. ':' .. payload
-      elseif outcome == 'F' then
-        error_blob = #payload .. ':' .. payload
-        result_blob = string.sub(s, after_error, rest - 1)
-      else
-        error_blob = string.sub(s, pos, after_error - 1)
-        result_blob = string.sub(s, after_error, rest - 1)
-      end
-      local final = outcome == 'S' and 'success' or (outcome == 'F' and 'failed' or 'cancelled')
+      local error_blob, result_blob = '0:', #payload .. ':' .. payload
+      local final = 'success'
       local ttl = tonumber(t)
       local expires = now + ttl
       changed = final .. '|' .. cr .. '|' .. f .. '|' .. a .. '|' .. started .. '|' .. now
@@ -68,10 +59,13 @@ for n = 1, #keys do
         changed = finish(id, r, 'success', expiring)
       elseif outcome == 'F' then
         r.e = payload
+        add_attempt(r, 'failed', payload)
         changed = finish(id, r, 'failed', expiring)
       elseif outcome == 'C' or cancel then
+        add_attempt(r, 'cancelled', '')
         changed = finish(id, r, 'cancelled', expiring)
       elseif outcome == 'R' then
+        add_attempt(r, 'retrying', payload)
         local next_at = now + tonumber(ARGV[i + 4])
         r.s = 'retrying'
         r.e = payload

@@ -24,15 +24,18 @@ for i, id in ipairs(ids) do
   if r and r.s == 'running' then
     local changed
     if r.cr == '1' then
+      add_attempt(r, 'cancelled', '')
       changed = finish(id, r, 'cancelled', expiring)
       cancelled = cancelled + 1
     elseif r.a >= r.m then
       r.e = ARGV[4]
+      add_attempt(r, 'lease_lapsed', ARGV[4])
       changed = finish(id, r, 'failed', expiring)
       failed = failed + 1
     else
       r.s = 'pending'
       r.e = ARGV[3]
+      add_attempt(r, 'lease_lapsed', ARGV[3])
       r.u = now
       changed = encode(r)
       writes[#writes + 1] = keys[i]

@@ -161,6 +161,7 @@
 //! evicted lease or record loses its task) and persistence that is off are reported.
 #![warn(missing_docs)]
 
+mod attempt_log;
 mod config;
 mod error;
 mod health;

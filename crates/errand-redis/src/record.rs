@@ -3,11 +3,12 @@
 //!
 //! A task is one string, so scripts read and write a batch of tasks with MGET and MSET rather
 //! than commands per task. It is a header line of `|`-separated fields, then six
-//! length-prefixed blobs, and a seventh once the task was cancelled or retried by request:
+//! length-prefixed blobs, a seventh once the task was cancelled or retried by request, and an
+//! eighth once an attempt ended other than in success:
 //!
 //! ```text
 //! state|cancel|token|attempt|started|updated|next|completed|expires|max|created|ttl|owner
-//! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>]
+//! <len>:<error><len>:<result><len>:<key name><len>:<progress><len>:<steps><len>:<payload>[<len>:<history>[<len>:<attempts>]]
 //! ```
 //!
 //! | part | holds |
@@ -21,13 +22,15 @@
 //! | `owner` | the owner's hash, which names its listing index |
 //! | error, result, progress, steps | JSON, empty when unset |
 //! | key name | the Redis key of the task's idempotency key, if any |
-//! | payload | JSON written once: name, owner, correlation and request ids, key, delay, timeout, args, sealed context |
+//! | payload | JSON written once: name, owner, correlation, request and trace ids, key, delay, timeout, args, sealed context |
 //! | history | who cancelled or retried the task and when (see the `history` module); absent: none |
+//! | attempts | how each attempt that did not succeed ended (see the `attempt_log` module); absent: none |
 //!
 //! The enqueue script writes the header up to `max` itself, so that every time in a record
 //! comes from the script's "now" (Redis's clock by default); a record's `run_at` is its
 //! creation time plus its delay.
 
+use crate::attempt_log;
 use crate::error::corrupt;
 use crate::history;
 use chrono::{DateTime, Utc};
@@ -53,6 +56,8 @@ struct PayloadOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ri: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dl: Option<i64>,
@@ -74,6 +79,8 @@ struct PayloadIn<'a> {
     ci: Option<String>,
     #[serde(default)]
     ri: Option<String>,
+    #[serde(default)]
+    tr: Option<String>,
     #[serde(default)]
     k: Option<String>,
     #[serde(default)]
@@ -109,6 +116,7 @@ pub(crate) fn payload(task: &NewTask, delay: Option<i64>) -> Result<String, Stor
         tn: task.owner.tenant.as_deref(),
         ci: task.correlation_id.as_deref(),
         ri: task.request_id.as_deref(),
+        tr: task.trace_id.as_deref(),
         k: task.key.as_deref(),
         dl: delay,
         to: u64::try_from(millis(task.timeout)).unwrap_or(0),
@@ -154,6 +162,8 @@ pub(crate) struct Stored<'a> {
     blobs: [&'a [u8]; 6],
     /// The history blob after the payload; empty when there is none.
     history: &'a [u8],
+    /// The attempt log blob after the history; empty when there is none.
+    attempts: &'a [u8],
 }
 
 const STATE: usize = 0;
@@ -190,14 +200,17 @@ impl<'a> Stored<'a> {
         for slot in &mut blobs {
             *slot = next_blob(&mut rest).ok_or_else(bad)?;
         }
-        let history = match rest.is_empty() {
-            true => &[][..],
-            false => next_blob(&mut rest).ok_or_else(bad)?,
+        let mut optional = || match rest.is_empty() {
+            true => Ok(&[][..]),
+            false => next_blob(&mut rest).ok_or_else(bad),
         };
+        let history = optional()?;
+        let attempts = optional()?;
         Ok(Self {
             header,
             blobs,
             history,
+            attempts,
         })
     }
 
@@ -208,6 +221,11 @@ impl<'a> Stored<'a> {
 
     fn payload(&self) -> Result<PayloadIn<'a>, StoreError> {
         parse_payload(self.blobs[PAYLOAD])
+    }
+
+    /// The task's arguments.
+    pub(crate) fn args(&self) -> Result<Box<RawValue>, StoreError> {
+        Ok(self.payload()?.a.to_owned())
     }
 
     /// The task as a worker gets it after a claim; `due` is when it was due, as the claim
@@ -286,6 +304,9 @@ impl<'a> Stored<'a> {
                 Some(RawValue::from_string(text.to_string()).map_err(corrupt)?)
             },
             history: history::actions(self.history)?,
+            attempts: attempt_log::ends(self.attempts)?,
+            trace_id: d.tr.clone(),
+            args: None,
         })
     }
 }

@@ -763,7 +763,11 @@ impl Store for RedisStore {
         if stored.expires_ms().is_some_and(|x| x <= now) {
             return Ok(None);
         }
-        stored.record(id, &queue).map(Some)
+        let record = stored.record(id, &queue)?;
+        Ok(Some(TaskRecord {
+            args: Some(stored.args()?),
+            ..record
+        }))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {

@@ -56,7 +56,7 @@ function fmtMs(ms) {
   return `${(ms / 60000).toFixed(1)} min`;
 }
 
-function stateBadge(state) { return h("span", { class: `badge s-${state}` }, state); }
+function stateBadge(state) { return h("span", { class: `badge s-${state}` }, String(state).replace(/_/g, " ")); }
 
 function ownerText(owner) {
   if (!owner) return "—";
@@ -428,9 +428,8 @@ function bulkSummary(res) {
 
 // ---- Task detail -------------------------------------------------------------------------
 
-function traceLink(traceparent) {
-  if (!traceparent) return "—";
-  const traceId = traceparent.split("-")[1] || traceparent;
+function traceLink(traceId) {
+  if (!traceId) return "—";
   const template = document.querySelector("meta[name='errand-trace-url']")?.content || "";
   if (!template || template.includes("{{")) return h("span", { class: "mono" }, traceId);
   const href = template.replace("{trace_id}", encodeURIComponent(traceId));
@@ -455,9 +454,11 @@ async function renderTask(id) {
   if (!current()) return;
   drawTask(record);
   if (!LIVE.includes(record.status) && !record.cancel_requested) return;
+  // Events carry the record without its arguments, which never change: keep the first read's.
+  const withArgs = (r) => ({ ...r, args: r.args === undefined ? record.args : r.args });
   const ctl = new AbortController();
   app.stream = ctl;
-  follow(record.id, (r) => { if (current()) drawTask(r); }, ctl.signal)
+  follow(record.id, (r) => { if (current()) drawTask(withArgs(r)); }, ctl.signal)
     .catch(() => {})
     .finally(() => {
       // The stream ends at a final state; one last read catches the final record.
@@ -488,7 +489,11 @@ function drawTask(t) {
     h("h2", { id: "h-error" }, "Error"),
     dl([["Message", t.error.message], ["Kind", t.error.kind], ["Retryable", t.error.retryable ? "yes" : "no"]]),
     t.error.details ? h("pre", {}, JSON.stringify(t.error.details, null, 2)) : null) : null;
-  const attempts = (t.attempts || []);
+  // The log holds the attempts that did not succeed; a running or successful one is the record's.
+  const attempts = [...(t.attempts || [])];
+  if (t.attempt && ["running", "success"].includes(t.status)) {
+    attempts.push({ attempt: t.attempt, started_at: t.started_at, ended_at: t.completed_at, outcome: t.status });
+  }
   const history = (t.history || []);
   redraw(main(),
     h("p", {}, h("a", { href: "/ui/", id: "back" }, "← Tasks")),
@@ -501,7 +506,7 @@ function drawTask(t) {
       t.next_attempt_at ? ["Next attempt", fmtTime(t.next_attempt_at)] : null, ["Updated", fmtTime(t.updated_at)],
       ["Request id", h("span", { class: "mono" }, t.request_id || "—")],
       ["Correlation id", h("span", { class: "mono" }, t.correlation_id || "—")],
-      ["Trace", traceLink(t.traceparent)], t.key ? ["Idempotency key", t.key] : null]),
+      ["Trace", traceLink(t.trace_id)], t.key ? ["Idempotency key", t.key] : null]),
     progress, steps, error,
     h("section", { "aria-labelledby": "h-attempts" }, h("h2", { id: "h-attempts" }, "Attempts"),
       attempts.length ? h("table", {}, h("thead", {}, h("tr", {}, ["#", "Started", "Took", "Outcome", "Error"].map((c) => h("th", { scope: "col" }, c)))),

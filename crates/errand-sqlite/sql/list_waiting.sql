@@ -7,7 +7,7 @@
 SELECT id, name, queue, status, user_id, tenant, correlation_id, request_id, key,
        created_at, updated_at, run_at, started_at, completed_at, next_attempt_at, expires_at,
        attempt, max_attempts, timeout_ms, cancel_requested, progress, steps, error, result,
-       history
+       history, trace_id, attempts
 FROM tasks INDEXED BY tasks_ready
 WHERE due_at IS NOT NULL AND (:owned = 0 OR (tenant IS :tenant AND user_id IS :user_id))
   AND id >= :lower AND id < :upper

@@ -97,7 +97,7 @@ pub(crate) fn raw_at(row: &Row<'_>, i: usize) -> Result<Option<Box<RawValue>>, O
 /// Reads a record from a row whose columns are, in order: `id, name, queue, status, user_id,
 /// tenant, correlation_id, request_id, key, created_at, updated_at, run_at, started_at,
 /// completed_at, next_attempt_at, expires_at, attempt, max_attempts, timeout_ms,
-/// cancel_requested, progress, steps, error, result, history` (as in `get.sql`, `record.sql`
+/// cancel_requested, progress, steps, error, result, history, trace_id, attempts` (as in `get.sql`, `record.sql`
 /// and `list_*.sql`).
 pub(crate) fn record(row: &Row<'_>) -> Result<TaskRecord, OpError> {
     Ok(TaskRecord {
@@ -128,6 +128,9 @@ pub(crate) fn record(row: &Row<'_>) -> Result<TaskRecord, OpError> {
         error: json_at(row, 22)?,
         result: raw_at(row, 23)?,
         history: json_at(row, 24)?.unwrap_or_default(),
+        trace_id: row.get(25)?,
+        attempts: json_at(row, 26)?.unwrap_or_default(),
+        args: None,
     })
 }
 

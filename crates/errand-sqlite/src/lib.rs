@@ -56,6 +56,7 @@
 mod codec;
 mod config;
 mod database;
+mod ending;
 mod error;
 mod history;
 mod listing;

@@ -33,6 +33,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../sql/migrations/0004_history.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../sql/migrations/0005_attempts.sql"),
+    },
 ];
 
 /// Every migration's SQL, oldest first (the whole schema when applied in order).

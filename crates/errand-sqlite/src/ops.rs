@@ -3,18 +3,18 @@
 //! the reference `MemoryStore` operation of the same name.
 
 use crate::codec::{self, after, id_at, id_bytes, json, state_at};
+use crate::ending::{Ending, Finish, owner_queue};
 use crate::error::OpError;
 use crate::history;
 use crate::signals::DueChange;
 use crate::sql;
-use crate::tally::Tally;
 use crate::writer::WriteCx;
 use errand_core::{
-    Action, ActionOutcome, CancelOutcome, Claimed, CompleteResult, Completion, Enqueued, Lease,
-    LeaseState, LeaseToken, NewTask, Outcome, Owner, QueueDepth, Reaped, RetryOutcome,
-    SealedContext, StatusUpdate, TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
+    Action, ActionOutcome, AttemptEnding, CancelOutcome, Claimed, Enqueued, Lease, LeaseState,
+    LeaseToken, NewTask, Owner, QueueDepth, Reaped, RetryOutcome, SealedContext, StatusUpdate,
+    TaskId, TaskRecord, TaskState, lease_expired_error, scoped_key,
 };
-use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use std::time::Duration;
 
@@ -58,6 +58,7 @@ pub(crate) fn enqueue(
             codec::span(t.ttl),
             t.args.get(),
             t.context.as_ref().map(SealedContext::as_str),
+            t.trace_id,
         ])?;
         cx.tally.add(&t.owner, &t.queue, status, 1);
         // Even a delayed task wakes idle workers: they recompute how long to sleep.
@@ -217,7 +218,7 @@ fn candidate(r: &rusqlite::Row<'_>) -> Result<Candidate, OpError> {
 }
 
 /// A lease's token as stored (16 bytes).
-fn token(lease: &Lease) -> [u8; 16] {
+pub(crate) fn token(lease: &Lease) -> [u8; 16] {
     lease.token.to_bytes()
 }
 
@@ -252,10 +253,10 @@ pub(crate) fn heartbeat(
 }
 
 /// Progress and steps as stored (`None`: unchanged).
-type Report = (Option<String>, Option<String>);
+pub(crate) type Report = (Option<String>, Option<String>);
 
 /// A report as stored.
-fn report_json(report: &StatusUpdate) -> Result<Report, OpError> {
+pub(crate) fn report_json(report: &StatusUpdate) -> Result<Report, OpError> {
     Ok((
         report.progress.as_ref().map(json).transpose()?,
         report.steps.as_ref().map(json).transpose()?,
@@ -290,195 +291,6 @@ pub(crate) fn report(
         states.push(lease_state(cancel));
     }
     Ok(states)
-}
-
-/// How a task ends for good, as `finish.sql` writes it.
-struct Ending<'a> {
-    /// Success, failed or cancelled.
-    status: TaskState,
-    /// A success's result.
-    result: Option<&'a str>,
-    /// The error to record (`None`: the recorded one stays).
-    error: Option<String>,
-    /// The last progress as stored (`None`: unchanged).
-    progress: Option<&'a str>,
-    /// The last steps as stored (`None`: unchanged).
-    steps: Option<&'a str>,
-    /// A completion's lease token (a lost lease matches no row); `None` for a cancel or a
-    /// reap, which read the row in the same transaction.
-    token: Option<[u8; 16]>,
-}
-
-impl<'a> Ending<'a> {
-    /// Ends as `status`, with nothing else to record.
-    fn new(status: TaskState) -> Self {
-        Self {
-            status,
-            result: None,
-            error: None,
-            progress: None,
-            steps: None,
-            token: None,
-        }
-    }
-
-    /// Ends a completion's attempt as `status`, with its last progress and steps, while its
-    /// lease is held.
-    fn completion(status: TaskState, lease: &Lease, report: &'a Report) -> Self {
-        Self {
-            progress: report.0.as_deref(),
-            steps: report.1.as_deref(),
-            token: Some(token(lease)),
-            ..Self::new(status)
-        }
-    }
-
-    /// Writes it to task `id`, which was in state `from`, with `finish`, and counts the
-    /// change in `tally`; whether the task ended.
-    fn write(
-        &self,
-        finish: &mut Finish<'_>,
-        id: TaskId,
-        now: i64,
-        from: TaskState,
-        tally: &mut Tally,
-    ) -> Result<bool, OpError> {
-        let params = params![
-            &id_bytes(id)[..],
-            now,
-            self.status.as_str(),
-            self.result,
-            self.error,
-            self.progress,
-            self.steps,
-            self.token.as_ref().map(|t| &t[..])
-        ];
-        if finish.end.execute(params)? == 0 {
-            return Ok(false);
-        }
-        let (owner, queue) = finish.owner_of(id)?;
-        tally.moved(&owner, &queue, from, self.status);
-        Ok(true)
-    }
-}
-
-/// The statements that end tasks: `finish.sql`, and `task_owner.sql` for the counters.
-struct Finish<'c> {
-    end: CachedStatement<'c>,
-    owner: CachedStatement<'c>,
-}
-
-impl<'c> Finish<'c> {
-    fn new(conn: &'c Connection) -> Result<Self, OpError> {
-        Ok(Self {
-            end: conn.prepare_cached(sql::FINISH)?,
-            owner: conn.prepare_cached(sql::TASK_OWNER)?,
-        })
-    }
-
-    /// The owner and queue of task `id`.
-    fn owner_of(&mut self, id: TaskId) -> Result<(Owner, String), OpError> {
-        Ok(self.owner.query_row([&id_bytes(id)[..]], owner_queue)?)
-    }
-}
-
-/// The owner and queue of a changed row, from its `RETURNING tenant, user_id, queue`.
-fn owner_queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Owner, String)> {
-    let owner = Owner {
-        tenant: r.get(0)?,
-        user_id: r.get(1)?,
-    };
-    Ok((owner, r.get(2)?))
-}
-
-/// Ends attempts whose lease is still held; stale completions change nothing. Each is one
-/// fenced update. A retry or release of a task whose cancellation was requested changes
-/// nothing, and the task ends `cancelled` instead.
-pub(crate) fn complete(
-    cx: &mut WriteCx<'_>,
-    completions: Vec<Completion>,
-    now: i64,
-) -> Result<Vec<CompleteResult>, OpError> {
-    let conn = cx.conn;
-    let mut finish = Finish::new(conn)?;
-    let mut retry = conn.prepare_cached(sql::COMPLETE_RETRY)?;
-    let mut release = conn.prepare_cached(sql::COMPLETE_RELEASE)?;
-    let mut results = Vec::with_capacity(completions.len());
-    for c in completions {
-        let id = c.lease.id;
-        let report = report_json(&c.report)?;
-        let (progress, steps) = (report.0.as_deref(), report.1.as_deref());
-        let end = |status| Ending::completion(status, &c.lease, &report);
-        let running = TaskState::Running;
-        let applied = match &c.outcome {
-            Outcome::Success(result) => Ending {
-                result: Some(result.get()),
-                ..end(TaskState::Success)
-            }
-            .write(&mut finish, id, now, running, &mut cx.tally)?,
-            Outcome::Failed(error) => Ending {
-                error: Some(json(error)?),
-                ..end(TaskState::Failed)
-            }
-            .write(&mut finish, id, now, running, &mut cx.tally)?,
-            Outcome::Cancelled => {
-                end(TaskState::Cancelled).write(&mut finish, id, now, running, &mut cx.tally)?
-            }
-            Outcome::Retry { error, delay } => {
-                let next = after(now, *delay);
-                let params = params![
-                    &id_bytes(id)[..],
-                    now,
-                    json(error)?,
-                    next,
-                    progress,
-                    steps,
-                    &token(&c.lease)[..]
-                ];
-                match retry.query_row(params, owner_queue).optional()? {
-                    Some((owner, queue)) => {
-                        cx.tally.moved(&owner, &queue, running, TaskState::Retrying);
-                        cx.effects.due.push(DueChange::Added { queue, due: next });
-                        cx.effects.work = true;
-                        true
-                    }
-                    // Cancellation was requested (or the lease is lost: nothing changes).
-                    None => end(TaskState::Cancelled).write(
-                        &mut finish,
-                        id,
-                        now,
-                        running,
-                        &mut cx.tally,
-                    )?,
-                }
-            }
-            Outcome::Released => {
-                let params = params![
-                    &id_bytes(id)[..],
-                    now,
-                    progress,
-                    steps,
-                    &token(&c.lease)[..]
-                ];
-                if release.execute(params)? > 0 {
-                    let (owner, queue) = finish.owner_of(id)?;
-                    cx.tally.moved(&owner, &queue, running, TaskState::Pending);
-                    cx.effects.work = true;
-                    true
-                } else {
-                    // Cancellation was requested (or the lease is lost: nothing changes).
-                    end(TaskState::Cancelled).write(&mut finish, id, now, running, &mut cx.tally)?
-                }
-            }
-        };
-        if applied {
-            cx.changed(id)?;
-            results.push(CompleteResult::Applied);
-        } else {
-            results.push(CompleteResult::Stale);
-        }
-    }
-    Ok(results)
 }
 
 /// Cancels a waiting task at once, or asks the worker of a running one to stop it.
@@ -620,7 +432,7 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped,
     let mut reaped = Reaped::default();
     for (seq, id, cancel_requested, attempt, max_attempts, (owner, queue)) in lapsed {
         if cancel_requested {
-            Ending::new(TaskState::Cancelled).write(
+            Ending::attempt(TaskState::Cancelled, AttemptEnding::Cancelled, None)?.write(
                 &mut finish,
                 id,
                 now,
@@ -629,15 +441,19 @@ pub(crate) fn reap(cx: &mut WriteCx<'_>, now: i64, limit: i64) -> Result<Reaped,
             )?;
             reaped.cancelled += 1;
         } else if attempt >= max_attempts {
-            Ending {
-                error: Some(json(&lease_expired_error(false))?),
-                ..Ending::new(TaskState::Failed)
-            }
-            .write(&mut finish, id, now, running, &mut cx.tally)?;
+            let error = lease_expired_error(false);
+            Ending::attempt(TaskState::Failed, AttemptEnding::LeaseLapsed, Some(&error))?.write(
+                &mut finish,
+                id,
+                now,
+                running,
+                &mut cx.tally,
+            )?;
             reaped.failed += 1;
         } else {
-            let error = json(&lease_expired_error(true))?;
-            requeue.execute(params![seq, now, error])?;
+            let error = lease_expired_error(true);
+            requeue.execute(params![seq, now, json(&error)?])?;
+            finish.log(id, AttemptEnding::LeaseLapsed, Some(&error), now)?;
             cx.tally.moved(&owner, &queue, running, TaskState::Pending);
             reaped.requeued += 1;
             cx.effects.work = true;
@@ -667,10 +483,21 @@ pub(crate) fn record(conn: &Connection, id: TaskId) -> Result<TaskRecord, OpErro
         .query_row([&id_bytes(id)[..]], |r| Ok(codec::record(r)))?
 }
 
-/// One unexpired record by id.
+/// The column of `get.sql` that holds the arguments (after the record's).
+const GET_ARGS: usize = 27;
+
+/// One unexpired record by id, with its arguments.
 pub(crate) fn get(conn: &Connection, id: TaskId, now: i64) -> Result<Option<TaskRecord>, OpError> {
+    let read = |r: &rusqlite::Row<'_>| {
+        Ok(codec::record(r).and_then(|record| {
+            Ok(TaskRecord {
+                args: codec::raw_at(r, GET_ARGS)?,
+                ..record
+            })
+        }))
+    };
     conn.prepare_cached(sql::GET)?
-        .query_row(params![&id_bytes(id)[..], now], |r| Ok(codec::record(r)))
+        .query_row(params![&id_bytes(id)[..], now], read)
         .optional()?
         .transpose()
 }
@@ -758,7 +585,7 @@ pub(crate) mod tests {
 
     #[test]
     fn record_queries_return_the_columns_codec_reads() {
-        const RECORD_COLUMNS: [&str; 25] = [
+        const RECORD_COLUMNS: [&str; 27] = [
             "id",
             "name",
             "queue",
@@ -784,6 +611,8 @@ pub(crate) mod tests {
             "error",
             "result",
             "history",
+            "trace_id",
+            "attempts",
         ];
         let conn = schema();
         let listings = [
@@ -799,10 +628,15 @@ pub(crate) mod tests {
             sql::LIST_RUNNING,
             sql::LIST_SEARCH,
         ];
-        for sql in [sql::GET, sql::RECORD].into_iter().chain(listings) {
+        for sql in [sql::RECORD].into_iter().chain(listings) {
             let stmt = conn.prepare(sql).expect("statement prepares");
             assert_eq!(stmt.column_names(), RECORD_COLUMNS, "{sql}");
         }
+        // `get` reads the arguments too, after the record's columns.
+        let get = conn.prepare(sql::GET).expect("statement prepares");
+        let mut with_args = RECORD_COLUMNS.to_vec();
+        with_args.push("args");
+        assert_eq!(get.column_names(), with_args);
     }
 
     /// Every way a task ends (completions, cancels of waiting tasks, the reaper) goes through

@@ -31,6 +31,10 @@ queries! {
     REPORT = "report.sql";
     /// The owner and queue of a task.
     TASK_OWNER = "task_owner.sql";
+    /// A task's current attempt and its attempt log.
+    ATTEMPT_LOG_GET = "attempt_log_get.sql";
+    /// Replaces a task's attempt log.
+    ATTEMPT_LOG_SET = "attempt_log_set.sql";
     /// Ends a task for good: success, failed or cancelled.
     FINISH = "finish.sql";
     /// Schedules the next attempt of a failed one.

@@ -3,6 +3,7 @@
 use crate::codec::micros;
 use crate::config::SqliteConfig;
 use crate::database::Db;
+use crate::ending;
 use crate::error::SqliteError;
 use crate::ops::{self, ClaimSpec};
 use crate::private;
@@ -225,7 +226,7 @@ impl Store for SqliteStore {
         let now = self.now();
         self.inner
             .writer
-            .run(move |cx| ops::complete(cx, completions, now))
+            .run(move |cx| ending::complete(cx, completions, now))
             .await
     }
 

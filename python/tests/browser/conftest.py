@@ -32,6 +32,7 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOTS = REPO / "docs" / "screenshots"
 QUEUE = "ui"
+TRACE_URL_TEMPLATE = "https://traces.invalid/trace/{trace_id}"
 TERMINAL = {"success", "failed", "cancelled"}
 
 expect.set_options(timeout=10_000)
@@ -109,7 +110,7 @@ class Dashboard:
 
     def submit(self, token: str, name: str, args: dict[str, Any] | None = None, *,
                correlation_id: str | None = None, request_id: str | None = None,
-               delay_s: float | None = None) -> str:
+               traceparent: str | None = None, delay_s: float | None = None) -> str:
         body: dict[str, Any] = {"name": name, "args": args or {}}
         if delay_s is not None:
             body["delay_s"] = delay_s
@@ -118,6 +119,8 @@ class Dashboard:
             headers["x-correlation-id"] = correlation_id
         if request_id:
             headers["x-request-id"] = request_id
+        if traceparent:
+            headers["traceparent"] = traceparent
         r = httpx.post(f"{self.server.url}/v1/tasks", json=body, headers=headers, timeout=10)
         assert r.status_code == 202, r.text
         task_id: str = r.json()["id"]
@@ -178,8 +181,9 @@ def start_errand(root: Path, env: dict[str, str] | None = None) -> Errand:
 
 @pytest.fixture
 def serve_env() -> dict[str, str]:
-    """Environment of the test's ``errand serve`` (a test overrides it to change a limit)."""
-    return {}
+    """Environment of the test's ``errand serve`` (a test overrides it to change a limit):
+    trace ids link to a trace viewer (never opened: the tests only read the links)."""
+    return {"ERRAND_TRACE_URL_TEMPLATE": TRACE_URL_TEMPLATE}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 from playwright.sync_api import expect
 
 from tests.browser.conftest import (
-    QUEUE, Dashboard, confirm, count_of, row, rows, search, step_state, title_state,
+    QUEUE, TRACE_URL_TEMPLATE, Dashboard, confirm, count_of, row, rows, search, step_state, title_state,
 )
 
 
@@ -87,7 +87,9 @@ def test_a_submitted_task_appears_live_and_its_steps_run(dash: Dashboard) -> Non
 
 def test_a_failed_task_shows_its_error_and_runs_again_when_retried(dash: Dashboard) -> None:
     alice = dash.token("alice")
-    task_id = dash.submit(alice, "ui_fail")
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    task_id = dash.submit(alice, "ui_fail", {"message": "export.csv has no data rows"},
+                          traceparent=f"00-{trace_id}-b7ad6b7169203331-01")
     failed = dash.wait_status(alice, task_id)
     assert failed["status"] == "failed", failed
     page = dash.page
@@ -104,6 +106,14 @@ def test_a_failed_task_shows_its_error_and_runs_again_when_retried(dash: Dashboa
     expect(error).to_contain_text("empty_export")
     expect(error).to_contain_text('"rows": 0')
     expect(page.get_by_text("No one has acted on it.")).to_be_visible()
+    # The attempt that failed, with its error; the arguments; the trace id, linked.
+    attempts = page.get_by_role("region", name="Attempts").locator("tbody tr")
+    expect(attempts).to_have_count(1)
+    expect(attempts.first.locator(".badge")).to_have_text("failed")
+    expect(attempts.first).to_contain_text("empty_export: export.csv has no data rows")
+    expect(page.get_by_role("region", name="Arguments")).to_contain_text('"message": "export.csv')
+    trace = page.get_by_role("link", name=trace_id)
+    expect(trace).to_have_attribute("href", TRACE_URL_TEMPLATE.format(trace_id=trace_id))
 
     page.get_by_role("button", name="Retry").click()
     confirm(page, "Retry task", "Retry")
@@ -112,6 +122,9 @@ def test_a_failed_task_shows_its_error_and_runs_again_when_retried(dash: Dashboa
     expect(step_state(page, "parse")).to_have_text("success")
     expect(page.get_by_role("region", name="Error")).to_have_count(0)
     expect(page.get_by_role("region", name="History")).to_contain_text("retry (requeued) by alice")
+    # The failed attempt stays in the log; the successful one is the record's own.
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(1).locator(".badge")).to_have_text("success")
     record = dash.get(alice, task_id)
     assert record["status"] == "success" and record["attempt"] == 1, record
     assert [(a["action"], a["by"]["user_id"]) for a in record["history"]] == [("retry", "alice")]

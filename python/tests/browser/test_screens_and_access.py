@@ -8,7 +8,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, Dashboard, confirm, row, rows, step_state, title_state
+from tests.browser.conftest import (
+    PHONE, TRACE_URL_TEMPLATE, Dashboard, confirm, row, rows, step_state, title_state,
+)
 
 #: Every control the dashboard draws.
 CONTROLS = "button:visible, input:visible, select:visible, textarea:visible, a[href]:visible"
@@ -54,7 +56,8 @@ def test_screenshots_of_the_list_and_a_task(dash: Dashboard) -> None:
     for i in range(2):
         dash.submit(alice, "ui_pipeline", delay_s=3600, correlation_id=f"nightly-{i}")
     running = dash.submit(alice, "ui_pipeline", {"records": 250, "gate": "gate-shot"},
-                          correlation_id="order-1099", request_id="req-7f3a")
+                          correlation_id="order-1099", request_id="req-7f3a",
+                          traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     dash.wait_status(alice, running, "running")
     page = dash.page
     dash.sign_in("alice")
@@ -82,7 +85,7 @@ def test_screenshots_of_the_list_and_a_task(dash: Dashboard) -> None:
 @pytest.fixture
 def serve_env() -> dict[str, str]:
     # No leeway on `exp`, so that a 1 s token is refused a second later (default: 30 s).
-    return {"ERRAND_TOKEN_LEEWAY": "0s"}
+    return {"ERRAND_TOKEN_LEEWAY": "0s", "ERRAND_TRACE_URL_TEMPLATE": TRACE_URL_TEMPLATE}
 
 
 def test_an_expired_token_returns_to_the_sign_in_form(dash: Dashboard) -> None:

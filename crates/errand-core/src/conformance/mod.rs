@@ -20,10 +20,15 @@ use crate::{
 use futures::StreamExt;
 use serde_json::value::RawValue;
 
+mod attempts;
 mod guarded;
 mod history;
 mod listing;
 mod tampering;
+pub use attempts::{
+    attempt_log_is_bounded_to_the_newest, attempt_log_records_cancellation,
+    attempt_log_records_every_end_but_success, get_shows_args_and_trace_id,
+};
 pub use guarded::Guarded;
 pub use history::{
     actions_of_two_admins_at_once_all_land, history_is_bounded_to_the_newest,
@@ -75,7 +80,11 @@ macro_rules! store_conformance {
             actions_of_two_admins_at_once_all_land,
             history_is_bounded_to_the_newest,
             every_filter_answers_what_matches_admits,
-            counts_stay_exact_under_concurrency
+            counts_stay_exact_under_concurrency,
+            attempt_log_records_every_end_but_success,
+            attempt_log_records_cancellation,
+            attempt_log_is_bounded_to_the_newest,
+            get_shows_args_and_trace_id
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
