@@ -55,7 +55,8 @@
 //! - **Idempotency keys** are a unique index over live tasks (scoped to the owner): while a
 //!   task with the key is live, enqueueing it again returns that task, across processes and
 //!   transactions.
-//! - **Wake-ups** are `LISTEN`/`NOTIFY` (one notification per batch), with a poll every
+//! - **Wake-ups** are `LISTEN`/`NOTIFY` (one notification per batch; status changes only for
+//!   tasks somebody watches, so unwatched claims and completions send none), with a poll every
 //!   [`PostgresConfig::poll_interval`] as the fallback for a lost notification, a reconnect,
 //!   or a scheduled task falling due. With [`PostgresConfig::poll_only`] (PgBouncer in
 //!   transaction pooling mode) the store never listens: other processes' work, changes and
