@@ -56,6 +56,7 @@ impl PostgresStore {
         queues.sort_unstable();
         queues.dedup();
         let mut tx = self.pool().begin().await?;
+        query(&self.sql().claim_unflushed).execute(&mut *tx).await?;
         let rows = query(&self.sql().claim)
             .bind(queues)
             .bind(now)

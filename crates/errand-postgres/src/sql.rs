@@ -29,6 +29,7 @@ macro_rules! statements {
 statements!(
     cancel_running,
     claim,
+    claim_unflushed,
     counts,
     enqueue,
     enqueue_find_key,
