@@ -45,7 +45,10 @@
 //! - **At least once.** A claim locks the oldest due tasks with `FOR UPDATE SKIP LOCKED`
 //!   (concurrent claims never take the same task nor wait on each other) and gives each a
 //!   lease: a deadline and a random 128-bit token. A task whose lease lapses (its worker
-//!   died) is handed out again by [`errand_core::Store::reap`], with a new token.
+//!   died) is handed out again by [`errand_core::Store::reap`], with a new token. Claims
+//!   commit without waiting for their WAL flush: one lost in a crash of the server is a lease
+//!   that lapsed at once (the task waits again and is claimed anew; its first worker is fenced
+//!   out). Enqueues, completions, cancels and retries wait for theirs.
 //! - **Fencing.** Heartbeats, reports and completions carry the lease and change a task only
 //!   while its token is the current one, so a worker that lost its lease cannot overwrite the
 //!   newer attempt; a completion is applied once.
