@@ -18,7 +18,8 @@ pub struct PostgresConfig {
     /// Never `LISTEN`: for a server reached through PgBouncer in transaction pooling mode,
     /// where a listening session cannot be held. Workers and watchers of other processes then
     /// learn of changes by polling every [`PostgresConfig::poll_interval`]; those of this
-    /// process are still told at once. Default `false`.
+    /// process are still told at once. [`PostgresStore::connect`](crate::PostgresStore::connect)
+    /// then also keeps no prepared statements. Default `false`.
     pub poll_only: bool,
     /// How often idle workers look for work, watchers re-read their task and cancellations
     /// are looked for, whatever the notifications say: the delay of a wake-up that a lost

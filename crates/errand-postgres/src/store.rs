@@ -13,7 +13,7 @@ use errand_core::{Clock, TaskId, TaskRecord};
 use futures::stream::BoxStream;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgPool, PgPoolOptions, Postgres};
+use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -92,12 +92,18 @@ impl Drop for Listener {
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:pass@host/db`), creates or upgrades
     /// the schema, and (unless [`PostgresConfig::poll_only`]) starts listening for
-    /// notifications. Must be called inside a tokio runtime.
+    /// notifications. With `poll_only` its sessions keep no prepared statements either, which
+    /// PgBouncer in transaction pooling mode (before 1.21) cannot route. Must be called inside
+    /// a tokio runtime.
     pub async fn connect(url: &str, config: PostgresConfig) -> Result<Self> {
+        let mut options: PgConnectOptions = url.parse()?;
+        if config.poll_only {
+            options = options.statement_cache_capacity(0);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)
-            .connect(url)
+            .connect_with(options)
             .await?;
         Self::with_pool(pool, config).await
     }
