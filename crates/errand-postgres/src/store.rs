@@ -1,6 +1,7 @@
-//! [`PostgresStore`]: opening the store, and [`Store`] for it. Each operation lives in the
-//! module of its concept (`enqueue`, `leases`, `finish`, `actions`, `read`); this module
-//! holds what they share: the pool, the statements, the clock and the signals.
+//! [`PostgresStore`]: opening the store, and [`Store`](errand_core::Store) for it. Each
+//! operation lives in the module of its concept (`enqueue`, `leases`, `finish`, `actions`,
+//! `read`, `watching`, `housekeeping`, `warnings`); this module holds what they share: the
+//! pool, the statements, the clock and the signals.
 
 use crate::config::PostgresConfig;
 use crate::error::{PostgresError, Result};
