@@ -1,0 +1,2 @@
+-- The schema's version (NULL: none applied yet).
+SELECT max(version) FROM {schema}.schema_version
