@@ -151,7 +151,9 @@ async fn a_key_the_worker_lacks_is_retried_until_a_worker_holding_it_runs_the_ta
     .resource(s.journal.clone())
     .start();
     let r = finished(&s.store, id, LONG).await;
-    assert_eq!((r.status, r.attempt), (TaskState::Success, 2));
+    assert_eq!(r.status, TaskState::Success);
+    // The lacking worker spent one attempt, or two when its backoff ended before it stopped.
+    assert!((2..=3).contains(&r.attempt), "attempt {}", r.attempt);
     let seen = s.journal.of(id);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].cx_user.as_deref(), Some("alice"));

@@ -223,8 +223,11 @@ impl Events {
     }
 
     /// The event for `record`, unless it is the same as the last one sent. Final records are
-    /// never skipped for their time: `updated_at` is not monotonic across hosts.
-    fn event(&mut self, record: TaskRecord) -> Option<Event> {
+    /// never skipped for their time: `updated_at` is not monotonic across hosts. Events leave
+    /// out the arguments (they never change; `GET /v1/tasks/{id}` has them), whether the record
+    /// came from a re-read or from the store's watch.
+    fn event(&mut self, mut record: TaskRecord) -> Option<Event> {
+        record.args = None;
         let json = match serde_json::to_string(&record) {
             Ok(json) => json,
             Err(e) => {

@@ -205,7 +205,7 @@ async fn a_bad_config_file_is_a_clear_error_for_every_command() {
         );
     }
     let bad_value = dir.path().join("bad.toml");
-    std::fs::write(&bad_value, "store = \"postgres\"\n").expect("write");
+    std::fs::write(&bad_value, "store = \"cassandra\"\n").expect("write");
     let out = run(
         dir.path(),
         &["--config", &bad_value.to_string_lossy(), "serve"],
@@ -214,7 +214,7 @@ async fn a_bad_config_file_is_a_clear_error_for_every_command() {
     .await;
     assert_ne!(out.status.code(), Some(0));
     assert!(
-        out.stderr.contains("unknown variant `postgres`"),
+        out.stderr.contains("unknown variant `cassandra`"),
         "{}",
         out.stderr
     );
