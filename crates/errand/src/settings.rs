@@ -25,6 +25,9 @@ pub enum StoreKind {
     Memory,
     /// Redis or Valkey: many API and worker processes on many machines.
     Redis,
+    /// PostgreSQL: many processes on the service's own database, with enqueue inside its
+    /// transactions (from the library: `errand_postgres::SubmitInTx`).
+    Postgres,
 }
 
 /// How logs are written.
@@ -68,6 +71,12 @@ pub struct FileConfig {
     pub redis_url: Option<Sensitive>,
     /// Key prefix in Redis.
     pub redis_prefix: Option<String>,
+    /// PostgreSQL URL, for `store = "postgres"` (it may hold a password: `Debug` hides it).
+    pub postgres_url: Option<Sensitive>,
+    /// The schema errand's tables live in.
+    pub postgres_schema: Option<String>,
+    /// Never LISTEN (PgBouncer in transaction pooling mode): poll instead.
+    pub postgres_poll_only: Option<bool>,
     /// `serve`: tasks run at once in this process (0: API only).
     pub workers: Option<usize>,
     /// `worker`: tasks run at once.
@@ -218,6 +227,16 @@ pub struct StoreArgs {
     /// Key prefix in Redis [default: errand].
     #[arg(long, env = "ERRAND_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
+    /// PostgreSQL URL for the postgres store, e.g. postgres://postgres@127.0.0.1:5432/app.
+    #[arg(long, env = "ERRAND_POSTGRES_URL", value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// The schema of errand's tables in PostgreSQL, created if missing [default: errand].
+    #[arg(long, env = "ERRAND_POSTGRES_SCHEMA", value_name = "SCHEMA")]
+    pub postgres_schema: Option<String>,
+    /// Never LISTEN: poll for work, cancellations and events instead (for PgBouncer in
+    /// transaction pooling mode, which cannot hold a listening session).
+    #[arg(long, env = "ERRAND_POSTGRES_POLL_ONLY")]
+    pub postgres_poll_only: bool,
 }
 
 /// Span export, shared by `serve`, `worker` and `bench`.
@@ -302,12 +321,41 @@ impl Settings {
                     .unwrap_or_else(|| "errand".into());
                 StoreChoice::Redis { url, prefix }
             }
+            StoreKind::Postgres => {
+                let Some(url) = args.postgres_url.clone().or_else(|| {
+                    self.file
+                        .postgres_url
+                        .as_ref()
+                        .map(|u| u.expose().to_string())
+                }) else {
+                    bail!(
+                        "the postgres store needs a URL: pass --postgres-url, set ERRAND_POSTGRES_URL, or postgres_url in the config file"
+                    );
+                };
+                let schema = args
+                    .postgres_schema
+                    .clone()
+                    .or_else(|| self.file.postgres_schema.clone())
+                    .unwrap_or_else(|| "errand".into());
+                let poll_only =
+                    args.postgres_poll_only || self.file.postgres_poll_only == Some(true);
+                StoreChoice::Postgres {
+                    url,
+                    schema,
+                    poll_only,
+                }
+            }
         })
     }
 
     /// Whether a Redis URL is configured anywhere (flags, env, file).
     pub fn has_redis_url(&self, args: &StoreArgs) -> bool {
         args.redis_url.is_some() || self.file.redis_url.is_some()
+    }
+
+    /// Whether a PostgreSQL URL is configured anywhere (flags, env, file).
+    pub fn has_postgres_url(&self, args: &StoreArgs) -> bool {
+        args.postgres_url.is_some() || self.file.postgres_url.is_some()
     }
 
     /// The collector spans are exported to, if any: the flag or `OTEL_EXPORTER_OTLP_ENDPOINT`,
@@ -339,6 +387,15 @@ pub enum StoreChoice {
         url: String,
         /// The key prefix.
         prefix: String,
+    },
+    /// PostgreSQL at this URL, in this schema.
+    Postgres {
+        /// The URL.
+        url: String,
+        /// The schema of errand's tables.
+        schema: String,
+        /// Never LISTEN.
+        poll_only: bool,
     },
 }
 
@@ -388,6 +445,9 @@ mod tests {
             store: None,
             redis_url: None,
             redis_prefix: None,
+            postgres_url: None,
+            postgres_schema: None,
+            postgres_poll_only: false,
         };
         assert_eq!(
             s.store(&none, StoreKind::Sqlite).expect("store"),
@@ -407,11 +467,37 @@ mod tests {
         );
         let redis = StoreArgs {
             store: Some(StoreKind::Redis),
-            ..none
+            ..none.clone()
         };
         assert!(
             s.store(&redis, StoreKind::Memory).is_err(),
             "redis needs a URL"
+        );
+        let postgres = StoreArgs {
+            store: Some(StoreKind::Postgres),
+            ..none.clone()
+        };
+        let refused = s
+            .store(&postgres, StoreKind::Memory)
+            .expect_err("needs a URL");
+        assert!(refused.to_string().contains("--postgres-url"), "{refused}");
+        let postgres = StoreArgs {
+            postgres_url: Some("postgres://app:pw@db/app".into()),
+            postgres_poll_only: true,
+            ..postgres
+        };
+        let choice = s.store(&postgres, StoreKind::Memory).expect("store");
+        assert_eq!(
+            choice,
+            StoreChoice::Postgres {
+                url: "postgres://app:pw@db/app".into(),
+                schema: "errand".into(),
+                poll_only: true,
+            }
+        );
+        assert!(
+            !format!("{choice:?}").contains("pw"),
+            "{choice:?} hides the password"
         );
     }
 

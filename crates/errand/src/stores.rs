@@ -3,12 +3,14 @@
 use crate::settings::StoreChoice;
 use anyhow::Context as _;
 use errand_core::{MemoryStore, Store};
+use errand_postgres::{PostgresConfig, PostgresStore};
 use errand_redis::{RedisConfig, RedisStore};
 use errand_sqlite::{SqliteConfig, SqliteStore};
 use std::sync::Arc;
 
 /// Opens `choice`. SQLite creates its file (and directory); Redis connects lazily, so a Redis
-/// that is down now is not an error (calls answer "unavailable" until it is back).
+/// that is down now is not an error (calls answer "unavailable" until it is back); PostgreSQL
+/// must answer now, to create or upgrade its schema (later outages answer "unavailable").
 pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match choice {
         StoreChoice::Sqlite(path) => {
@@ -31,10 +33,26 @@ pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
                 .await
                 .with_context(|| format!("cannot use the Redis store at {}", redact(url)))?,
         ),
+        StoreChoice::Postgres {
+            url,
+            schema,
+            poll_only,
+        } => {
+            let config = PostgresConfig {
+                schema: schema.clone(),
+                poll_only: *poll_only,
+                ..PostgresConfig::default()
+            };
+            Arc::new(
+                PostgresStore::connect(url, config).await.with_context(|| {
+                    format!("cannot use the PostgreSQL store at {}", redact(url))
+                })?,
+            )
+        }
     })
 }
 
-/// A Redis URL without its password, for messages and logs.
+/// A Redis or PostgreSQL URL without its password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -50,6 +68,14 @@ pub fn describe(choice: &StoreChoice) -> String {
         StoreChoice::Sqlite(path) => format!("sqlite:{}", path.display()),
         StoreChoice::Memory => "memory".into(),
         StoreChoice::Redis { url, prefix } => format!("redis:{} (prefix {prefix})", redact(url)),
+        StoreChoice::Postgres {
+            url,
+            schema,
+            poll_only,
+        } => {
+            let polling = if *poll_only { ", polling only" } else { "" };
+            format!("postgres:{} (schema {schema}{polling})", redact(url))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Listings, counts and queue lines of the Redis store, read from the indexes and counters
-//! the scripts keep (see `lua/common.lua`: `store_final`, `count`, `flush_indexes`).
+//! the scripts keep (see `lua/common.lua`: `store_final`, `count`, `flush_indexes`), and the
+//! depth, read from the queues' work lists.
 //!
 //! A listing merges, newest first, one index per queue (per queue because every key of a
 //! task lives in its queue's slot), chosen by its filters, the first that applies:
@@ -21,9 +22,10 @@
 use super::RedisStore;
 use crate::error::corrupt;
 use crate::keys::owner_hash;
+use crate::record::int;
 use errand_core::{
-    ListQuery, OwnerFilter, Page, QueueCounts, StateCounts, Store, StoreError, TaskId, TaskRecord,
-    TaskState,
+    ListQuery, OwnerFilter, Page, QueueCounts, QueueDepth, StateCounts, Store, StoreError, TaskId,
+    TaskRecord, TaskState,
 };
 use redis::Value;
 use std::collections::VecDeque;
@@ -273,6 +275,31 @@ impl RedisStore {
             .collect();
         lines.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(lines)
+    }
+
+    /// [`Store::depth`]: what waits and what runs, summed over the queues' work lists; one
+    /// round trip after the queue list.
+    pub(super) async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let queues = self.queue_list().await?;
+        if queues.is_empty() {
+            return Ok(QueueDepth::default());
+        }
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            pipe.cmd("LLEN").arg(self.keys().ready(q));
+            pipe.cmd("ZCARD").arg(self.keys().schedule(q));
+            pipe.cmd("SCARD").arg(self.keys().skip(q));
+            pipe.cmd("ZCARD").arg(self.keys().leases(q));
+        }
+        let values = self.inner.redis.pipeline(&pipe).await?;
+        let mut depth = QueueDepth::default();
+        for four in values.chunks(4) {
+            if let [ready, scheduled, dead, running] = four {
+                depth.waiting += (int(ready)? + int(scheduled)?).saturating_sub(int(dead)?);
+                depth.running += int(running)?;
+            }
+        }
+        Ok(depth)
     }
 
     /// The counters whose fields start with `prefix` (an owner's hash and `:`, or nothing for

@@ -60,12 +60,16 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         StoreChoice::Redis { prefix, .. } => {
             *prefix = format!("{prefix}-bench-{}", uuid::Uuid::now_v7().simple());
         }
+        StoreChoice::Postgres { schema, .. } => {
+            *schema = format!("{schema}_bench_{}", uuid::Uuid::now_v7().simple());
+        }
         StoreChoice::Memory => {}
     }
     let label = match &choice {
         StoreChoice::Sqlite(_) => "sqlite",
         StoreChoice::Memory => "memory",
         StoreChoice::Redis { .. } => "redis",
+        StoreChoice::Postgres { .. } => "postgres",
     };
     let store = stores::open(&choice).await?;
     store
@@ -123,8 +127,16 @@ async fn list_bench(store: &Arc<dyn Store>, label: &str, args: &BenchArgs) -> an
     Ok(())
 }
 
-/// Deletes a benchmark's Redis keys (a SQLite scratch file goes with its temporary directory).
+/// Deletes a benchmark's Redis keys or PostgreSQL schema (a SQLite scratch file goes with its
+/// temporary directory).
 async fn cleanup(choice: &StoreChoice, store: Arc<dyn Store>) {
+    if let StoreChoice::Postgres { url, schema, .. } = choice {
+        drop(store);
+        if let Err(e) = drop_schema(url, schema).await {
+            eprintln!("errand bench: could not drop the benchmark's schema {schema}: {e}");
+        }
+        return;
+    }
     if let StoreChoice::Redis { url, prefix } = choice {
         drop(store);
         match errand_redis::RedisStore::connect(
@@ -145,4 +157,15 @@ async fn cleanup(choice: &StoreChoice, store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+/// Drops the scratch schema `schema` of a PostgreSQL benchmark, with everything in it.
+async fn drop_schema(url: &str, schema: &str) -> Result<(), sqlx_core::Error> {
+    use sqlx_core::connection::Connection;
+    use sqlx_core::executor::Executor;
+    let mut conn = sqlx_postgres::PgConnection::connect(url).await?;
+    let quoted = schema.replace('"', "\"\"");
+    conn.execute(format!("DROP SCHEMA IF EXISTS \"{quoted}\" CASCADE").as_str())
+        .await?;
+    conn.close().await
 }

@@ -23,9 +23,12 @@ pub struct WorkerArgs {
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
-    // A worker is most often pointed at a Redis; with no URL it shares the SQLite file.
+    // A worker is most often pointed at a Redis or a PostgreSQL; with no URL it shares the
+    // SQLite file.
     let default = if settings.has_redis_url(&args.store) {
         StoreKind::Redis
+    } else if settings.has_postgres_url(&args.store) {
+        StoreKind::Postgres
     } else {
         StoreKind::Sqlite
     };

@@ -1,0 +1,218 @@
+//! What a worker does with its leases: heartbeat, report and complete, each one script call
+//! per chunk of leases per queue, all in one round trip.
+
+use super::{RedisStore, lock, to_json};
+use crate::error::corrupt;
+use crate::record::{array, int, millis};
+use crate::scripts::Call;
+use errand_core::{
+    CompleteResult, Completion, Lease, LeaseState, Outcome, StatusUpdate, StoreError, TaskId,
+};
+use redis::Value;
+use std::sync::Arc;
+
+/// Most leases or completions per script call.
+const LEASE_CHUNK: usize = 500;
+
+impl RedisStore {
+    /// [`Store::heartbeat`](errand_core::Store::heartbeat).
+    pub(super) async fn heartbeat_leases(
+        &self,
+        leases: &[Lease],
+        extend: std::time::Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let ids: Vec<TaskId> = leases.iter().map(|l| l.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_arg();
+        let extend_ms = millis(extend);
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                leases,
+                |base| {
+                    let mut call = scripts.heartbeat.call(base, now);
+                    call.arg(extend_ms);
+                    call
+                },
+                |call, lease| {
+                    call.arg(lease.id.to_string())
+                        .arg(&lease.token.to_hex()[..]);
+                    Ok(())
+                },
+            )
+            .await?;
+        let states = answers
+            .into_iter()
+            .map(lease_code)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_held(
+            leases
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == LeaseState::Lost)
+                .map(|(l, _)| l.id),
+        );
+        Ok(states)
+    }
+
+    /// [`Store::report`](errand_core::Store::report).
+    pub(super) async fn report_updates(
+        &self,
+        updates: Vec<(Lease, StatusUpdate)>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let ids: Vec<TaskId> = updates.iter().map(|(l, _)| l.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_arg();
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                &updates,
+                |base| scripts.report.call(base, now),
+                |call, (lease, update)| {
+                    let (progress, steps) = report_args(update)?;
+                    call.arg(lease.id.to_string())
+                        .arg(&lease.token.to_hex()[..])
+                        .arg(progress)
+                        .arg(steps);
+                    Ok(())
+                },
+            )
+            .await?;
+        let states = answers
+            .into_iter()
+            .map(lease_code)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_held(
+            ids.iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == LeaseState::Lost)
+                .map(|(id, _)| *id),
+        );
+        Ok(states)
+    }
+
+    /// [`Store::complete`](errand_core::Store::complete).
+    pub(super) async fn complete_leases(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompleteResult>, StoreError> {
+        let ids: Vec<TaskId> = completions.iter().map(|c| c.lease.id).collect();
+        let queues = self.route(&ids).await?;
+        let now = self.now_arg();
+        let scripts = self.inner.redis.scripts();
+        let answers = self
+            .per_queue(
+                &queues,
+                &completions,
+                |base| scripts.complete.call(base, now),
+                |call, c| {
+                    let (outcome, payload, delay) = match &c.outcome {
+                        Outcome::Success(result) => ("S", result.get().to_string(), 0),
+                        Outcome::Failed(error) => ("F", to_json(error)?, 0),
+                        Outcome::Cancelled => ("C", String::new(), 0),
+                        Outcome::Retry { error, delay } => ("R", to_json(error)?, millis(*delay)),
+                        Outcome::Released => ("L", String::new(), 0),
+                    };
+                    let (progress, steps) = report_args(&c.report)?;
+                    call.arg(c.lease.id.to_string())
+                        .arg(&c.lease.token.to_hex()[..])
+                        .arg(outcome)
+                        .arg(payload)
+                        .arg(delay)
+                        .arg(progress)
+                        .arg(steps);
+                    Ok(())
+                },
+            )
+            .await?;
+        self.release_held(ids);
+        answers
+            .into_iter()
+            .map(|a| {
+                Ok(match a.as_ref().map(int).transpose()? {
+                    Some(1) => CompleteResult::Applied,
+                    _ => CompleteResult::Stale,
+                })
+            })
+            .collect()
+    }
+
+    fn release_held(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut held = lock(&self.inner.held);
+        for id in ids {
+            held.remove(&id);
+        }
+    }
+
+    /// Runs one script call per chunk of items per queue, all in one round trip, and hands
+    /// each item its answer (one value per item, in order). Items without a queue get `None`.
+    async fn per_queue<'s, T>(
+        &'s self,
+        queues: &[Option<Arc<str>>],
+        items: &[T],
+        make: impl Fn(&str) -> Call<'s>,
+        add: impl Fn(&mut Call<'s>, &T) -> Result<(), StoreError>,
+    ) -> Result<Vec<Option<Value>>, StoreError> {
+        let mut groups: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            let Some(q) = q else { continue };
+            match groups.iter_mut().find(|(g, _)| g == q) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((q.clone(), vec![i])),
+            }
+        }
+        let mut calls = Vec::new();
+        let mut positions = Vec::new();
+        for (queue, list) in &groups {
+            let base = self.keys().base(queue);
+            for chunk in list.chunks(LEASE_CHUNK) {
+                let mut call = make(&base);
+                for &i in chunk {
+                    add(&mut call, &items[i])?;
+                }
+                calls.push(call);
+                positions.push(chunk);
+            }
+        }
+        let mut out: Vec<Option<Value>> = vec![None; items.len()];
+        let values = self.inner.redis.run(&[], calls).await?;
+        for (value, chunk) in values.into_iter().zip(positions) {
+            let answers = array(value)?;
+            if answers.len() != chunk.len() {
+                return Err(corrupt("a script answered for the wrong number of items"));
+            }
+            for (answer, &i) in answers.into_iter().zip(chunk) {
+                out[i] = Some(answer);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn lease_code(value: Option<Value>) -> Result<LeaseState, StoreError> {
+    match value.as_ref().map(int).transpose()? {
+        Some(1) => Ok(LeaseState::Held),
+        Some(2) => Ok(LeaseState::CancelRequested),
+        _ => Ok(LeaseState::Lost),
+    }
+}
+
+/// The report's fields as script arguments ('' when unchanged).
+fn report_args(report: &StatusUpdate) -> Result<(String, String), StoreError> {
+    Ok((
+        report
+            .progress
+            .as_ref()
+            .map(to_json)
+            .transpose()?
+            .unwrap_or_default(),
+        report
+            .steps
+            .as_ref()
+            .map(to_json)
+            .transpose()?
+            .unwrap_or_default(),
+    ))
+}
