@@ -96,6 +96,15 @@ impl PostgresStore {
     }
 
     pub(crate) async fn retry_task(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome> {
+        match self.retry_once(id, by).await {
+            // A live task took the key between the check and the insert (sql/retry.sql):
+            // again, and the check sees it.
+            Err(e) if e.is_unique_violation() => self.retry_once(id, by).await,
+            done => done,
+        }
+    }
+
+    async fn retry_once(&self, id: TaskId, by: &Owner) -> Result<RetryOutcome> {
         let mut tx = self.pool().begin().await?;
         let Some((current, live)) = lock(self, &mut tx, id).await? else {
             return Ok(RetryOutcome::NotFound);

@@ -48,6 +48,13 @@ impl PostgresError {
     }
 }
 
+impl PostgresError {
+    /// Whether a unique index refused the write (another transaction stored the same key).
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, PostgresError::Driver(sqlx_core::Error::Database(db)) if db.code().as_deref() == Some("23505"))
+    }
+}
+
 impl From<PostgresError> for StoreError {
     fn from(e: PostgresError) -> Self {
         if e.is_unavailable() {

@@ -233,3 +233,40 @@ async fn a_client_of_another_store_is_refused() {
     );
     drop(s.db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_racing_a_transaction_for_its_key_comes_back_without_it() {
+    let s = setup().await;
+    let first = invoice(&s.client, "o-3")
+        .key("order-3")
+        .await
+        .expect("submit");
+    let by = errand_core::Owner::new("operator", None);
+    s.store.cancel(first.id, &by).await.expect("cancel");
+    // A transaction takes the key, and has not committed when the retry wants it back.
+    let mut tx = s.service.begin().await.expect("begin");
+    let second = invoice(&s.client, "o-3")
+        .key("order-3")
+        .in_tx(&mut tx)
+        .await
+        .expect("enqueue in the transaction");
+    let store = s.store.clone();
+    let retry = tokio::spawn(async move { store.retry(first.id, &by).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.commit().await.expect("commit");
+    let retried = retry.await.expect("joined").expect("retry");
+    assert!(
+        matches!(retried, errand_core::RetryOutcome::Requeued(_)),
+        "{retried:?}"
+    );
+    let again = invoice(&s.client, "o-3")
+        .key("order-3")
+        .await
+        .expect("submit");
+    assert_eq!(
+        again.id, second.id,
+        "the key stayed with the committed task"
+    );
+    assert_eq!(tasks_stored(&s.store).await, 2);
+    drop(s.db);
+}
