@@ -273,13 +273,9 @@ async fn cancel_pending_and_running_tasks() {
 async fn shutdown_drains_finishing_tasks() {
     let s = setup(Arc::new(MemoryStore::new()));
     let worker = s.worker(config(8));
-    // Long enough to be running still when shutdown begins, on a loaded machine too.
     let ids: Vec<TaskId> = s
         .client
-        .submit_batch((0..8).map(|_| Sleepy {
-            ms: 4_000,
-            cooperative: false,
-        }))
+        .submit_batch((0..8).map(|n| Held { n }))
         .await
         .expect("submit")
         .into_iter()
@@ -288,7 +284,13 @@ async fn shutdown_drains_finishing_tasks() {
     for id in &ids {
         until(&s.store, *id, LONG, |r| r.status == TaskState::Running).await;
     }
+    // All eight are held until the shutdown has begun, then let go to finish within it.
+    let release = tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        HELD_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let stats = worker.shutdown(LONG).await;
+    release.await.expect("the release runs");
     assert_eq!(stats.status, WorkerStatus::Completed);
     assert_eq!(
         (stats.running_at_shutdown, stats.succeeded, stats.released),

@@ -119,6 +119,33 @@ impl Task for Sleepy {
     }
 }
 
+/// Opened by a test to let every [`Held`] task of its test binary finish.
+pub static HELD_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs until [`HELD_OPEN`] is set (looking every 10 ms), deaf to cancellation: a task that is
+/// certainly still running when a test acts, however loaded the machine.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Held {
+    pub n: u32,
+}
+
+impl Task for Held {
+    const NAME: &'static str = "held";
+    type Output = &'static str;
+    async fn run(self, cx: TaskCx) -> Result<&'static str, TaskError> {
+        if let Ok(j) = cx.resource::<Journal>() {
+            j.record(&cx);
+        }
+        while !HELD_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok("released")
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
 /// Spins inside one poll until its token fires, then fails at once: the token fires *while the
 /// task is being polled*, from another thread, and the task returns in that same poll.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
@@ -262,6 +289,7 @@ pub fn registry() -> Arc<Registry> {
     r.register::<Observe>()
         .and_then(|r| r.register::<Flaky>())
         .and_then(|r| r.register::<Sleepy>())
+        .and_then(|r| r.register::<Held>())
         .and_then(|r| r.register::<PanicOnce>())
         .and_then(|r| r.register::<Pipeline>())
         .and_then(|r| r.register::<Chatty>())
