@@ -153,13 +153,16 @@ fn seconds(field: &str, value: f64, max: Duration, allow_zero: bool) -> Result<D
             ),
         )
     };
-    if !value.is_finite() || value < 0.0 || (!allow_zero && value == 0.0) {
+    // Compared as the number given: converted to a Duration first, a value a fraction of a
+    // nanosecond above the maximum would round down onto it and pass.
+    if !value.is_finite()
+        || value < 0.0
+        || (!allow_zero && value == 0.0)
+        || value > max.as_secs_f64()
+    {
         return Err(bad());
     }
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| *d <= max)
-        .ok_or_else(bad)
+    Duration::try_from_secs_f64(value).map_err(|_| bad())
 }
 
 /// `max_attempts` given as a JSON number: a whole number (`3` or `3.0`) from 1 to
@@ -444,6 +447,20 @@ mod tests {
         assert!(seconds("d", 0.0, max, false).is_err());
         assert!(seconds("d", -1.0, max, true).is_err());
         assert!(seconds("d", 11.0, max, true).is_err());
+        assert_eq!(
+            seconds("d", 10.0, max, true).expect("the maximum itself"),
+            max
+        );
+        // Above the maximum by less than a nanosecond: the schema's `maximum` refuses it too.
+        assert!(
+            seconds(
+                "d",
+                604_800.000_000_000_1,
+                Duration::from_secs(604_800),
+                false
+            )
+            .is_err()
+        );
         assert!(seconds("d", f64::NAN, max, true).is_err());
     }
 
