@@ -42,18 +42,7 @@ impl RedisStore {
                 },
             )
             .await?;
-        let states = answers
-            .into_iter()
-            .map(lease_code)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.release_held(
-            leases
-                .iter()
-                .zip(&states)
-                .filter(|(_, s)| **s == LeaseState::Lost)
-                .map(|(l, _)| l.id),
-        );
-        Ok(states)
+        self.lease_states(&ids, answers)
     }
 
     /// [`Store::report`](errand_core::Store::report).
@@ -80,17 +69,7 @@ impl RedisStore {
                 },
             )
             .await?;
-        let states = answers
-            .into_iter()
-            .map(lease_code)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.release_held(
-            ids.iter()
-                .zip(&states)
-                .filter(|(_, s)| **s == LeaseState::Lost)
-                .map(|(id, _)| *id),
-        );
-        Ok(states)
+        self.lease_states(&ids, answers)
     }
 
     /// [`Store::complete`](errand_core::Store::complete).
@@ -137,6 +116,26 @@ impl RedisStore {
                 })
             })
             .collect()
+    }
+
+    /// The lease states the heartbeat and report scripts answered for `ids`, forgetting the
+    /// tasks whose lease is lost.
+    fn lease_states(
+        &self,
+        ids: &[TaskId],
+        answers: Vec<Option<Value>>,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let states = answers
+            .into_iter()
+            .map(lease_code)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.release_held(
+            ids.iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == LeaseState::Lost)
+                .map(|(id, _)| *id),
+        );
+        Ok(states)
     }
 
     fn release_held(&self, ids: impl IntoIterator<Item = TaskId>) {
