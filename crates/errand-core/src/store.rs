@@ -447,6 +447,34 @@ pub trait Store: Send + Sync + 'static {
         completions: Vec<Completion>,
     ) -> Result<Vec<CompleteResult>, StoreError>;
 
+    /// Whether [`Store::complete_and_claim`] writes both in one atomic step (a database
+    /// transaction), so that a worker in its steady state spends one round trip per batch
+    /// instead of two. Workers use it only when this says so. Default `false`.
+    fn claims_with_completions(&self) -> bool {
+        false
+    }
+
+    /// Ends attempts as [`Store::complete`] does, then claims as [`Store::claim`] does, and
+    /// returns both answers. A store for which [`Store::claims_with_completions`] is true does
+    /// both atomically: on an error, neither happened. The default calls the two in turn; a
+    /// claim that fails after the completions were written claims nothing (the error is
+    /// logged), since the completions' answers must not be lost.
+    async fn complete_and_claim(
+        &self,
+        completions: Vec<Completion>,
+        claim: &ClaimRequest,
+    ) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
+        let results = self.complete(completions).await?;
+        let claimed = match self.claim(claim).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming after writing completions failed");
+                Vec::new()
+            }
+        };
+        Ok((results, claimed))
+    }
+
     /// One task's record; `None` if unknown or expired.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
 

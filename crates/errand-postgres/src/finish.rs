@@ -179,6 +179,15 @@ impl Requeues {
     }
 }
 
+/// What ending a batch of attempts did, to be committed.
+pub(crate) struct Completed {
+    /// One per completion, in order.
+    pub(crate) results: Vec<CompleteResult>,
+    pub(crate) effects: Effects,
+    /// Rows the batch left dead (for the self-vacuum).
+    pub(crate) dead: usize,
+}
+
 /// A locked task whose attempt ends: what deciding and logging its end needs.
 struct Ending {
     cancel_requested: bool,
@@ -228,13 +237,25 @@ impl PostgresStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.now();
-        let (ids, tokens) = lease_columns(completions.iter().map(|c| c.lease));
         let mut tx = self.pool().begin().await?;
+        let done = self.complete_in(&mut tx, completions, self.now()).await?;
+        self.commit(tx, done.effects).await?;
+        self.left_dead(done.dead);
+        Ok(done.results)
+    }
+
+    /// Ends attempts inside the transaction open on `conn`, at `now`.
+    pub(crate) async fn complete_in(
+        &self,
+        conn: &mut PgConnection,
+        completions: Vec<Completion>,
+        now: DateTime<Utc>,
+    ) -> Result<Completed> {
+        let (ids, tokens) = lease_columns(completions.iter().map(|c| c.lease));
         let rows = query(&self.sql().lock_leases)
             .bind(ids)
             .bind(tokens)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         let mut held = rows
             .iter()
@@ -290,11 +311,13 @@ impl PostgresStore {
             }
         }
         let dead = finals.ids.len() + requeues.ids.len();
-        finals.write(&mut tx, &self.sql().finish, now).await?;
-        requeues.write(&mut tx, &self.sql().requeue, now).await?;
-        self.commit(tx, effects).await?;
-        self.left_dead(dead);
-        Ok(results)
+        finals.write(conn, &self.sql().finish, now).await?;
+        requeues.write(conn, &self.sql().requeue, now).await?;
+        Ok(Completed {
+            results,
+            effects,
+            dead,
+        })
     }
 
     pub(crate) async fn reap_lapsed(&self) -> Result<Reaped> {

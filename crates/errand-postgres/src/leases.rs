@@ -8,12 +8,58 @@ use crate::error::Result;
 use crate::record::{claimed, json};
 use crate::signals::Effects;
 use crate::store::PostgresStore;
+use chrono::{DateTime, Utc};
 use errand_core::{ClaimRequest, Claimed, Lease, LeaseState, LeaseToken, StatusUpdate, TaskId};
+use sqlx_core::query::Query;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::PgRow;
+use sqlx_postgres::{PgArguments, PgConnection, PgRow, Postgres};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// How many tasks `request` may claim: its limit, at most 10,000; none without queues.
+pub(crate) fn claim_limit(request: &ClaimRequest) -> usize {
+    if request.queues.is_empty() {
+        0
+    } else {
+        request.limit.min(10_000)
+    }
+}
+
+/// `sql` (a statement that claims with the parameters of `sql/claim.sql`, $1 to $6) with the
+/// claim's parameters bound: `request`'s queues, limit and lease, fresh lease tokens, at `now`.
+pub(crate) fn claim_query<'q>(
+    sql: &'q str,
+    request: &'q ClaimRequest,
+    now: DateTime<Utc>,
+) -> Query<'q, Postgres, PgArguments> {
+    let limit = claim_limit(request);
+    let tokens: Vec<uuid::Uuid> = (0..limit)
+        .map(|_| uuid::Uuid::from_u128(LeaseToken::random().as_u128()))
+        .collect();
+    let mut queues = request.queues.clone();
+    queues.sort_unstable();
+    queues.dedup();
+    query(sql)
+        .bind(queues)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(tokens)
+        .bind(after(now, request.lease))
+        .bind(&request.worker_id)
+}
+
+/// The tasks of a claim's rows, in claim order; rows without a task (`id` NULL) are skipped.
+pub(crate) fn in_claim_order(rows: &[PgRow]) -> Result<Vec<Claimed>> {
+    let mut ranked = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<Option<uuid::Uuid>, _>("id")?.is_some() {
+            ranked.push((row.try_get::<i64, _>("rn")?, claimed(row)?));
+        }
+    }
+    ranked.sort_by_key(|(rank, _)| *rank);
+    Ok(ranked.into_iter().map(|(_, c)| c).collect())
+}
 
 /// The columns of a lease: its task id and token.
 pub(crate) fn lease_columns(
@@ -44,34 +90,12 @@ fn lease_states(leases: &[Lease], rows: &[PgRow]) -> Result<Vec<LeaseState>> {
 
 impl PostgresStore {
     pub(crate) async fn claim_tasks(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
-        let limit = request.limit.min(10_000);
-        if limit == 0 || request.queues.is_empty() {
+        if claim_limit(request) == 0 {
             return Ok(Vec::new());
         }
-        let now = self.now();
-        let tokens: Vec<uuid::Uuid> = (0..limit)
-            .map(|_| uuid::Uuid::from_u128(LeaseToken::random().as_u128()))
-            .collect();
-        let mut queues = request.queues.clone();
-        queues.sort_unstable();
-        queues.dedup();
         let mut tx = self.pool().begin().await?;
         query(&self.sql().claim_unflushed).execute(&mut *tx).await?;
-        let rows = query(&self.sql().claim)
-            .bind(queues)
-            .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(tokens)
-            .bind(after(now, request.lease))
-            .bind(&request.worker_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut ranked = rows
-            .iter()
-            .map(|r| Ok((r.try_get::<i64, _>("rn")?, claimed(r)?)))
-            .collect::<Result<Vec<_>>>()?;
-        ranked.sort_by_key(|(rank, _)| *rank);
-        let claimed: Vec<Claimed> = ranked.into_iter().map(|(_, c)| c).collect();
+        let claimed = self.claim_in(&mut tx, request, self.now()).await?;
         let effects = Effects {
             changed: claimed.iter().map(|c| c.lease.id).collect(),
             ..Effects::default()
@@ -79,6 +103,23 @@ impl PostgresStore {
         self.commit(tx, effects).await?;
         self.left_dead(claimed.len());
         Ok(claimed)
+    }
+
+    /// Claims as `request` asks inside the transaction open on `conn`, at `now`; the tasks in
+    /// claim order.
+    pub(crate) async fn claim_in(
+        &self,
+        conn: &mut PgConnection,
+        request: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        if claim_limit(request) == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = claim_query(&self.sql().claim, request, now)
+            .fetch_all(&mut *conn)
+            .await?;
+        in_claim_order(&rows)
     }
 
     pub(crate) async fn renew(

@@ -78,6 +78,7 @@
 
 mod actions;
 mod config;
+mod cycle;
 mod enqueue;
 mod error;
 mod finish;

@@ -34,6 +34,7 @@ statements!(
     enqueue,
     enqueue_find_key,
     finish,
+    finish_and_claim,
     get,
     fold_counts,
     fold_lock,
@@ -62,9 +63,11 @@ statements!(
     watch_stop,
 );
 
-/// `sql` with `{schema}` and `{columns}` written in.
+/// `sql` with `{claim}` (the claim statement, for statements that claim as one of their
+/// parts), `{schema}` and `{columns}` written in.
 pub(crate) fn bind(sql: &str, schema: &str) -> String {
-    sql.replace("{schema}", schema)
+    sql.replace("{claim}", include_str!("../sql/claim.sql"))
+        .replace("{schema}", schema)
         .replace("{columns}", COLUMNS)
 }
 
@@ -83,5 +86,11 @@ mod tests {
         assert!(sql.claim.contains("\"my\"\"app\".tasks"));
         assert!(sql.records.contains("history"));
         assert!(!sql.list.contains('{'), "{}", sql.list);
+        assert!(
+            sql.finish_and_claim.contains("FOR UPDATE SKIP LOCKED")
+                && !sql.finish_and_claim.contains('{'),
+            "{}",
+            sql.finish_and_claim
+        );
     }
 }

@@ -172,11 +172,16 @@ impl PostgresStore {
             .notify(self.sql(), &mut tx, &self.channel, &self.origin)
             .await?;
         tx.commit().await?;
+        self.deliver(effects).await;
+        Ok(())
+    }
+
+    /// Delivers the effects of a committed write in this process.
+    pub(crate) async fn deliver(&self, effects: Effects) {
         let watched = self.reader.signals.apply(effects);
         if !watched.is_empty() {
             self.reader.republish(watched).await;
         }
-        Ok(())
     }
 
     /// Checks that the server answers.
@@ -252,6 +257,18 @@ impl errand_core::Store for PostgresStore {
         completions: Vec<errand_core::Completion>,
     ) -> Result<Vec<errand_core::CompleteResult>, StoreError> {
         Ok(self.complete_attempts(completions).await?)
+    }
+
+    fn claims_with_completions(&self) -> bool {
+        true
+    }
+
+    async fn complete_and_claim(
+        &self,
+        completions: Vec<errand_core::Completion>,
+        claim: &errand_core::ClaimRequest,
+    ) -> Result<(Vec<errand_core::CompleteResult>, Vec<errand_core::Claimed>), StoreError> {
+        Ok(self.complete_then_claim(completions, claim).await?)
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

@@ -69,6 +69,16 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     ) -> Result<Vec<CompleteResult>, StoreError> {
         self.store.complete(completions).await
     }
+    fn claims_with_completions(&self) -> bool {
+        self.store.claims_with_completions()
+    }
+    async fn complete_and_claim(
+        &self,
+        completions: Vec<Completion>,
+        claim: &ClaimRequest,
+    ) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
+        self.store.complete_and_claim(completions, claim).await
+    }
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         self.store.get(id).await
     }

@@ -255,6 +255,7 @@ impl Worker {
             stats: Counters::default(),
             written,
             cancels_ready: ready_rx,
+            claims_open: tokio::sync::RwLock::new(claims),
             config,
         });
         let stop_claiming = CancellationToken::new();
@@ -400,6 +401,7 @@ impl WorkerHandle {
         let began = Instant::now();
         self.stop_claiming.cancel();
         let _ = self.claimer.await;
+        *self.shared.claims_open.write().await = false;
         let running_at_shutdown = self.shared.lock_running().len() as u64;
         let shared = &self.shared;
         shared.tasks.close();

@@ -45,6 +45,11 @@ pub(crate) struct Shared {
     /// Turns true once the cancellation listener has tried to subscribe: nothing is claimed
     /// before (a cancellation sent earlier would only reach the task at a heartbeat).
     pub(crate) cancels_ready: tokio::sync::watch::Receiver<bool>,
+    /// Whether the complete loop may claim with its writes ([`Store::complete_and_claim`]):
+    /// true while a worker that claims runs. A claim with a write holds it for reading until
+    /// its tasks started, so a shutdown that sets it false (taking it for writing) knows no
+    /// such claim is still under way.
+    pub(crate) claims_open: tokio::sync::RwLock<bool>,
 }
 
 impl Shared {
