@@ -16,19 +16,16 @@
 mod cluster;
 
 use cluster::{
-    Api, PrefixGuard, Proc, REDIS_URL, Record, RunEnd, RunLine, TestRedis, WorkerSpec,
-    errand_worker, printed_stats, process_exists, read_events, read_runs, serve,
-    spawn_proof_worker, token, unique_prefix, wait_until,
+    Api, Backend, Crash, Deployment, PrefixGuard, Proc, REDIS_URL, Restart, Server, Submitter,
+    TestRedis, crash_scenario, drain_scenario, errand_worker, read_events, restart_scenario, serve,
+    token, unique_name, wait_until,
 };
-use errand_core::{Client, SealKey, Store, TaskId, TaskState};
+use errand_core::{Client, SealKey, TaskId};
 use errand_redis::{RedisConfig, RedisStore};
-use futures::StreamExt;
-use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The entry point of the proof workers: this test binary re-executed with
@@ -38,130 +35,15 @@ fn proof_worker_process() {
     cluster::run_proof_worker_if_asked();
 }
 
-/// A store client of the test itself, on `prefix`.
-async fn store_on(url: &str, prefix: &str) -> Arc<RedisStore> {
-    Arc::new(
-        RedisStore::connect(url, RedisConfig::default().prefix(prefix))
-            .await
-            .expect("connect to Redis"),
-    )
-}
-
-/// Every task's record, fetched 32 at a time; panics on an unknown id. A read that finds Redis
-/// unreachable (just restarted, or slow under the test's load) is tried again for 30 s.
-async fn records(store: &Arc<RedisStore>, ids: &[TaskId]) -> Vec<errand_core::TaskRecord> {
-    futures::stream::iter(ids.iter().copied())
-        .map(|id| {
-            let store = store.clone();
-            async move {
-                let mut tries = 0;
-                let found = loop {
-                    match store.get(id).await {
-                        Err(e) if e.is_unavailable() && tries < 300 => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        other => break other.expect("read a record"),
-                    }
-                };
-                found.unwrap_or_else(|| panic!("task {id} is unknown to the store"))
-            }
-        })
-        .buffered(32)
-        .collect()
-        .await
-}
-
-/// Tasks whose record is not `success`, as `(id, status)`.
-async fn not_successful(store: &Arc<RedisStore>, ids: &[TaskId]) -> Vec<(TaskId, TaskState)> {
-    records(store, ids)
-        .await
-        .into_iter()
-        .filter(|r| r.status != TaskState::Success)
-        .map(|r| (r.id, r.status))
-        .collect()
-}
-
-/// Waits until every task in `ids` is `success`; panics if one ends otherwise.
-async fn wait_all_successful(store: &Arc<RedisStore>, ids: &[TaskId], within: Duration) {
-    wait_until("every task to succeed", within, || async {
-        let pending = not_successful(store, ids).await;
-        let ended_badly: Vec<_> = pending.iter().filter(|(_, s)| s.is_terminal()).collect();
-        assert!(
-            ended_badly.is_empty(),
-            "tasks ended other than success: {ended_badly:?}"
-        );
-        pending.is_empty().then_some(())
-    })
-    .await;
-}
-
-/// What the results log says about a set of submitted tasks.
-#[derive(Debug)]
-struct Runs {
-    /// Runs that slept their full time.
-    done: usize,
-    /// Runs whose token fired first.
-    interrupted: usize,
-    /// Submitted tasks with no finished run.
-    never_ran: Vec<TaskId>,
-    /// Runs that saw a user (or credential) other than their submitter's.
-    mismatches: usize,
-    /// Finished runs beyond the first of each task.
-    duplicates: usize,
-    /// The processes whose finished runs were repeated by another run, with how many.
-    repeated_by_pid: HashMap<u32, usize>,
-    /// Lines of tasks the test never got an acknowledgement for.
-    unacknowledged: usize,
-}
-
-/// Reads the results log against `submitted` (task → the user it was submitted for).
-fn tally(log: &std::path::Path, submitted: &HashMap<TaskId, String>) -> (Runs, Vec<RunLine>) {
-    let lines = read_runs(log);
-    let mut done: HashMap<TaskId, Vec<&RunLine>> = HashMap::new();
-    let mut runs = Runs {
-        done: 0,
-        interrupted: 0,
-        never_ran: Vec::new(),
-        mismatches: 0,
-        duplicates: 0,
-        repeated_by_pid: HashMap::new(),
-        unacknowledged: 0,
+/// A prefix of the test's own on the shared Redis, cleared when the guard drops.
+fn shared_redis(test: &str) -> (Backend, PrefixGuard) {
+    let prefix = unique_name(test);
+    let guard = PrefixGuard::new(REDIS_URL, &prefix);
+    let backend = Backend::Redis {
+        url: REDIS_URL.to_string(),
+        prefix,
     };
-    for line in &lines {
-        match submitted.get(&line.task) {
-            Some(user) if *user != line.submitted_for => runs.mismatches += 1,
-            Some(_) if line.saw_another_user() => runs.mismatches += 1,
-            Some(_) => {}
-            None => {
-                runs.unacknowledged += 1;
-                if line.saw_another_user() {
-                    runs.mismatches += 1;
-                }
-            }
-        }
-        match line.end {
-            RunEnd::Done => {
-                runs.done += 1;
-                done.entry(line.task).or_default().push(line);
-            }
-            RunEnd::Interrupted => runs.interrupted += 1,
-        }
-    }
-    for id in submitted.keys() {
-        match done.get(id) {
-            None => runs.never_ran.push(*id),
-            Some(finished) if finished.len() > 1 => {
-                runs.duplicates += finished.len() - 1;
-                // The log is in write order: every finished run but the last was repeated.
-                for line in &finished[..finished.len() - 1] {
-                    *runs.repeated_by_pid.entry(line.pid).or_default() += 1;
-                }
-            }
-            Some(_) => {}
-        }
-    }
-    (runs, lines)
+    (backend, guard)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,14 +96,13 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let prefix = unique_prefix("multi");
-    let _clear = PrefixGuard::new(REDIS_URL, &prefix);
+    let (backend, _clear) = shared_redis("multi");
     // A first, so it generates the shared secrets; then B and the workers read them.
-    let a = serve("api-a", REDIS_URL, &prefix, dir.path(), &data).await;
-    let b = serve("api-b", REDIS_URL, &prefix, dir.path(), &data).await;
+    let a = serve("api-a", &backend, None, dir.path(), &data).await;
+    let b = serve("api-b", &backend, None, dir.path(), &data).await;
     let mut workers = vec![
-        errand_worker("worker-1", REDIS_URL, &prefix, dir.path(), &data, 4).await,
-        errand_worker("worker-2", REDIS_URL, &prefix, dir.path(), &data, 4).await,
+        errand_worker("worker-1", &backend, dir.path(), &data, 4).await,
+        errand_worker("worker-2", &backend, dir.path(), &data, 4).await,
     ];
     let alice = token(&data, "alice");
     let bob = token(&data, "bob");
@@ -457,185 +338,35 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_with_sigkill_lose_nothing_and_never_mix_users() {
-    let started = Instant::now();
-    let tasks = cluster::sized(2_000, 20_000);
-    let users = 200;
-    let concurrency = 4;
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("runs.log");
-    let prefix = unique_prefix("crash");
-    let _clear = PrefixGuard::new(REDIS_URL, &prefix);
+    let (backend, _clear) = shared_redis("crash");
     let key = SealKey::generate();
-    let spec = WorkerSpec::new(REDIS_URL, &prefix, &key, concurrency, &log);
-    let store = store_on(REDIS_URL, &prefix).await;
-    let client = Client::new(store.clone(), key);
-
-    let mut spawned = 0;
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        spawned += 1;
-        workers.push(spawn_proof_worker(&format!("worker-{spawned}"), &spec, dir.path()).await);
-    }
-    let mut pids: Vec<u32> = workers.iter().map(Proc::pid).collect();
-
-    // Submit while the workers run (and are being killed).
-    let submitter = tokio::spawn(async move {
-        futures::stream::iter(0..tasks)
-            .map(|i| {
-                let client = client.clone();
-                async move {
-                    let user = format!("user-{}", i % users);
-                    let sleep_ms = rand::rng().random_range(10..=50);
-                    let task = Record {
-                        sleep_ms,
-                        submitted_for: user.clone(),
-                    };
-                    let enqueued = client
-                        .submit(task)
-                        .context(Record::context(&user))
-                        // Each kill spends an attempt of what the killed worker held.
-                        .max_attempts(10)
-                        .await
-                        .expect("submit");
-                    (enqueued.id, user)
-                }
-            })
-            .buffer_unordered(16)
-            .collect::<HashMap<TaskId, String>>()
-            .await
-    });
-
-    // About once a second, kill -9 a random worker and start a fresh one in its place,
-    // until every task has left the queues.
-    let mut killed = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(cluster::sized(180, 900));
-    loop {
-        let pause = rand::rng().random_range(800..=1200);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        let depth = store.depth().await.expect("depth");
-        if submitter.is_finished() && depth.waiting + depth.running == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tasks did not drain in time: {depth:?}"
-        );
-        let victim = rand::rng().random_range(0..workers.len());
-        workers[victim].kill9();
-        killed.insert(workers[victim].pid());
-        spawned += 1;
-        workers[victim] = spawn_proof_worker(&format!("worker-{spawned}"), &spec, dir.path()).await;
-        pids.push(workers[victim].pid());
-    }
-    let submitted = submitter.await.expect("the submitter");
-    let drained = started.elapsed();
-    let ids: Vec<TaskId> = submitted.keys().copied().collect();
-    wait_all_successful(&store, &ids, Duration::from_secs(60)).await;
-    let attempts: Vec<u32> = records(&store, &ids)
-        .await
-        .iter()
-        .map(|r| r.attempt)
-        .collect();
-    let reclaimed = attempts.iter().filter(|a| **a > 1).count();
-    let max_attempt = attempts.iter().copied().max().unwrap_or(0);
-    drop(workers);
-    let survivors: Vec<u32> = pids
-        .iter()
-        .copied()
-        .filter(|p| process_exists(*p))
-        .collect();
-    assert!(
-        survivors.is_empty(),
-        "worker processes survived: {survivors:?}"
-    );
-
-    let (runs, _) = tally(&log, &submitted);
-    let kills = killed.len();
-    let by_killed: usize = runs
-        .repeated_by_pid
-        .iter()
-        .filter(|(pid, _)| killed.contains(pid))
-        .map(|(_, n)| n)
-        .sum();
-    eprintln!(
-        "crash proof: {tasks} tasks, {users} users, 3 workers x {concurrency}, {kills} kills \
-         ({spawned} worker processes in all), {} runs finished, {} interrupted, {} duplicates \
-         ({by_killed} repeating runs of killed workers, most from one worker {}), bound {}, \
-         user mismatches {}, {reclaimed} tasks reclaimed from killed workers (highest \
-         attempt {max_attempt}), drained in {:.1}s",
-        runs.done,
-        runs.interrupted,
-        runs.duplicates,
-        runs.repeated_by_pid.values().max().unwrap_or(&0),
-        kills * concurrency,
-        runs.mismatches,
-        drained.as_secs_f64(),
-    );
-    assert!(
-        kills >= 1 && reclaimed >= 1,
-        "no worker was killed while it held tasks: the proof proved nothing"
-    );
-    assert!(
-        runs.never_ran.is_empty(),
-        "tasks never ran: {:?}",
-        runs.never_ran
-    );
-    assert_eq!(runs.mismatches, 0, "runs saw another user");
-    assert_eq!(runs.unacknowledged, 0, "runs of tasks nobody submitted");
-    assert!(
-        runs.duplicates <= kills * concurrency,
-        "{} duplicates exceed what {kills} killed workers of {concurrency} held",
-        runs.duplicates
-    );
-    assert_eq!(
-        by_killed, runs.duplicates,
-        "only the runs of killed workers are repeated: {:?} (killed {killed:?})",
-        runs.repeated_by_pid
-    );
+    let store = backend.open().await;
+    let submitter = Submitter::client(Client::new(store.clone(), key.clone()), 200);
+    let deployment = Deployment {
+        backend: &backend,
+        key: &key,
+        submitter,
+        store,
+        dir: dir.path(),
+    };
+    let plan = Crash {
+        tasks: cluster::sized(2_000, 20_000),
+        concurrency: 4,
+        sleep_ms: 10..=50,
+        drain_within: Duration::from_secs(cluster::sized(180, 900)),
+    };
+    crash_scenario("crash proof (Redis, 200 users)", deployment, plan).await;
 }
 
 // ---------------------------------------------------------------------------------------
 // 3. Restart of Redis.
 
-/// How long the test Redis stays down: longer than the workers' 2 s lease.
-const OUTAGE: Duration = Duration::from_secs(3);
-
-/// Worker processes of the restart proof, and tasks each runs at once.
-const RESTART_WORKERS: usize = 2;
-const RESTART_CONCURRENCY: usize = 4;
-
-/// What a run of the Redis restart scenario measured.
-struct Restarted {
-    /// Acknowledged enqueues.
-    acknowledged: usize,
-    /// Enqueues refused while Redis was down.
-    refused: u64,
-    /// When Redis was killed and when it answered again, in seconds from the start.
-    outages: Vec<(f64, f64)>,
-    /// What the results log says.
-    runs: Runs,
-    /// The whole scenario.
-    took: Duration,
-}
-
-/// Two proof workers on a Redis of the test's own; enqueues without pause while Redis is
-/// killed with -9 `rounds` times, kept down for [`OUTAGE`] and started again on its append-only
-/// file. Asserts that no acknowledged enqueue was lost, that every acknowledged task
-/// succeeded with its submitter's user, and that the same two worker processes did it all.
-async fn redis_restart_scenario(rounds: usize, per_phase: usize) -> Restarted {
-    let started = Instant::now();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_no_acknowledged_enqueue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut redis = TestRedis::start(dir.path()).await;
-    let url = redis.url();
-    let log = dir.path().join("runs.log");
-    let prefix = unique_prefix("restart");
-    let key = SealKey::generate();
-    let spec = WorkerSpec::new(&url, &prefix, &key, RESTART_CONCURRENCY, &log);
-    let mut workers = Vec::new();
-    for n in 1..=RESTART_WORKERS {
-        workers.push(spawn_proof_worker(&format!("worker-{n}"), &spec, dir.path()).await);
-    }
-    let pids: Vec<u32> = workers.iter().map(Proc::pid).collect();
+    let (url, prefix) = (redis.url(), unique_name("restart"));
     // The test's client fails fast while Redis is down.
     let store = Arc::new(
         RedisStore::connect(
@@ -649,170 +380,21 @@ async fn redis_restart_scenario(rounds: usize, per_phase: usize) -> Restarted {
         .await
         .expect("connect to the test Redis"),
     );
-
-    // Enqueue without pause for the whole run; keep the id (and time) of every acknowledged
-    // enqueue.
-    let acked = Arc::new(Mutex::new(HashMap::<TaskId, (String, Instant)>::new()));
-    let refused = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let enqueuer = tokio::spawn({
-        let client = Client::new(store.clone(), key);
-        let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
-        async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let user = format!("user-{}", i % 50);
-                i += 1;
-                let task = Record {
-                    sleep_ms: rand::rng().random_range(10..=50),
-                    submitted_for: user.clone(),
-                };
-                match client
-                    .submit(task)
-                    .context(Record::context(&user))
-                    .max_attempts(10)
-                    .await
-                {
-                    Ok(enqueued) => {
-                        acked
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(enqueued.id, (user, Instant::now()));
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(_) => {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
-    });
-    let acked_count = || acked.lock().unwrap_or_else(|p| p.into_inner()).len();
-
-    let mut outages = Vec::new();
-    for round in 0..rounds {
-        let target = acked_count() + per_phase;
-        wait_until(
-            &format!("{per_phase} acknowledged enqueues (round {round})"),
-            Duration::from_secs(60),
-            || async { (acked_count() >= target).then_some(()) },
-        )
-        .await;
-        let refused_before = refused.load(Ordering::Relaxed);
-        let down = Instant::now();
-        redis.kill9();
-        // Down longer than a lease, so the running tasks' leases lapse too, and until the
-        // enqueuer has felt it.
-        wait_until(
-            "enqueues to be refused while Redis is down",
-            Duration::from_secs(30),
-            || async {
-                (refused.load(Ordering::Relaxed) >= refused_before + 3 && down.elapsed() >= OUTAGE)
-                    .then_some(())
-            },
-        )
-        .await;
-        redis.restart().await;
-        let seconds = |d: Duration| (d.as_secs_f64() * 100.0).round() / 100.0;
-        outages.push((
-            seconds(down.duration_since(started)),
-            seconds(started.elapsed()),
-        ));
-    }
-    let target = acked_count() + per_phase;
-    wait_until(
-        "acknowledged enqueues after the last restart",
-        Duration::from_secs(60),
-        || async { (acked_count() >= target).then_some(()) },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    enqueuer.await.expect("the enqueuer");
-    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let ids: Vec<TaskId> = acked.keys().copied().collect();
-    // Every acknowledged task is still known: say when the lost ones were acknowledged.
-    let mut lost = Vec::new();
-    for (id, (_, at)) in &acked {
-        if store.get(*id).await.expect("read a record").is_none() {
-            lost.push(at.duration_since(started).as_secs_f64());
-        }
-    }
-    lost.sort_by(f64::total_cmp);
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged enqueues were lost, acknowledged at {lost:?} s; Redis was down \
-         (killed, back) at {outages:?} s",
-        lost.len()
-    );
-    wait_all_successful(&store, &ids, Duration::from_secs(120)).await;
-
-    // The same worker processes did all of it: none was restarted, none died.
-    for worker in &mut workers {
-        assert!(
-            worker.is_running(),
-            "{} died:\n{}",
-            worker.name(),
-            worker.log_tail()
-        );
-    }
-    assert_eq!(workers.iter().map(Proc::pid).collect::<Vec<_>>(), pids);
-    let submitted: HashMap<TaskId, String> = acked
-        .into_iter()
-        .map(|(id, (user, _))| (id, user))
-        .collect();
-    let (runs, _) = tally(&log, &submitted);
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "no enqueue was refused: Redis was never down"
-    );
-    assert!(
-        runs.never_ran.is_empty(),
-        "acknowledged tasks never ran: {:?}",
-        runs.never_ran
-    );
-    assert_eq!(runs.mismatches, 0, "runs saw another user");
-    for mut worker in workers {
-        worker.terminate();
-        let status = worker.wait_exit(Duration::from_secs(30)).await;
-        assert!(status.success(), "{} exited {status}", worker.name());
-    }
-    Restarted {
-        acknowledged: ids.len(),
-        refused: refused.load(Ordering::Relaxed),
-        outages,
-        runs,
-        took: started.elapsed(),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_and_restarted_loses_no_acknowledged_enqueue() {
+    let backend = Backend::Redis { url, prefix };
+    let key = SealKey::generate();
+    let deployment = Restart {
+        backend: &backend,
+        key: &key,
+        submitter: Submitter::client(Client::new(store.clone(), key.clone()), 50),
+        store,
+        others: Vec::new(),
+        dir: dir.path(),
+    };
     let rounds = cluster::sized(1, 3);
-    let r = redis_restart_scenario(rounds, cluster::sized(100, 1_000)).await;
-    eprintln!(
-        "restart proof: {} acknowledged enqueues, {} refused while Redis was down, {rounds} \
-         kill -9 and restarts (killed, back at {:?} s), {} runs finished ({} duplicates; \
-         the workers held at most {} tasks when Redis went down; {} of tasks whose enqueue \
-         was not acknowledged), user mismatches {}, {:.1}s",
-        r.acknowledged,
-        r.refused,
-        r.outages,
-        r.runs.done,
-        r.runs.duplicates,
-        RESTART_WORKERS * RESTART_CONCURRENCY,
-        r.runs.unacknowledged,
-        r.runs.mismatches,
-        r.took.as_secs_f64()
-    );
-    // An outage longer than the lease can make the tasks held at that moment run again, and
-    // nothing else: finished attempts keep their lease until their result is written.
-    let held = RESTART_WORKERS * RESTART_CONCURRENCY;
-    assert!(
-        r.runs.duplicates <= rounds * held,
-        "{} duplicate runs exceed the {held} tasks held at each of {rounds} outages",
-        r.runs.duplicates
-    );
+    let per_phase = cluster::sized(100, 1_000);
+    let restarted =
+        restart_scenario(Server::Redis(&mut redis), deployment, rounds, per_phase).await;
+    eprintln!("{}", restarted.summary("restart proof (Redis, kill -9)"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,108 +402,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_enqueue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_worker_without_losing_or_spending_attempts() {
-    let started = Instant::now();
-    let concurrency = 4;
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("runs.log");
-    let prefix = unique_prefix("drain");
-    let _clear = PrefixGuard::new(REDIS_URL, &prefix);
-    let key = SealKey::generate();
-    let mut spec = WorkerSpec::new(REDIS_URL, &prefix, &key, concurrency, &log);
-    spec.drain_ms = 1_000;
-    let store = store_on(REDIS_URL, &prefix).await;
-    let client = Client::new(store.clone(), key);
-    let mut first = spawn_proof_worker("worker-1", &spec, dir.path()).await;
-
-    // Tasks of 1 to 3 s, each allowed one attempt only: a handed-back task that spent its
-    // attempt could never run again.
-    let sleeps =
-        [1_000, 3_000, 1_000, 3_000, 2_000, 1_500, 2_500, 2_000].repeat(cluster::sized(1, 4));
-    let mut submitted = HashMap::new();
-    for (i, sleep_ms) in sleeps.iter().enumerate() {
-        let user = format!("user-{i}");
-        let task = Record {
-            sleep_ms: *sleep_ms,
-            submitted_for: user.clone(),
-        };
-        let enqueued = client
-            .submit(task)
-            .context(Record::context(&user))
-            .max_attempts(1)
-            .await
-            .expect("submit");
-        submitted.insert(enqueued.id, user);
-    }
-    let ids: Vec<TaskId> = submitted.keys().copied().collect();
-    wait_until(
-        "the worker to run a full set of tasks",
-        Duration::from_secs(30),
-        || async {
-            let depth = store.depth().await.expect("depth");
-            (depth.running as usize == concurrency).then_some(())
-        },
-    )
-    .await;
-
-    first.terminate();
-    let status = first.wait_exit(Duration::from_secs(30)).await;
-    assert!(
-        status.success(),
-        "the worker exited {status}:\n{}",
-        first.log_tail()
-    );
-    let stats = printed_stats(&first).expect("the worker printed its stats");
-    // Nothing is left running: each task finished, or waits again with its attempt given back.
-    for record in records(&store, &ids).await {
-        match record.status {
-            TaskState::Success => assert_eq!(record.attempt, 1),
-            TaskState::Pending => assert_eq!(record.attempt, 0, "{record:?}"),
-            other => panic!("task {} is {other} after the worker stopped", record.id),
-        }
-    }
-
-    let mut second = spawn_proof_worker("worker-2", &spec, dir.path()).await;
-    wait_all_successful(&store, &ids, Duration::from_secs(60)).await;
-    second.terminate();
-    let status = second.wait_exit(Duration::from_secs(30)).await;
-    assert!(status.success(), "the second worker exited {status}");
-
-    let (runs, lines) = tally(&log, &submitted);
-    let handed_back = lines
-        .iter()
-        .filter(|l| l.end == RunEnd::Interrupted && l.pid == first.pid())
-        .count();
-    let finished_first = lines
-        .iter()
-        .filter(|l| l.end == RunEnd::Done && l.pid == first.pid())
-        .count();
-    eprintln!(
-        "shutdown proof: {} tasks, {} running at SIGTERM, {finished_first} finished by the \
-         stopping worker, {handed_back} handed back and run again by the next, stats {stats:?}, \
-         {:.1}s",
-        ids.len(),
-        stats.running_at_shutdown,
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(stats.status, "timeout", "some tasks outlast the drain");
-    assert_eq!(stats.running_at_shutdown as usize, concurrency);
-    assert!(stats.released >= 1, "no task was handed back: {stats:?}");
-    assert_eq!(stats.released as usize, handed_back);
-    assert_eq!(stats.succeeded as usize, finished_first);
-    assert_eq!(stats.claimed, stats.succeeded + stats.released);
-    assert_eq!((stats.failed, stats.retried, stats.lost), (0, 0, 0));
-    assert!(
-        runs.never_ran.is_empty(),
-        "tasks never ran: {:?}",
-        runs.never_ran
-    );
-    assert_eq!(runs.duplicates, 0, "a task finished twice");
-    assert_eq!(runs.mismatches, 0, "runs saw another user");
-    assert!(
-        lines.iter().all(|l| l.attempt == 1),
-        "an attempt was spent: {lines:?}"
-    );
-    for record in records(&store, &ids).await {
-        assert_eq!(record.attempt, 1, "{record:?}");
-    }
+    let (backend, _clear) = shared_redis("drain");
+    drain_scenario("shutdown proof (Redis)", &backend, dir.path()).await;
 }
