@@ -162,6 +162,7 @@
 #![warn(missing_docs)]
 
 mod attempt_log;
+mod cluster;
 mod config;
 mod error;
 mod health;
@@ -170,6 +171,7 @@ mod keyed_lock;
 mod keys;
 mod listener;
 mod now;
+mod pubsub;
 mod record;
 mod redis_conn;
 mod scripts;
