@@ -178,8 +178,14 @@ impl TestCluster {
             .collect()
     }
 
-    /// The port of the primary that serves `key`'s slot now.
+    /// The port of the primary that serves `key`'s slot now (panics if none does).
     pub fn primary_of(&self, key: &str) -> u16 {
+        self.serving(key)
+            .unwrap_or_else(|| panic!("no primary serves the slot of {key}"))
+    }
+
+    /// The port of the primary that serves `key`'s slot, as a live node sees it now.
+    fn serving(&self, key: &str) -> Option<u16> {
         let slot: u16 = redis_cli(&[
             "-p",
             &self.live_port().to_string(),
@@ -205,11 +211,11 @@ impl TestCluster {
                 if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>())
                     && (lo..=hi).contains(&slot)
                 {
-                    return port;
+                    return Some(port);
                 }
             }
         }
-        panic!("no primary serves slot {slot}");
+        None
     }
 
     fn live_port(&self) -> u16 {
@@ -246,11 +252,8 @@ impl TestCluster {
             let ok = self.live_ports().iter().all(|p| {
                 redis_cli(&["-p", &p.to_string(), "cluster", "info"]).contains("cluster_state:ok")
             });
-            if ok {
-                let now = self.primary_of(key);
-                if now != old {
-                    return now;
-                }
+            if let Some(now) = self.serving(key).filter(|p| ok && *p != old) {
+                return now;
             }
             assert!(Instant::now() < deadline, "no failover within {within:?}");
             std::thread::sleep(Duration::from_millis(100));
