@@ -57,7 +57,7 @@ impl Group {
 /// Splits `cmds` into one group per slot, keeping each group's commands in their order. A
 /// command without a key joins the group of the next command that has one (so `TIME` asked
 /// first is read on the node of the data it is compared with), or of the last one.
-pub(crate) fn split(cmds: &[Cmd]) -> Vec<Group> {
+pub(crate) fn split(cmds: &[&Cmd]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut waiting: Vec<usize> = Vec::new();
     for (i, cmd) in cmds.iter().enumerate() {
@@ -174,12 +174,12 @@ mod tests {
             cmd(&["EVALSHA", "s", "1", "{p:b}"]),
             cmd(&["WAIT", "1", "100"]),
         ];
-        let groups = split(&cmds);
+        let groups = split(&cmds.iter().collect::<Vec<_>>());
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].slot, Some(Slot::for_key("{p:a}")));
         assert_eq!(groups[0].positions, vec![0, 1, 3]);
         assert_eq!(groups[1].positions, vec![2, 4, 5, 6]);
-        let alone = split(&[cmd(&["TIME"])]);
+        let alone = split(&[&cmd(&["TIME"])]);
         assert_eq!(alone.len(), 1);
         assert_eq!(alone[0].slot, None);
     }

@@ -239,7 +239,7 @@ impl Redis {
         let mut conn = match &self.conn {
             Conn::Single(_) => self.conn.clone(),
             Conn::Cluster(conn) => {
-                let cmds: Vec<Cmd> = pipe.cmd_iter().cloned().collect();
+                let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
                 let values = self.send_split(conn, &cmds, false, deadline).await?;
                 return values
                     .into_iter()
@@ -254,25 +254,24 @@ impl Redis {
             .await
     }
 
-    /// Sends `cmds` and returns every answer, in order, refusals as values. With `confirm`,
-    /// each round trip ends with `WAIT` (see [`RedisConfig::wait_replicas`]), and a round trip
-    /// whose writes fewer replicas confirmed fails the call.
+    /// Sends the commands of `pipe` (built with `ignore_errors`) and returns every answer, in
+    /// order, refusals as values. With `confirm`, each round trip ends with `WAIT` (see
+    /// [`RedisConfig::wait_replicas`]; on one Redis it is appended to `pipe`, after the
+    /// commands), and a round trip whose writes fewer replicas confirmed fails the call.
     async fn send(
         &self,
-        cmds: &[Cmd],
+        pipe: &mut Pipeline,
         confirm: bool,
         deadline: Instant,
     ) -> Result<Vec<Value>, StoreError> {
         match &self.conn {
-            Conn::Cluster(conn) => self.send_split(conn, cmds, confirm, deadline).await,
+            Conn::Cluster(conn) => {
+                let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
+                self.send_split(conn, &cmds, confirm, deadline).await
+            }
             Conn::Single(_) => {
                 let mut conn = self.conn.clone();
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for cmd in cmds {
-                    pipe.add_command(cmd.clone());
-                }
-                let wait = self.add_wait(&mut pipe, confirm);
+                let wait = self.add_wait(pipe, confirm);
                 let mut values: Vec<Value> = self
                     .bounded_until(deadline, self.write_timeout, pipe.query_async(&mut conn))
                     .await?;
@@ -289,7 +288,7 @@ impl Redis {
     async fn send_split(
         &self,
         conn: &ClusterConnection,
-        cmds: &[Cmd],
+        cmds: &[&Cmd],
         confirm: bool,
         deadline: Instant,
     ) -> Result<Vec<Value>, StoreError> {
@@ -370,25 +369,33 @@ impl Redis {
         calls: Vec<Call<'_>>,
     ) -> Result<Vec<Value>, StoreError> {
         let deadline = Instant::now() + self.write_timeout;
-        let mut cmds: Vec<Cmd> = Vec::with_capacity(first.len() + calls.len());
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         let mut skip = first.len();
         if self.is_cluster() && !first.is_empty() {
-            for v in self.send(first, true, deadline).await? {
+            let mut registering = redis::pipe();
+            registering.ignore_errors();
+            for cmd in first {
+                registering.add_command(cmd.clone());
+            }
+            for v in self.send(&mut registering, true, deadline).await? {
                 if let Value::ServerError(e) = v {
                     return Err(self.error(e.into()));
                 }
             }
             skip = 0;
         } else {
-            cmds.extend(first.iter().cloned());
+            for cmd in first {
+                pipe.add_command(cmd.clone());
+            }
         }
         let mut scripts: Vec<&Lua> = Vec::with_capacity(calls.len());
         for call in calls {
             scripts.push(call.lua);
-            cmds.push(call.cmd);
+            pipe.add_command(call.cmd);
         }
-        let mut values = self.send(&cmds, true, deadline).await?.split_off(skip);
-        let calls = &cmds[skip..];
+        let mut values = self.send(&mut pipe, true, deadline).await?.split_off(skip);
+        let calls: Vec<&Cmd> = pipe.cmd_iter().skip(skip).take(values.len()).collect();
         let missing: Vec<usize> = values
             .iter()
             .enumerate()
@@ -398,24 +405,25 @@ impl Redis {
         if !missing.is_empty() {
             // Each script is loaded once per slot that answered NOSCRIPT, just before its
             // first call there (on one Redis: once).
-            let mut again: Vec<Cmd> = Vec::new();
+            let mut again = redis::pipe();
+            again.ignore_errors();
             let mut loaded: Vec<(&str, Option<redis::cluster_routing::Slot>)> = Vec::new();
             for &i in &missing {
                 let slot = if self.is_cluster() {
-                    cluster::slot_of(&calls[i])
+                    cluster::slot_of(calls[i])
                 } else {
                     None
                 };
                 if !loaded.contains(&(scripts[i].name(), slot)) {
                     loaded.push((scripts[i].name(), slot));
                     // A command without a key runs on the node of the next one: the call's.
-                    again.push(scripts[i].load_cmd());
+                    again.add_command(scripts[i].load_cmd());
                 }
-                again.push(calls[i].clone());
+                again.add_command(calls[i].clone());
             }
-            let retried = self.send(&again, true, deadline).await?;
+            let retried = self.send(&mut again, true, deadline).await?;
             let answers = again
-                .iter()
+                .cmd_iter()
                 .zip(retried)
                 .filter(|(cmd, _)| !is_load(cmd))
                 .map(|(_, v)| v);
