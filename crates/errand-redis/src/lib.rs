@@ -18,7 +18,8 @@
 //!
 //! ## How it talks to Redis
 //!
-//! - Commands go over one multiplexed connection (redis-rs `ConnectionManager`) shared by all
+//! - Commands go over one multiplexed connection (redis-rs `ConnectionManager`; on a cluster,
+//!   redis-rs's cluster connection, see below) shared by all
 //!   callers, which pipelines them and reconnects with exponential backoff. Every round trip
 //!   is bounded by [`RedisConfig::connect_timeout`] + [`RedisConfig::response_timeout`] (a
 //!   batch of script calls answered NOSCRIPT is loaded and sent again within the same
