@@ -34,7 +34,7 @@ if r.s == 'running' then
   add_action(r, 'cancel_requested', ARGV[4], tonumber(ARGV[5]))
   local changed = encode(r)
   redis.call('SET', k, changed)
-  redis.call('PUBLISH', ARGV[3], id)
+  redis.call(PUBLISH, ARGV[3], id)
   announce(id, changed)
   return { 'requested', changed }
 end

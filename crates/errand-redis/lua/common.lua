@@ -1,5 +1,9 @@
 -- Shared by every errand script (prepended to each one when the crate is built).
 --
+-- `PUBLISH` names the command that announces on a channel, set before this file: 'PUBLISH'
+-- on one Redis, 'SPUBLISH' (sharded pub/sub: the channel lives in the slot of its queue's
+-- hash tag, like the queue's keys) on a cluster.
+--
 -- KEYS[1] is the queue's key base, `{prefix:queue}`, and the only key a script declares:
 -- every key it touches is that base followed by a suffix, so all of them carry KEYS[1]'s
 -- hash tag and live in its cluster slot.
@@ -294,13 +298,13 @@ local function announce(id, s)
     watching = redis.call('EXISTS', watched_key) == 1
   end
   if watching and redis.call('HEXISTS', watched_key, id) == 1 then
-    redis.call('PUBLISH', base .. ':ev:' .. id, s)
+    redis.call(PUBLISH, base .. ':ev:' .. id, s)
   end
 end
 
 -- Wakes idle workers of this queue, in every process.
 local function wake()
-  redis.call('PUBLISH', base .. ':work', '')
+  redis.call(PUBLISH, base .. ':work', '')
 end
 
 -- Calls `cmd key <list...>` in chunks small enough for unpack.

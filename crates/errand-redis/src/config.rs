@@ -41,6 +41,19 @@ pub struct RedisConfig {
     /// How often the dedicated pub/sub connection checks that Redis still answers, so a
     /// silently dropped connection is noticed and replaced. Default 5 s.
     pub keepalive_interval: Duration,
+    /// Whether the URL names the seed nodes of a Redis Cluster (one or more URLs separated by
+    /// commas) rather than one Redis. Every command then goes through redis-rs's cluster
+    /// client, pipelines are split per slot, and notifications use sharded pub/sub. Default
+    /// `false`.
+    pub cluster: bool,
+    /// After each batch of writes (every script call round trip), how many replicas of the
+    /// node that took it must confirm it (`WAIT`) before the call succeeds. A call they do not
+    /// confirm within [`RedisConfig::wait_timeout`] fails with
+    /// [`StoreError::Unavailable`](errand_core::StoreError): its writes were applied on the
+    /// primary but may be lost if it fails over now. `0` (the default) waits for none.
+    pub wait_replicas: usize,
+    /// The longest `WAIT` for [`RedisConfig::wait_replicas`] replicas. Default 1 s.
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -53,6 +66,9 @@ impl Default for RedisConfig {
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),
+            cluster: false,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -95,8 +111,37 @@ impl RedisConfig {
         self
     }
 
+    /// Treats the URL as the seed nodes of a Redis Cluster (see [`RedisConfig::cluster`]).
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Waits for `replicas` replicas to confirm each batch of writes, for at most `timeout`
+    /// (see [`RedisConfig::wait_replicas`]).
+    pub fn wait_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.wait_replicas = replicas;
+        self.wait_timeout = timeout;
+        self
+    }
+
     /// The longest one round trip waits on Redis: a connection attempt, then the answer.
     pub(crate) fn call_timeout(&self) -> Duration {
         self.connect_timeout + self.response_timeout
+    }
+
+    /// The longest one answer may take: with [`RedisConfig::wait_replicas`], the replicas'
+    /// confirmation adds to it.
+    pub(crate) fn answer_timeout(&self) -> Duration {
+        if self.wait_replicas > 0 {
+            self.response_timeout + self.wait_timeout
+        } else {
+            self.response_timeout
+        }
+    }
+
+    /// The longest a call of writes waits: a round trip, then the replicas' confirmation.
+    pub(crate) fn write_timeout(&self) -> Duration {
+        self.connect_timeout + self.answer_timeout()
     }
 }

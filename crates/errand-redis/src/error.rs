@@ -62,6 +62,13 @@ pub(crate) fn timed_out(server: &str, waited: std::time::Duration) -> StoreError
     ))
 }
 
+/// The error for writes that fewer replicas than required confirmed in time.
+pub(crate) fn not_confirmed(server: &str, confirmed: i64, wanted: usize, ms: u64) -> StoreError {
+    StoreError::Unavailable(format!(
+        "Redis at {server} applied the write but only {confirmed} of the {wanted} replicas required confirmed it within {ms} ms: it may be lost if the node fails over now"
+    ))
+}
+
 /// The error for an answer errand cannot read (a script and this code disagree).
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())

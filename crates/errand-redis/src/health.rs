@@ -39,24 +39,38 @@ pub(crate) fn assess(memory: &str, persistence: &str, save: Option<&str>) -> Vec
 }
 
 impl RedisStore {
-    /// See [`Store::warnings`](errand_core::Store::warnings).
+    /// See [`Store::warnings`](errand_core::Store::warnings). On a cluster, each primary's
+    /// settings are read, and its warnings name it.
     pub(crate) async fn redis_warnings(&self) -> Result<Vec<String>, StoreError> {
         let redis = self.redis();
-        let mut memory = redis::cmd("INFO");
-        memory.arg("memory");
-        let memory: String = redis.query(&memory).await?;
-        let mut persistence = redis::cmd("INFO");
-        persistence.arg("persistence");
-        let persistence: String = redis.query(&persistence).await?;
-        let mut save = redis::cmd("CONFIG");
-        save.arg("GET").arg("save");
-        // CONFIG is often renamed away on managed Redis: then the setting is unknown.
-        let save: Option<String> = match redis.query::<Vec<String>>(&save).await {
-            Ok(pair) => pair.into_iter().nth(1),
-            Err(e) if e.is_unavailable() => return Err(e),
-            Err(_) => None,
-        };
-        Ok(assess(&memory, &persistence, save.as_deref()))
+        let mut warnings = Vec::new();
+        for node in redis.nodes().await? {
+            let mut memory = redis::cmd("INFO");
+            memory.arg("memory");
+            let memory: String = redis.query_on(node.as_ref(), &memory).await?;
+            let mut persistence = redis::cmd("INFO");
+            persistence.arg("persistence");
+            let persistence: String = redis.query_on(node.as_ref(), &persistence).await?;
+            let mut save = redis::cmd("CONFIG");
+            save.arg("GET").arg("save");
+            // CONFIG is often renamed away on managed Redis: then the setting is unknown.
+            let save: Option<String> =
+                match redis.query_on::<Vec<String>>(node.as_ref(), &save).await {
+                    Ok(pair) => pair.into_iter().nth(1),
+                    Err(e) if e.is_unavailable() => return Err(e),
+                    Err(_) => None,
+                };
+            let found = assess(&memory, &persistence, save.as_deref());
+            match &node {
+                None => warnings.extend(found),
+                Some(node) => warnings.extend(
+                    found
+                        .into_iter()
+                        .map(|w| format!("cluster node {}:{}: {w}", node.host, node.port)),
+                ),
+            }
+        }
+        Ok(warnings)
     }
 
     /// See [`Store::get_meta`](errand_core::Store::get_meta).

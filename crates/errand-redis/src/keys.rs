@@ -8,16 +8,19 @@ use errand_core::{NewTask, Owner, StoreError, TaskId, TaskState};
 pub(crate) struct Keys {
     prefix: String,
     queues: String,
-    cancel: String,
+    /// The one cancellation channel on one Redis; `None` on a cluster, where each queue has
+    /// its own.
+    cancel: Option<String>,
 }
 
 impl Keys {
-    /// Names under `prefix` (already checked by [`check_prefix`]).
-    pub(crate) fn new(prefix: &str) -> Self {
+    /// Names under `prefix` (already checked by [`check_prefix`]); with `sharded` (a
+    /// cluster), every channel carries its queue's hash tag.
+    pub(crate) fn new(prefix: &str, sharded: bool) -> Self {
         Self {
             prefix: prefix.to_string(),
             queues: format!("{{{prefix}}}:queues"),
-            cancel: format!("{prefix}:cancel"),
+            cancel: (!sharded).then(|| format!("{prefix}:cancel")),
         }
     }
 
@@ -31,9 +34,13 @@ impl Keys {
         &self.queues
     }
 
-    /// The channel announcing running tasks whose cancellation was requested.
-    pub(crate) fn cancel_channel(&self) -> &str {
-        &self.cancel
+    /// The channel announcing running tasks of `queue` whose cancellation was requested:
+    /// `prefix:cancel` for every queue on one Redis, `{prefix:queue}:cancel` on a cluster.
+    pub(crate) fn cancel_channel(&self, queue: &str) -> String {
+        match &self.cancel {
+            Some(channel) => channel.clone(),
+            None => format!("{}:cancel", self.base(queue)),
+        }
     }
 
     /// The hash tag and base of `queue`'s keys: `{prefix:queue}`.
@@ -217,7 +224,7 @@ mod tests {
 
     #[test]
     fn bases_round_trip_and_share_the_hash_tag() {
-        let keys = Keys::new("errand");
+        let keys = Keys::new("errand", true);
         let base = keys.base("emails");
         assert_eq!(base, "{errand:emails}");
         let id = TaskId::new();
@@ -237,6 +244,9 @@ mod tests {
             keys.request("emails", "r"),
             keys.counts("emails"),
             keys.idempotency("emails", "k"),
+            keys.cancel_channel("emails"),
+            keys.work_channel("emails"),
+            keys.event_channel("emails", id),
         ] {
             assert!(key.starts_with(&base), "{key} carries the queue's tag");
         }
@@ -244,15 +254,19 @@ mod tests {
 
     #[test]
     fn pattern_escapes_glob_characters_and_matches_queue_keys_only() {
-        assert_eq!(Keys::new("errand").pattern(), "{errand:*");
-        assert_eq!(Keys::new("a*b").pattern(), "{a\\*b:*");
-        assert_eq!(Keys::new("errand").queues(), "{errand}:queues");
+        assert_eq!(Keys::new("errand", false).pattern(), "{errand:*");
+        assert_eq!(Keys::new("a*b", false).pattern(), "{a\\*b:*");
+        assert_eq!(Keys::new("errand", false).queues(), "{errand}:queues");
+        assert_eq!(
+            Keys::new("errand", false).cancel_channel("q"),
+            "errand:cancel"
+        );
     }
 
     #[test]
     fn prefixes_that_could_share_keys_are_refused() {
         // Prefix `a` with queue `b:c` and prefix `a:b` with queue `c` would both be `{a:b:c}`.
-        assert_eq!(Keys::new("a").base("b:c"), "{a:b:c}");
+        assert_eq!(Keys::new("a", false).base("b:c"), "{a:b:c}");
         assert!(!check_prefix("a:b"));
         assert!(!check_prefix("a{b") && !check_prefix("a}") && !check_prefix(""));
         assert!(check_prefix("a") && check_prefix("billing-eu_1.x"));

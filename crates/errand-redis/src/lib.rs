@@ -18,7 +18,8 @@
 //!
 //! ## How it talks to Redis
 //!
-//! - Commands go over one multiplexed connection (redis-rs `ConnectionManager`) shared by all
+//! - Commands go over one multiplexed connection (redis-rs `ConnectionManager`; on a cluster,
+//!   redis-rs's cluster connection, see below) shared by all
 //!   callers, which pipelines them and reconnects with exponential backoff. Every round trip
 //!   is bounded by [`RedisConfig::connect_timeout`] + [`RedisConfig::response_timeout`] (a
 //!   batch of script calls answered NOSCRIPT is loaded and sent again within the same
@@ -95,7 +96,7 @@
 //! |---|---|
 //! | `{p:q}:work` | "work may be claimable on q" (enqueue, retry, release, reap) |
 //! | `{p:q}:ev:<id>` | a watched task's record after each change |
-//! | `p:cancel` | ids of running tasks whose cancellation was requested |
+//! | `p:cancel` (on a cluster `{p:q}:cancel`) | ids of running tasks whose cancellation was requested |
 //!
 //! What cannot live in the queue's slot is found without a script: a task is found by id by
 //! probing each known queue while reading `{p}:queues` (one pipelined round trip; queues are
@@ -137,12 +138,19 @@
 //!
 //! ## Redis Cluster
 //!
-//! Each script declares one key, `KEYS[1]` (the queue's tag `{p:q}`), and derives every other
-//! key it touches from it, so all of them share `KEYS[1]`'s hash tag and slot; commands outside
-//! scripts touch one queue's keys each, or `{p}:queues`. That is the shape Redis Cluster
-//! needs, but the store connects with a single-node client and has only been tested against
-//! a single Redis: a cluster deployment needs redis-rs's cluster client behind the same
-//! scripts, and its own tests.
+//! With [`RedisConfig::cluster`], the URL names seed nodes (comma-separated) and every command
+//! goes through redis-rs's cluster client. Each script declares one key, `KEYS[1]` (the
+//! queue's tag `{p:q}`, or `{p}:meta`), and derives every other key it touches from it, so all
+//! of them share one slot; commands outside scripts touch one queue's keys each, or
+//! `{p}:queues`. A pipeline is split per slot and its parts sent concurrently (a command
+//! without a key, `TIME`, runs with the next one that has a key); the enqueue registers its
+//! queues in a round trip before the scripts, since the two are in different slots. A script
+//! answered NOSCRIPT is loaded on the node that answered. Channels carry their queue's tag and
+//! use sharded pub/sub (`SPUBLISH` in the scripts, `SSUBSCRIBE` on a RESP3 cluster connection
+//! of the listener's own); each queue has its own cancellation channel, which a store follows
+//! once it claims from the queue. [`RedisStore::clear`] and the warnings visit every primary.
+//! With [`RedisConfig::wait_replicas`], each round trip of writes ends with `WAIT` on each node
+//! it wrote to, and fails unless enough replicas confirmed it.
 //!
 //! ## Delivery
 //!
@@ -162,6 +170,7 @@
 #![warn(missing_docs)]
 
 mod attempt_log;
+mod cluster;
 mod config;
 mod error;
 mod health;
@@ -170,6 +179,7 @@ mod keyed_lock;
 mod keys;
 mod listener;
 mod now;
+mod pubsub;
 mod record;
 mod redis_conn;
 mod scripts;

@@ -10,11 +10,10 @@
 
 use crate::config::RedisConfig;
 use crate::keys::Keys;
+use crate::pubsub::{self, Feed, Message, Sink};
 use crate::record::record_of;
 use crate::redis_conn::Redis;
 use errand_core::{StoreError, TaskId, TaskRecord};
-use futures::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -221,11 +220,7 @@ impl Listener {
             bus,
             rx,
             desired: HashMap::new(),
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-            min_delay: config.reconnect_min_delay,
-            max_delay: config.reconnect_max_delay,
-            keepalive: config.keepalive_interval,
+            config: config.clone(),
         };
         tokio::spawn(task.run());
         Self {
@@ -282,20 +277,16 @@ struct Task {
     rx: mpsc::UnboundedReceiver<Command>,
     /// Wanted channels: how many subscriptions want each, and what its messages mean.
     desired: HashMap<String, (usize, Route)>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    min_delay: Duration,
-    max_delay: Duration,
-    keepalive: Duration,
+    config: RedisConfig,
 }
 
 impl Task {
     async fn run(mut self) {
-        let mut delay = self.min_delay;
+        let mut delay = self.config.reconnect_min_delay;
         let mut down_since: Option<Instant> = None;
         loop {
             match self.connect().await {
-                Ok((sink, stream)) => {
+                Ok((sink, feed)) => {
                     if let Some(since) = down_since.take() {
                         info!(
                             server = %self.redis.server(),
@@ -303,9 +294,9 @@ impl Task {
                             "pub/sub connection to Redis restored"
                         );
                     }
-                    delay = self.min_delay;
+                    delay = self.config.reconnect_min_delay;
                     self.resync();
-                    if self.serve(sink, stream).await == Exit::Closed {
+                    if self.serve(sink, feed).await == Exit::Closed {
                         return;
                     }
                     warn!(server = %self.redis.server(), "pub/sub connection to Redis lost; reconnecting");
@@ -323,7 +314,7 @@ impl Task {
             if self.pause(delay).await == Exit::Closed {
                 return;
             }
-            delay = (delay * 2).min(self.max_delay);
+            delay = (delay * 2).min(self.config.reconnect_max_delay);
         }
     }
 
@@ -334,10 +325,10 @@ impl Task {
         ))
     }
 
-    async fn connect(&mut self) -> Result<(PubSubSink, PubSubStream), StoreError> {
-        let pubsub = match tokio::time::timeout(
-            self.connect_timeout,
-            self.redis.client().get_async_pubsub(),
+    async fn connect(&mut self) -> Result<(Sink, Feed), StoreError> {
+        let (mut sink, feed) = match tokio::time::timeout(
+            self.config.connect_timeout,
+            pubsub::connect(self.redis.target(), &self.config),
         )
         .await
         {
@@ -345,16 +336,17 @@ impl Task {
             Ok(Err(e)) => return Err(self.unavailable(e)),
             Err(_) => return Err(self.unavailable("connection timed out")),
         };
-        let (mut sink, stream) = pubsub.split();
-        let channels: Vec<&String> = self.desired.keys().collect();
+        let channels: Vec<String> = self.desired.keys().cloned().collect();
         if !channels.is_empty() {
-            match tokio::time::timeout(self.response_timeout, sink.subscribe(channels)).await {
+            match tokio::time::timeout(self.config.response_timeout, sink.subscribe(&channels))
+                .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(self.unavailable(e)),
                 Err(_) => return Err(self.unavailable("subscribing timed out")),
             }
         }
-        Ok((sink, stream))
+        Ok((sink, feed))
     }
 
     /// After (re)connecting: wake every work signal, and bring watchers up to date.
@@ -404,13 +396,14 @@ impl Task {
         }
     }
 
-    async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> Exit {
-        let mut keepalive = tokio::time::interval(self.keepalive);
+    async fn serve(&mut self, mut sink: Sink, mut feed: Feed) -> Exit {
+        let response_timeout = self.config.response_timeout;
+        let mut keepalive = tokio::time::interval(self.config.keepalive_interval);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.reset();
         loop {
             tokio::select! {
-                msg = stream.next() => match msg {
+                msg = feed.next() => match msg {
                     Some(msg) => self.dispatch(&msg),
                     None => return Exit::Lost,
                 },
@@ -422,7 +415,7 @@ impl Task {
                             let _ = ack.send(Ok(()));
                             continue;
                         }
-                        match tokio::time::timeout(self.response_timeout, sink.subscribe(&fresh)).await {
+                        match tokio::time::timeout(response_timeout, sink.subscribe(&fresh)).await {
                             Ok(Ok(())) => {
                                 let _ = ack.send(Ok(()));
                             }
@@ -441,7 +434,7 @@ impl Task {
                         let gone = self.release(channels);
                         if !gone.is_empty()
                             && !matches!(
-                                tokio::time::timeout(self.response_timeout, sink.unsubscribe(&gone)).await,
+                                tokio::time::timeout(response_timeout, sink.unsubscribe(&gone)).await,
                                 Ok(Ok(()))
                             )
                         {
@@ -450,8 +443,7 @@ impl Task {
                     }
                 },
                 _ = keepalive.tick() => {
-                    let ping = sink.ping::<redis::Value>();
-                    if !matches!(tokio::time::timeout(self.response_timeout, ping).await, Ok(Ok(_))) {
+                    if !matches!(tokio::time::timeout(response_timeout, sink.ping()).await, Ok(Ok(()))) {
                         return Exit::Lost;
                     }
                 }
@@ -487,11 +479,11 @@ impl Task {
         gone
     }
 
-    fn dispatch(&self, msg: &redis::Msg) {
-        let Some((_, route)) = self.desired.get(msg.get_channel_name()) else {
+    fn dispatch(&self, msg: &Message) {
+        let Some((_, route)) = self.desired.get(msg.channel()) else {
             return;
         };
-        let payload = msg.get_payload_bytes();
+        let payload = msg.payload();
         match route {
             Route::Cancel => match std::str::from_utf8(payload).map(str::parse::<TaskId>) {
                 Ok(Ok(id)) => {

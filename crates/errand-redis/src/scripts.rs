@@ -1,5 +1,7 @@
 //! The Lua scripts (`lua/*.lua`, each prefixed with `lua/common.lua`), called by EVALSHA and
-//! loaded again when Redis answers NOSCRIPT (after a restart or a `SCRIPT FLUSH`).
+//! loaded again when Redis answers NOSCRIPT (after a restart, a failover or a `SCRIPT FLUSH`).
+//! Each script starts by naming its publishing command (`local PUBLISH = …`): `PUBLISH` on
+//! one Redis, `SPUBLISH` on a cluster.
 
 use redis::Cmd;
 
@@ -7,13 +9,13 @@ use redis::Cmd;
 #[derive(Debug)]
 pub(crate) struct Lua {
     name: &'static str,
-    code: &'static str,
+    code: String,
     hash: String,
 }
 
 impl Lua {
-    fn new(name: &'static str, code: &'static str) -> Self {
-        let hash = redis::Script::new(code).get_hash().to_string();
+    fn new(name: &'static str, code: String) -> Self {
+        let hash = redis::Script::new(&code).get_hash().to_string();
         Self { name, code, hash }
     }
 
@@ -25,7 +27,7 @@ impl Lua {
     /// `SCRIPT LOAD` of this script.
     pub(crate) fn load_cmd(&self) -> Cmd {
         let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(self.code);
+        cmd.arg("LOAD").arg(&self.code);
         cmd
     }
 
@@ -66,12 +68,17 @@ macro_rules! scripts {
         }
 
         impl Scripts {
-            /// The scripts, hashed.
-            pub(crate) fn new() -> Self {
+            /// The scripts, hashed; with `sharded`, they announce with `SPUBLISH`.
+            pub(crate) fn new(sharded: bool) -> Self {
+                let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
                 Self {
                     $($field: Lua::new(
                         $file,
-                        concat!(include_str!("../lua/common.lua"), include_str!(concat!("../lua/", $file))),
+                        format!(
+                            "local PUBLISH = '{publish}'\n{}{}",
+                            include_str!("../lua/common.lua"),
+                            include_str!(concat!("../lua/", $file)),
+                        ),
                     ),)*
                 }
             }

@@ -4,7 +4,7 @@ use crate::config::RedisConfig;
 use crate::error::RedisStoreError;
 use crate::keyed_lock::KeyedLocks;
 use crate::keys::{Keys, check_prefix};
-use crate::listener::{Bus, Listener};
+use crate::listener::{Bus, Listener, Subscription};
 use crate::now::Now;
 use crate::redis_conn::Redis;
 use async_trait::async_trait;
@@ -60,6 +60,8 @@ struct Inner {
     /// Serializes the setting up of watches per task, so two watchers of one task share one
     /// subscription while watchers of different tasks set up concurrently.
     watch_setup: KeyedLocks<TaskId>,
+    /// On a cluster, the cancellation channels followed: those of the queues claimed from.
+    cancel_channels: Mutex<HashMap<Arc<str>, Subscription>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -76,7 +78,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RedisStore {
-    /// A store on the Redis at `url` (`redis://[user:password@]host:port[/db]`).
+    /// A store on the Redis at `url` (`redis://[user:password@]host:port[/db]`), or with
+    /// [`RedisConfig::cluster`] on the Redis Cluster whose seed nodes `url` names (one or more
+    /// such URLs separated by commas; the others are learnt from them).
     ///
     /// Redis being down is not an error: the store starts, its calls answer
     /// [`StoreError::Unavailable`] until Redis is back, and it then resumes by itself. Only
@@ -87,7 +91,7 @@ impl RedisStore {
             return Err(RedisStoreError::InvalidPrefix(config.prefix));
         }
         let redis = Redis::new(url, &config)?;
-        let keys = Keys::new(&config.prefix);
+        let keys = Keys::new(&config.prefix, config.cluster);
         let bus = Arc::new(Bus::default());
         let listener = Listener::start(redis.clone(), keys.clone(), bus.clone(), &config);
         let store = Self {
@@ -100,6 +104,7 @@ impl RedisStore {
                 held: Mutex::new(HashMap::new()),
                 queues: Mutex::new(Vec::new()),
                 watch_setup: KeyedLocks::default(),
+                cancel_channels: Mutex::new(HashMap::new()),
             }),
         };
         if let Err(e) = store.inner.redis.load_scripts().await {
@@ -109,33 +114,33 @@ impl RedisStore {
     }
 
     /// Deletes every key under this store's prefix (tasks, indexes, queues), and no other
-    /// prefix's, and returns how many. For tests, benchmarks and retiring a deployment; never
-    /// while workers run.
+    /// prefix's, and returns how many: it scans every primary of a cluster. For tests,
+    /// benchmarks and retiring a deployment; never while workers run.
     pub async fn clear(&self) -> Result<u64, StoreError> {
-        let pattern = self.inner.keys.pattern();
-        let mut cursor: u64 = 0;
+        let redis = &self.inner.redis;
         let mut unlink = redis::cmd("UNLINK");
         unlink
             .arg(self.inner.keys.queues())
             .arg(self.inner.keys.meta());
-        let mut deleted = self.inner.redis.query::<u64>(&unlink).await?;
-        loop {
+        let mut deleted = redis.query::<u64>(&unlink).await?;
+        let mut cursors: Vec<_> = redis.nodes().await?.into_iter().map(|n| (n, 0)).collect();
+        while let Some((node, cursor)) = cursors.pop() {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(self.inner.keys.pattern())
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.inner.redis.query(&scan).await?;
+            let (next, keys): (u64, Vec<String>) = redis.query_on(node.as_ref(), &scan).await?;
             if !keys.is_empty() {
+                // On a cluster, redis-rs splits an UNLINK of keys of several slots per slot.
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
-                deleted += self.inner.redis.query::<u64>(&unlink).await?;
+                deleted += redis.query::<u64>(&unlink).await?;
             }
-            if next == 0 {
-                break;
+            if next != 0 {
+                cursors.push((node, next));
             }
-            cursor = next;
         }
         lock(&self.inner.queues).clear();
         Ok(deleted)

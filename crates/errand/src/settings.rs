@@ -71,6 +71,10 @@ pub struct FileConfig {
     pub redis_url: Option<Sensitive>,
     /// Key prefix in Redis.
     pub redis_prefix: Option<String>,
+    /// `redis_url` names the seed nodes of a Redis Cluster (comma-separated).
+    pub redis_cluster: Option<bool>,
+    /// Replicas that must confirm each batch of writes (`WAIT`) before it is acknowledged.
+    pub redis_wait_replicas: Option<usize>,
     /// PostgreSQL URL, for `store = "postgres"` (it may hold a password: `Debug` hides it).
     pub postgres_url: Option<Sensitive>,
     /// The schema errand's tables live in.
@@ -227,6 +231,14 @@ pub struct StoreArgs {
     /// Key prefix in Redis [default: errand].
     #[arg(long, env = "ERRAND_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
+    /// The Redis URL names the seed nodes of a Redis Cluster, comma-separated
+    /// (redis://10.0.0.5:7000,redis://10.0.0.6:7000).
+    #[arg(long, env = "ERRAND_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+    /// Replicas of the Redis node that took a batch of writes that must confirm it (WAIT)
+    /// before it is acknowledged, so a failover loses no acknowledged write [default: 0].
+    #[arg(long, env = "ERRAND_REDIS_WAIT_REPLICAS", value_name = "N")]
+    pub redis_wait_replicas: Option<usize>,
     /// PostgreSQL URL for the postgres store, e.g. postgres://postgres@127.0.0.1:5432/app.
     #[arg(long, env = "ERRAND_POSTGRES_URL", value_name = "URL")]
     pub postgres_url: Option<String>,
@@ -319,7 +331,17 @@ impl Settings {
                     .clone()
                     .or_else(|| self.file.redis_prefix.clone())
                     .unwrap_or_else(|| "errand".into());
-                StoreChoice::Redis { url, prefix }
+                let cluster = args.redis_cluster || self.file.redis_cluster == Some(true);
+                let wait_replicas = args
+                    .redis_wait_replicas
+                    .or(self.file.redis_wait_replicas)
+                    .unwrap_or(0);
+                StoreChoice::Redis {
+                    url,
+                    prefix,
+                    cluster,
+                    wait_replicas,
+                }
             }
             StoreKind::Postgres => {
                 let Some(url) = args.postgres_url.clone().or_else(|| {
@@ -383,10 +405,14 @@ pub enum StoreChoice {
     Memory,
     /// Redis at this URL, under this key prefix.
     Redis {
-        /// The URL.
+        /// The URL (with `cluster`, the seed nodes' URLs, comma-separated).
         url: String,
         /// The key prefix.
         prefix: String,
+        /// A Redis Cluster.
+        cluster: bool,
+        /// Replicas that must confirm each batch of writes.
+        wait_replicas: usize,
     },
     /// PostgreSQL at this URL, in this schema.
     Postgres {
@@ -445,6 +471,8 @@ mod tests {
             store: None,
             redis_url: None,
             redis_prefix: None,
+            redis_cluster: false,
+            redis_wait_replicas: None,
             postgres_url: None,
             postgres_schema: None,
             postgres_poll_only: false,
@@ -534,10 +562,59 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         let choice = StoreChoice::Redis {
-            url: "redis://user:hunter2@10.0.0.5:6379".into(),
+            url: "redis://user:hunter2@10.0.0.5:6379,redis://user:hunter2@10.0.0.6:6379".into(),
             prefix: "p".into(),
+            cluster: true,
+            wait_replicas: 0,
         };
-        assert!(!format!("{choice:?}").contains("hunter2"));
+        let shown = format!("{choice:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("10.0.0.5") && shown.contains("10.0.0.6"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_redis_cluster_and_its_replicas_come_from_flags_or_the_file() {
+        let file: FileConfig = toml::from_str(
+            "redis_url = \"redis://127.0.0.1:7000\"\nredis_cluster = true\nredis_wait_replicas = 1",
+        )
+        .expect("valid toml");
+        let s = Settings {
+            global: global(),
+            file,
+        };
+        let args = StoreArgs {
+            store: Some(StoreKind::Redis),
+            redis_url: None,
+            redis_prefix: None,
+            redis_cluster: false,
+            redis_wait_replicas: None,
+            postgres_url: None,
+            postgres_schema: None,
+            postgres_poll_only: false,
+        };
+        let from_file = s.store(&args, StoreKind::Sqlite).expect("a choice");
+        assert!(matches!(
+            from_file,
+            StoreChoice::Redis {
+                cluster: true,
+                wait_replicas: 1,
+                ..
+            }
+        ));
+        let flagged = StoreArgs {
+            redis_wait_replicas: Some(2),
+            ..args
+        };
+        assert!(matches!(
+            s.store(&flagged, StoreKind::Sqlite).expect("a choice"),
+            StoreChoice::Redis {
+                wait_replicas: 2,
+                ..
+            }
+        ));
     }
 
     #[test]

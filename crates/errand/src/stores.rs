@@ -28,8 +28,8 @@ pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
             )
         }
         StoreChoice::Memory => Arc::new(MemoryStore::new()),
-        StoreChoice::Redis { url, prefix } => Arc::new(
-            RedisStore::connect(url, RedisConfig::default().prefix(prefix.clone()))
+        StoreChoice::Redis { url, .. } => Arc::new(
+            RedisStore::connect(url, redis_config(choice))
                 .await
                 .with_context(|| format!("cannot use the Redis store at {}", redact(url)))?,
         ),
@@ -52,14 +52,36 @@ pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
     })
 }
 
-/// A Redis or PostgreSQL URL without its password, for messages and logs.
+/// The settings of a Redis store for `choice` (defaults for any other store).
+pub fn redis_config(choice: &StoreChoice) -> RedisConfig {
+    let StoreChoice::Redis {
+        prefix,
+        cluster,
+        wait_replicas,
+        ..
+    } = choice
+    else {
+        return RedisConfig::default();
+    };
+    let config = RedisConfig::default()
+        .prefix(prefix.clone())
+        .cluster(*cluster);
+    let wait_timeout = config.wait_timeout;
+    config.wait_replicas(*wait_replicas, wait_timeout)
+}
+
+/// A Redis or PostgreSQL URL (or a comma-separated list of them: a cluster's seed nodes)
+/// without its passwords, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &one[..scheme], &one[at + 1..])
+            }
+            _ => one.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A short description of the store for logs.
@@ -67,7 +89,19 @@ pub fn describe(choice: &StoreChoice) -> String {
     match choice {
         StoreChoice::Sqlite(path) => format!("sqlite:{}", path.display()),
         StoreChoice::Memory => "memory".into(),
-        StoreChoice::Redis { url, prefix } => format!("redis:{} (prefix {prefix})", redact(url)),
+        StoreChoice::Redis {
+            url,
+            prefix,
+            cluster,
+            wait_replicas,
+        } => {
+            let cluster = if *cluster { ", cluster" } else { "" };
+            let wait = match wait_replicas {
+                0 => String::new(),
+                n => format!(", waiting for {n} replicas"),
+            };
+            format!("redis:{} (prefix {prefix}{cluster}{wait})", redact(url))
+        }
         StoreChoice::Postgres {
             url,
             schema,

@@ -24,7 +24,7 @@ impl RedisStore {
             .cancel
             .call(&self.keys().base(&queue), self.now_arg());
         call.arg(id.to_string())
-            .arg(self.keys().cancel_channel())
+            .arg(self.keys().cancel_channel(&queue))
             .arg(actor_arg(by)?)
             .arg(HISTORY_LIMIT);
         let (kind, rest) = self.verdict(call, "cancel").await?;

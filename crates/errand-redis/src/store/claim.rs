@@ -85,6 +85,7 @@ impl RedisStore {
         requests: &[(Arc<str>, usize)],
         lease_ms: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
+        self.follow_cancels(requests).await;
         let scripts = self.inner.redis.scripts();
         let now = self.now_arg();
         let calls = requests

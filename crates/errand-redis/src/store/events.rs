@@ -1,7 +1,7 @@
 //! Pub/sub streams: watching a task (and the watcher count that makes it publish), the
 //! cancellation stream and the work signal.
 
-use super::RedisStore;
+use super::{RedisStore, lock};
 use crate::error::corrupt;
 use crate::keys::check_queue;
 use crate::listener::Route;
@@ -10,6 +10,7 @@ use errand_core::{EventStream, StoreError, TaskId, WorkSignal};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::Value;
+use std::sync::Arc;
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::debug;
 
@@ -50,17 +51,26 @@ impl RedisStore {
             .boxed())
     }
 
-    /// [`Store::cancellations`](errand_core::Store::cancellations).
+    /// [`Store::cancellations`](errand_core::Store::cancellations). On one Redis, it listens
+    /// to the one cancellation channel. On a cluster each queue has its own, and the store
+    /// follows those of the queues it claims from (see [`RedisStore::follow_cancels`]): a
+    /// task's cancellation matters only to the process that holds its lease.
     pub(super) async fn cancellation_stream(
         &self,
     ) -> Result<BoxStream<'static, TaskId>, StoreError> {
         let rx = self.inner.bus.cancels();
-        let channel = self.keys().cancel_channel().to_string();
-        let subscription = self
-            .inner
-            .listener
-            .subscribe(vec![(channel, Route::Cancel)])
-            .await?;
+        let subscription = match self.inner.redis.is_cluster() {
+            true => None,
+            false => {
+                let channel = self.keys().cancel_channel("");
+                Some(
+                    self.inner
+                        .listener
+                        .subscribe(vec![(channel, Route::Cancel)])
+                        .await?,
+                )
+            }
+        };
         Ok(BroadcastStream::new(rx)
             .filter_map(move |id| {
                 let _keep = &subscription;
@@ -68,6 +78,40 @@ impl RedisStore {
                 futures::future::ready(id.ok())
             })
             .boxed())
+    }
+
+    /// On a cluster, subscribes to the cancellation channels of `queues` not followed yet, for
+    /// the store's lifetime, before it claims from them. A queue whose channel cannot be
+    /// subscribed now is tried again at the next claim; meanwhile heartbeats report its
+    /// cancellations.
+    pub(super) async fn follow_cancels(&self, queues: &[(Arc<str>, usize)]) {
+        if !self.inner.redis.is_cluster() {
+            return;
+        }
+        let fresh: Vec<Arc<str>> = {
+            let followed = lock(&self.inner.cancel_channels);
+            queues
+                .iter()
+                .filter(|(q, _)| !followed.contains_key(q))
+                .map(|(q, _)| q.clone())
+                .collect()
+        };
+        for queue in fresh {
+            let channel = self.keys().cancel_channel(&queue);
+            match self
+                .inner
+                .listener
+                .subscribe(vec![(channel, Route::Cancel)])
+                .await
+            {
+                Ok(subscription) => {
+                    lock(&self.inner.cancel_channels).insert(queue, subscription);
+                }
+                Err(e) => {
+                    debug!(queue = %queue, error = %e, "could not follow the queue's cancellations yet");
+                }
+            }
+        }
     }
 
     /// [`Store::work_signal`](errand_core::Store::work_signal).

@@ -1,9 +1,11 @@
 //! Helpers shared by the Redis store's tests: unique key prefixes, a store that deletes its
-//! keys when dropped, a private `redis-server` that a test can kill and restart, and a proxy
-//! that reads (and can interrupt) what a store sends.
+//! keys when dropped, a private `redis-server` that a test can kill and restart, a Redis
+//! Cluster of the test's own (`cluster`), and a proxy that reads (and can interrupt) what a
+//! store sends.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod cluster;
 pub mod proxy;
 
 use errand_core::Clock;

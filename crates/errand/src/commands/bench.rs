@@ -68,6 +68,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let label = match &choice {
         StoreChoice::Sqlite(_) => "sqlite",
         StoreChoice::Memory => "memory",
+        StoreChoice::Redis { cluster: true, .. } => "redis-cluster",
         StoreChoice::Redis { .. } => "redis",
         StoreChoice::Postgres { .. } => "postgres",
     };
@@ -137,14 +138,9 @@ async fn cleanup(choice: &StoreChoice, store: Arc<dyn Store>) {
         }
         return;
     }
-    if let StoreChoice::Redis { url, prefix } = choice {
+    if let StoreChoice::Redis { url, prefix, .. } = choice {
         drop(store);
-        match errand_redis::RedisStore::connect(
-            url,
-            errand_redis::RedisConfig::default().prefix(prefix.clone()),
-        )
-        .await
-        {
+        match errand_redis::RedisStore::connect(url, stores::redis_config(choice)).await {
             Ok(redis) => {
                 if let Err(e) = redis.clear().await {
                     eprintln!(
