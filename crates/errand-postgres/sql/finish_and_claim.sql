@@ -22,7 +22,7 @@ WITH claimed AS (
     FOR UPDATE OF t
 ), moved AS (
     DELETE FROM {schema}.tasks t USING held, f
-    WHERE t.id = held.id AND f.id = held.id AND t.id = ANY($7)
+    WHERE t.id = held.id AND f.id = held.id AND f.token = t.lease_token AND t.id = ANY($7)
     RETURNING t.*, f.result AS new_result, f.progress AS new_progress, f.steps AS new_steps
 ), done AS (
     INSERT INTO {schema}.finished (id, name, queue, status, user_id, tenant, correlation_id,
