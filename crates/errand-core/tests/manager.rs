@@ -233,16 +233,31 @@ async fn wait_for_all_never_cancels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_then_cancels_and_reports() {
     let manager = Manager::new(ManagerConfig::default());
+    // The quick and failing tasks end only once the shutdown has begun, however loaded the
+    // machine: all eight are there when it starts.
+    let (open, gate) = tokio::sync::watch::channel(false);
     for i in 0..5 {
+        let mut gate = gate.clone();
         manager
             .task("quick")
-            .spawn(tokio::time::sleep(Duration::from_millis(20 + i)))
+            .spawn(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                tokio::time::sleep(Duration::from_millis(20 + i)).await;
+            })
             .expect("spawn");
     }
+    let mut failing_gate = gate.clone();
     manager
         .task("fails")
-        .spawn(async { Err::<(), _>("x") })
+        .spawn(async move {
+            let _ = failing_gate.wait_for(|open| *open).await;
+            Err::<(), _>("x")
+        })
         .expect("spawn");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = open.send(true);
+    });
     for _ in 0..2 {
         manager
             .task("stuck")
@@ -250,6 +265,7 @@ async fn shutdown_drains_then_cancels_and_reports() {
             .expect("spawn");
     }
     let stats = manager.shutdown(Duration::from_millis(300)).await;
+    release.await.expect("the release runs");
     assert_eq!(stats.status, ShutdownStatus::Timeout);
     assert_eq!(stats.initial, 8);
     assert_eq!(stats.completed, 5);
