@@ -13,6 +13,9 @@ end
 local records = call_keys('MGET', keys, 1)
 
 local out, done, expiring, writes = {}, {}, {}, {}
+-- Ids ended by this call: the records were read once, above, so a lease given twice in one
+-- batch would otherwise end twice.
+local ended = {}
 local fronts, backs, scheduled = {}, {}, {}
 for n = 1, #keys do
   local i = 2 + (n - 1) * 7
@@ -23,7 +26,8 @@ for n = 1, #keys do
   if s then
     state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos = string.match(s, HEADER)
   end
-  if state == 'running' and f == token then
+  if state == 'running' and f == token and not ended[id] then
+    ended[id] = true
     done[#done + 1] = id
     out[n] = 1
     local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')
