@@ -219,8 +219,9 @@ pub struct GlobalArgs {
     pub log: Option<String>,
 }
 
-/// Store selection, shared by `serve`, `worker` and `bench`.
-#[derive(Debug, Clone, clap::Args)]
+/// Store selection, shared by `serve`, `worker` and `bench`. The default selects nothing: every
+/// choice then comes from the environment, the file or the command's default.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct StoreArgs {
     /// Task store [default: sqlite; redis when a Redis URL is given to `worker`].
     #[arg(long, env = "ERRAND_STORE", value_enum)]
@@ -467,16 +468,7 @@ mod tests {
             global: global(),
         };
         assert_eq!(s.data_dir(), PathBuf::from("/from/file"));
-        let none = StoreArgs {
-            store: None,
-            redis_url: None,
-            redis_prefix: None,
-            redis_cluster: false,
-            redis_wait_replicas: None,
-            postgres_url: None,
-            postgres_schema: None,
-            postgres_poll_only: false,
-        };
+        let none = StoreArgs::default();
         assert_eq!(
             s.store(&none, StoreKind::Sqlite).expect("store"),
             StoreChoice::Memory
@@ -587,13 +579,7 @@ mod tests {
         };
         let args = StoreArgs {
             store: Some(StoreKind::Redis),
-            redis_url: None,
-            redis_prefix: None,
-            redis_cluster: false,
-            redis_wait_replicas: None,
-            postgres_url: None,
-            postgres_schema: None,
-            postgres_poll_only: false,
+            ..StoreArgs::default()
         };
         let from_file = s.store(&args, StoreKind::Sqlite).expect("a choice");
         assert!(matches!(
