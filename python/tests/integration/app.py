@@ -33,7 +33,11 @@ def mark(kind: str, ctx: errand.TaskContext, **data: Any) -> None:
     record = {"kind": kind, "task_id": ctx.task_id, "attempt": ctx.attempt, "pid": os.getpid(),
               "at": time.time(), **data}
     path = MARKS / f"{kind}-{ctx.task_id}-{ctx.attempt}-{os.getpid()}.json"
-    path.write_text(json.dumps(record))
+    # Written under a name the reader does not glob, then renamed: a reader never sees a
+    # half-written mark.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record))
+    partial.replace(path)
 
 
 class SeenArgs(BaseModel):
