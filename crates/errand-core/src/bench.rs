@@ -4,6 +4,7 @@
 //!
 //! They measure and print; they assert nothing.
 
+use crate::cpu_meter::{CpuMeter, machine_busy, process_cpu};
 use crate::{
     Client, Context, Manager, ManagerConfig, Registry, SealKey, Store, StoreError, SubmitError,
     Task, TaskCx, TaskError, Worker, WorkerConfig,
@@ -31,6 +32,9 @@ pub struct BenchOptions {
     pub idle_probe: Option<Duration>,
     /// Worker settings other than concurrency (queues, lease, poll interval).
     pub worker: WorkerConfig,
+    /// Reads the store server's CPU time, for the per-task CPU figures; `None` leaves them out
+    /// (an embedded store's CPU is the worker's own).
+    pub store_cpu: Option<Arc<dyn CpuMeter>>,
 }
 
 impl Default for BenchOptions {
@@ -44,6 +48,7 @@ impl Default for BenchOptions {
             latency_tasks: 3000,
             idle_probe: None,
             worker: WorkerConfig::default(),
+            store_cpu: None,
         }
     }
 }
@@ -79,6 +84,22 @@ pub struct BenchReport {
     /// The idle time before that probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_s: Option<f64>,
+    /// CPU time of this process (the worker, and an embedded store) per drained task, in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_cpu_us_per_task: Option<f64>,
+    /// CPU time of the store's server per drained task, in µs (see `store_cpu_source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_cpu_us_per_task: Option<f64>,
+    /// CPU time of the store's server per enqueued task, in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueue_store_cpu_us_per_task: Option<f64>,
+    /// Where the store's CPU time was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_cpu_source: Option<String>,
+    /// Busy CPU time of the whole machine per drained task, in µs: the worker, the store and
+    /// anything else running (on a quiet machine, about the sum of the two above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_cpu_us_per_task: Option<f64>,
 }
 
 /// A benchmark could not run.
@@ -208,6 +229,7 @@ pub async fn run(
     let latencies = Arc::new(StartLatencies::default());
 
     // 1. Enqueue, each task with a context (sealed credential included), as a service would.
+    let store_before = store_cpu(opts).await;
     let began = Instant::now();
     let batches: Vec<(usize, usize)> = (0..opts.jobs)
         .step_by(opts.enqueue_batch.max(1))
@@ -238,11 +260,13 @@ pub async fn run(
         r.map_err(|e| StoreError::Backend(e.to_string()))??;
     }
     let enqueue_time = began.elapsed();
+    let enqueue_store = spent(store_before, store_cpu(opts).await);
 
     // 2. Drain.
     let mut config = opts.worker.clone();
     config.concurrency = opts.concurrency.max(1);
     config.claim_batch = config.concurrency;
+    let cpu_before = (process_cpu(), store_cpu(opts).await, machine_busy());
     let drain_began = Instant::now();
     let worker = Worker::new(store.clone(), Arc::new(registry), key)
         .config(config)
@@ -251,6 +275,14 @@ pub async fn run(
     let target = opts.jobs as u64;
     wait_for(&worker, target).await?;
     let drain_time = drain_began.elapsed();
+    let (worker_cpu, store_drain, machine_cpu) = (
+        spent(cpu_before.0, process_cpu()),
+        spent(cpu_before.1, store_cpu(opts).await),
+        spent(cpu_before.2, machine_busy()),
+    );
+    let per_task = |cpu: Option<Duration>| {
+        cpu.map(|d| (d.as_secs_f64() * 1e7 / opts.jobs.max(1) as f64).round() / 10.0)
+    };
 
     // 3. Latency at a steady offered rate.
     let interval = Duration::from_secs_f64(1.0 / f64::from(opts.latency_rate.max(1)));
@@ -290,7 +322,24 @@ pub async fn run(
         latency_rate_per_s: opts.latency_rate,
         idle_latency_ms,
         idle_s: opts.idle_probe.map(|d| d.as_secs_f64()),
+        worker_cpu_us_per_task: per_task(worker_cpu),
+        store_cpu_us_per_task: per_task(store_drain),
+        enqueue_store_cpu_us_per_task: per_task(enqueue_store),
+        store_cpu_source: opts.store_cpu.as_ref().map(|m| m.source()),
+        machine_cpu_us_per_task: per_task(machine_cpu),
     })
+}
+
+async fn store_cpu(opts: &BenchOptions) -> Option<Duration> {
+    match &opts.store_cpu {
+        Some(meter) => meter.cpu_time().await,
+        None => None,
+    }
+}
+
+/// The CPU time between two readings, when both were read.
+fn spent(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    Some(after?.saturating_sub(before?))
 }
 
 /// Waits until the worker has finished `target` tasks; fails when a minute passes without

@@ -47,6 +47,8 @@ pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "bench")]
+pub mod cpu_meter;
+#[cfg(feature = "bench")]
 pub mod list_bench;
 
 pub use attempt_log::{ATTEMPT_LOG_LIMIT, AttemptEnd, AttemptEnding, push_attempt};

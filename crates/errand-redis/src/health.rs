@@ -38,7 +38,34 @@ pub(crate) fn assess(memory: &str, persistence: &str, save: Option<&str>) -> Vec
     warnings
 }
 
+/// The CPU time `INFO cpu` reports (`used_cpu_sys` plus `used_cpu_user`), in seconds.
+fn cpu_seconds(cpu: &str) -> Option<f64> {
+    let field = |name: &str| {
+        info_fields(cpu)
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+}
+
 impl RedisStore {
+    /// The CPU time Redis has used since it started, from `INFO cpu`: on a cluster, summed
+    /// over the primaries (replicas' work is left out). For benchmarks, which read it before
+    /// and after a phase to report Redis's CPU per task.
+    pub async fn server_cpu(&self) -> Result<std::time::Duration, StoreError> {
+        let redis = self.redis();
+        let mut total = 0.0;
+        for node in redis.nodes().await? {
+            let mut info = redis::cmd("INFO");
+            info.arg("cpu");
+            let text: String = redis.query_on(node.as_ref(), &info).await?;
+            total += cpu_seconds(&text).ok_or_else(|| {
+                StoreError::Backend("INFO cpu has no used_cpu_sys/used_cpu_user".into())
+            })?;
+        }
+        Ok(std::time::Duration::from_secs_f64(total))
+    }
+
     /// See [`Store::warnings`](errand_core::Store::warnings). On a cluster, each primary's
     /// settings are read, and its warnings name it.
     pub(crate) async fn redis_warnings(&self) -> Result<Vec<String>, StoreError> {
@@ -101,6 +128,13 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_adds_system_and_user_time() {
+        let info = "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.500000\r\nused_cpu_sys_children:9.0\r\n";
+        assert_eq!(super::cpu_seconds(info), Some(1.75));
+        assert_eq!(super::cpu_seconds("# CPU\r\nused_cpu_sys:1.0\r\n"), None);
+    }
 
     #[test]
     fn eviction_and_missing_persistence_are_reported() {

@@ -5,6 +5,7 @@ use crate::settings::{Settings, StoreArgs, StoreChoice, StoreKind};
 use crate::stores;
 use anyhow::Context as _;
 use errand_core::bench::{BenchOptions, run as run_bench};
+use errand_core::cpu_meter::{CpuMeter, LocalProcesses};
 use errand_core::{Store, WorkerConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +89,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             poll_interval: Duration::from_secs(1),
             ..WorkerConfig::default()
         },
+        store_cpu: store_meter(&choice).await,
         ..BenchOptions::default()
     };
     if args.list {
@@ -128,6 +130,59 @@ async fn list_bench(store: &Arc<dyn Store>, label: &str, args: &BenchArgs) -> an
     Ok(())
 }
 
+/// Reads the CPU time of `choice`'s server, for the per-task CPU figures: Redis's own
+/// `INFO cpu`; a PostgreSQL on this machine (loopback or a Unix socket) from its processes in
+/// `/proc`. `None` for the embedded stores, whose work is the worker process's own, and for a
+/// remote PostgreSQL.
+async fn store_meter(choice: &StoreChoice) -> Option<Arc<dyn CpuMeter>> {
+    match choice {
+        StoreChoice::Redis { url, .. } => {
+            match errand_redis::RedisStore::connect(url, stores::redis_config(choice)).await {
+                Ok(redis) => Some(Arc::new(RedisCpu(redis))),
+                Err(e) => {
+                    eprintln!("errand bench: Redis's CPU time will not be reported: {e}");
+                    None
+                }
+            }
+        }
+        StoreChoice::Postgres { url, .. } if is_local_postgres(url) => {
+            Some(Arc::new(LocalProcesses::named("postgres")))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the PostgreSQL at `url` runs on this machine: a loopback host or a Unix socket.
+fn is_local_postgres(url: &str) -> bool {
+    use std::str::FromStr as _;
+    let Ok(options) = sqlx_postgres::PgConnectOptions::from_str(url) else {
+        return false;
+    };
+    let host = options.get_host();
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Redis's CPU time, from `INFO cpu` (summed over a cluster's primaries).
+#[derive(Debug)]
+struct RedisCpu(errand_redis::RedisStore);
+
+#[async_trait::async_trait]
+impl CpuMeter for RedisCpu {
+    fn source(&self) -> String {
+        "redis INFO cpu (primaries)".into()
+    }
+
+    async fn cpu_time(&self) -> Option<Duration> {
+        self.0.server_cpu().await.ok()
+    }
+}
+
 /// Deletes a benchmark's Redis keys or PostgreSQL schema (a SQLite scratch file goes with its
 /// temporary directory).
 async fn cleanup(choice: &StoreChoice, store: Arc<dyn Store>) {
@@ -164,4 +219,23 @@ async fn drop_schema(url: &str, schema: &str) -> Result<(), sqlx_core::Error> {
     conn.execute(format!("DROP SCHEMA IF EXISTS \"{quoted}\" CASCADE").as_str())
         .await?;
     conn.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_postgres;
+
+    #[test]
+    fn postgres_on_loopback_or_a_socket_is_local() {
+        assert!(is_local_postgres("postgres://postgres@127.0.0.1:5432/test"));
+        assert!(is_local_postgres("postgres://postgres@localhost/test"));
+        assert!(is_local_postgres("postgres://postgres@[::1]:5432/test"));
+        assert!(is_local_postgres(
+            "postgres:///test?host=/var/run/postgresql"
+        ));
+        assert!(!is_local_postgres(
+            "postgres://postgres@db.example.com/test"
+        ));
+        assert!(!is_local_postgres("postgres://postgres@10.0.0.7/test"));
+    }
 }
