@@ -1,5 +1,6 @@
 -- Claims the oldest due tasks of the queues and gives each a lease: the next token of $4 (in
--- claim order), until $5. Each queue is walked on its own along `tasks_ready` (an ordered
+-- claim order; a subscript, not a join, which the planner would run once per claimed row),
+-- until $5. Each queue is walked on its own along `tasks_ready` (an ordered
 -- index scan that stops after $3 rows, skipping rows other claims hold: `queue = ANY(...)`
 -- would read every due task of the queues and sort them), then the oldest $3 of all are
 -- taken; with several queues, the others' rows stay locked until the claim commits.
@@ -20,13 +21,11 @@ WITH picked AS (
         ORDER BY c.due_at, c.id
         LIMIT $3
     ) due
-), tokens AS (
-    SELECT token, ord FROM unnest($4::uuid[]) WITH ORDINALITY AS u(token, ord)
 )
 UPDATE {schema}.tasks t
-SET status = 'running', attempt = t.attempt + 1, lease_token = tokens.token, lease_until = $5,
-    started_at = $2, updated_at = $2, next_attempt_at = NULL, worker_id = $6
-FROM picked JOIN tokens ON tokens.ord = picked.rn
+SET status = 'running', attempt = t.attempt + 1, lease_token = ($4::uuid[])[picked.rn::int],
+    lease_until = $5, started_at = $2, updated_at = $2, next_attempt_at = NULL, worker_id = $6
+FROM picked
 WHERE t.id = picked.id AND t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING picked.rn, t.id, t.lease_token, t.name, t.queue, t.args, t.context, t.user_id,
           t.tenant, t.correlation_id, t.attempt, t.max_attempts, t.timeout_ms, t.due_at
