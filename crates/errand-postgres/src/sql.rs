@@ -40,6 +40,7 @@ statements!(
     fold_lock,
     heartbeat,
     list,
+    live_rows,
     lock_finished,
     lock_leases,
     lock_live,
