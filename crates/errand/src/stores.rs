@@ -3,14 +3,17 @@
 use crate::settings::StoreChoice;
 use anyhow::Context as _;
 use errand_core::{MemoryStore, Store};
-use errand_postgres::{PostgresConfig, PostgresStore};
+use errand_postgres::{PostgresConfig, PostgresError, PostgresStore};
 use errand_redis::{RedisConfig, RedisStore};
 use errand_sqlite::{SqliteConfig, SqliteStore};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Opens `choice`. SQLite creates its file (and directory); Redis connects lazily, so a Redis
 /// that is down now is not an error (calls answer "unavailable" until it is back); PostgreSQL
-/// must answer now, to create or upgrade its schema (later outages answer "unavailable").
+/// must answer now, to create or upgrade its schema (later outages answer "unavailable"; see
+/// [`open_waiting`] for a process that should wait for it).
 pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match choice {
         StoreChoice::Sqlite(path) => {
@@ -37,19 +40,72 @@ pub async fn open(choice: &StoreChoice) -> anyhow::Result<Arc<dyn Store>> {
             url,
             schema,
             poll_only,
-        } => {
-            let config = PostgresConfig {
-                schema: schema.clone(),
-                poll_only: *poll_only,
-                ..PostgresConfig::default()
-            };
-            Arc::new(
-                PostgresStore::connect(url, config).await.with_context(|| {
-                    format!("cannot use the PostgreSQL store at {}", redact(url))
-                })?,
-            )
-        }
+        } => Arc::new(
+            open_postgres(url, schema, *poll_only)
+                .await
+                .with_context(|| format!("cannot use the PostgreSQL store at {}", redact(url)))?,
+        ),
     })
+}
+
+/// Opens `choice` as [`open`] does, but waits while a PostgreSQL store's server cannot be
+/// reached (refused connections, a server starting up or shutting down), trying again with
+/// growing pauses of up to 5 s and logging each failed try, so that `serve` and `worker`
+/// started before their database come up when it does. Other errors (a bad URL, a refused
+/// password, a schema that cannot be upgraded) fail at once, as does `stop`.
+pub async fn open_waiting(
+    choice: &StoreChoice,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let StoreChoice::Postgres {
+        url,
+        schema,
+        poll_only,
+    } = choice
+    else {
+        return open(choice).await;
+    };
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match open_postgres(url, schema, *poll_only).await {
+            Ok(store) => return Ok(Arc::new(store)),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(
+                    error = %e,
+                    url = %redact(url),
+                    retry_in = ?pause,
+                    "waiting for PostgreSQL: it cannot be reached"
+                );
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot use the PostgreSQL store at {}", redact(url))
+                });
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => anyhow::bail!("stopped while waiting for PostgreSQL at {}", redact(url)),
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// The longest pause of [`open_waiting`] between two tries.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// Connects a PostgreSQL store: the database at `url`, errand's tables in `schema`.
+async fn open_postgres(
+    url: &str,
+    schema: &str,
+    poll_only: bool,
+) -> Result<PostgresStore, PostgresError> {
+    let config = PostgresConfig {
+        schema: schema.to_string(),
+        poll_only,
+        ..PostgresConfig::default()
+    };
+    PostgresStore::connect(url, config).await
 }
 
 /// The settings of a Redis store for `choice` (defaults for any other store).

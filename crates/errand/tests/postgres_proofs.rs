@@ -10,6 +10,9 @@
 //!    enqueue; the API and the workers live through it and every task succeeds.
 //! 3. Drain: SIGTERM drains a worker: its running tasks finish or go back to the queue
 //!    without spending an attempt, and it exits 0 printing its stats.
+//! 4. Outage at startup: `errand serve` and `errand worker` started while their PostgreSQL is
+//!    down wait for it and come up when it starts; a later outage makes `/readyz` answer 503
+//!    with its reason, and both live through it.
 //!
 //! Each test has a schema of its own on the shared server (`ERRAND_TEST_POSTGRES`, database
 //! `test`), dropped at its end, or a server of its own. The sizes suit CI;
@@ -157,4 +160,77 @@ async fn postgres_sigterm_drains_a_worker_without_losing_or_spending_attempts() 
     let dir = tempfile::tempdir().expect("tempdir");
     let (backend, _drop_schema) = shared_schema("drain");
     drain_scenario("shutdown proof (PostgreSQL)", &backend, dir.path()).await;
+}
+
+/// `GET /readyz` of `api`: its status and body.
+async fn readiness(api: &Api) -> (u16, String) {
+    let answer = reqwest::get(api.url("/readyz")).await.expect("GET /readyz");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_at_startup_is_waited_for_and_an_outage_answers_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut postgres = TestPostgres::start_new().await;
+    postgres.stop_immediate().await;
+    let backend = Backend::Postgres {
+        url: postgres.url(),
+        schema: "errand".into(),
+    };
+    let key = SealKey::generate();
+    // Both start while the database is down; they wait for it, and come up once it starts
+    // (`serve` waits up to 30 s for the ready line).
+    let (api, mut worker, ()) = tokio::join!(
+        serve("api", &backend, Some(&key), dir.path(), &data),
+        async {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_errand"));
+            command
+                .args(["--data-dir"])
+                .arg(&data)
+                .arg("worker")
+                .args(backend.flags())
+                .env("ERRAND_SEAL_KEY", key.to_base64())
+                .env("RUST_LOG", "info");
+            let mut worker = cluster::Proc::spawn("worker", command, dir.path());
+            worker
+                .wait_for_line("errand worker ", Duration::from_secs(30))
+                .await;
+            worker
+        },
+        async {
+            // Longer than a connection attempt waits (the pool's acquire timeout, 5 s).
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            postgres.start().await;
+        }
+    );
+    let mut api = api;
+    for proc in [&api.proc, &worker] {
+        assert!(
+            proc.log().contains("waiting for PostgreSQL"),
+            "{} said it waited:\n{}",
+            proc.name(),
+            proc.log_tail()
+        );
+    }
+    assert_eq!(readiness(&api).await.0, 200, "ready once PostgreSQL runs");
+
+    // An outage once running: the API answers 503 with a reason, and nobody exits.
+    postgres.stop_immediate().await;
+    let (status, body) = readiness(&api).await;
+    assert_eq!(status, 503, "not ready while PostgreSQL is down: {body}");
+    assert!(!body.is_empty(), "the 503 says why");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(api.proc.is_running(), "the API lives through the outage");
+    assert!(worker.is_running(), "the worker lives through the outage");
+    postgres.start().await;
+    cluster::wait_until("the API to be ready again", Duration::from_secs(30), || {
+        let api = &api;
+        async move { (readiness(api).await.0 == 200).then_some(()) }
+    })
+    .await;
+    assert!(worker.is_running(), "the worker resumed");
+    api.proc.terminate();
+    worker.terminate();
 }

@@ -108,7 +108,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     // Signals are handled from here on: a SIGTERM while waiting for the store stops the wait,
     // and one right after the ready line below is a graceful shutdown.
     let stop = shutdown::signal();
-    let store = stores::open(&choice).await?;
+    let store = stores::open_waiting(&choice, &stop).await?;
     let keys = Keys {
         seal: &seal_keys,
         token: token_ids.first().map(|signing| {

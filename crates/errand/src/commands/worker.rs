@@ -36,7 +36,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
     let seal_keys = secrets::seal_keys(&settings, Missing::Fail)?;
     // Signals are handled from here on (a SIGTERM while waiting for the store stops the wait).
     let stop = shutdown::signal();
-    let store = stores::open(&choice).await?;
+    let store = stores::open_waiting(&choice, &stop).await?;
     let keys = Keys {
         seal: &seal_keys,
         token: None,
