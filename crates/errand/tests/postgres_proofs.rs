@@ -23,13 +23,11 @@
 mod cluster;
 
 use cluster::{
-    Api, Backend, Crash, Deployment, Restart, SchemaGuard, Server, Submitter, TestPostgres,
-    crash_scenario, drain_scenario, register_record_type, restart_scenario, serve,
-    shared_postgres_url, token, unique_name, worker_token,
+    Api, Backend, Restart, SchemaGuard, Server, Submitter, TestPostgres, apis_and_users,
+    crash_over_http, drain_scenario, restart_scenario, serve, shared_postgres_url, unique_name,
 };
 use errand_core::SealKey;
 use errand_postgres::{PostgresConfig, PostgresStore};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,67 +45,16 @@ fn shared_schema(test: &str) -> (Backend, SchemaGuard) {
     (Backend::Postgres { url, schema }, guard)
 }
 
-/// `apis` API processes on `backend` sealing with `key`, told of the proofs' task type, and
-/// a bearer token for each of `users` users (`user-<n>`).
-async fn apis_and_users(
-    apis: usize,
-    users: usize,
-    backend: &Backend,
-    key: &SealKey,
-    dir: &Path,
-) -> (Vec<Api>, Vec<(String, String)>) {
-    let data = dir.join("data");
-    let mut started = Vec::new();
-    // The first generates the shared token secret in `data`; the others read it.
-    for n in 0..apis {
-        let name = format!("api-{}", char::from(b'a' + n as u8));
-        started.push(serve(&name, backend, Some(key), dir, &data).await);
-    }
-    register_record_type(&started[0], &worker_token(&data, "proofs")).await;
-    let users = (0..users)
-        .map(|n| {
-            let user = format!("user-{n}");
-            let token = token(&data, &user);
-            (user, token)
-        })
-        .collect();
-    (started, users)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_workers_killed_with_sigkill_lose_nothing_and_never_mix_users() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (backend, _drop_schema) = shared_schema("crash");
-    let key = SealKey::generate();
-    let (mut apis, users) = apis_and_users(2, 20, &backend, &key, dir.path()).await;
-    let deployment = Deployment {
-        backend: &backend,
-        key: &key,
-        submitter: Submitter::http(&apis.iter().collect::<Vec<_>>(), users),
-        store: backend.open().await,
-        dir: dir.path(),
-    };
-    let plan = Crash {
-        tasks: cluster::sized(600, 2_000),
-        concurrency: 4,
-        // Long enough that each kill finds tasks held: 500 tasks drained in 6 s here.
-        sleep_ms: 50..=150,
-        drain_within: Duration::from_secs(cluster::sized(120, 600)),
-    };
-    crash_scenario(
+    crash_over_http(
         "crash proof (PostgreSQL, 2 APIs over HTTP, 20 users)",
-        deployment,
-        plan,
+        &backend,
+        dir.path(),
     )
     .await;
-    for api in &mut apis {
-        assert!(
-            api.proc.is_running(),
-            "{} died:\n{}",
-            api.proc.name(),
-            api.proc.log_tail()
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

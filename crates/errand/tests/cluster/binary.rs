@@ -22,6 +22,14 @@ pub enum Backend {
         /// The key prefix.
         prefix: String,
     },
+    /// A Redis Cluster (`url`: its seed nodes, comma-separated), under a key prefix of the
+    /// test's.
+    RedisCluster {
+        /// `redis://…,redis://…`.
+        url: String,
+        /// The key prefix.
+        prefix: String,
+    },
     /// A PostgreSQL database, in a schema of the test's.
     Postgres {
         /// `postgres://…/<database>`.
@@ -43,6 +51,19 @@ impl Backend {
                 "--redis-prefix",
                 prefix,
             ],
+            Backend::RedisCluster { url, prefix } => {
+                return [
+                    "--store",
+                    "redis",
+                    "--redis-cluster",
+                    "--redis-url",
+                    url,
+                    "--redis-prefix",
+                    prefix,
+                ]
+                .map(str::to_string)
+                .to_vec();
+            }
             Backend::Postgres { url, schema } => [
                 "--store",
                 "postgres",
@@ -63,6 +84,11 @@ impl Backend {
                 RedisStore::connect(url, RedisConfig::default().prefix(prefix))
                     .await
                     .expect("connect to Redis"),
+            ),
+            Backend::RedisCluster { url, prefix } => Arc::new(
+                RedisStore::connect(url, RedisConfig::default().prefix(prefix).cluster(true))
+                    .await
+                    .expect("connect to the Redis Cluster"),
             ),
             Backend::Postgres { url, schema } => {
                 let config = PostgresConfig {

@@ -1,12 +1,13 @@
 //! HTTP: submitting [`Record`] tasks over the API or through a client ([`Submitter`]), and
 //! reading a task's Server-Sent Events ([`read_events`]).
 
-use crate::cluster::binary::Api;
+use crate::cluster::binary::{Api, Backend, serve, token, worker_token};
 use crate::cluster::proof_worker::Record;
-use errand_core::{Client, TaskId};
+use errand_core::{Client, SealKey, TaskId};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,4 +142,31 @@ pub async fn read_events(response: reqwest::Response, within: Duration) -> Vec<V
             }
         }
     }
+}
+
+/// `apis` API processes on `backend` sealing with `key`, told of the proofs' task type, and
+/// a bearer token for each of `users` users (`user-<n>`).
+pub async fn apis_and_users(
+    apis: usize,
+    users: usize,
+    backend: &Backend,
+    key: &SealKey,
+    dir: &Path,
+) -> (Vec<Api>, Vec<(String, String)>) {
+    let data = dir.join("data");
+    let mut started = Vec::new();
+    // The first generates the shared token secret in `data`; the others read it.
+    for n in 0..apis {
+        let name = format!("api-{}", char::from(b'a' + n as u8));
+        started.push(serve(&name, backend, Some(key), dir, &data).await);
+    }
+    register_record_type(&started[0], &worker_token(&data, "proofs")).await;
+    let users = (0..users)
+        .map(|n| {
+            let user = format!("user-{n}");
+            let token = token(&data, &user);
+            (user, token)
+        })
+        .collect();
+    (started, users)
 }

@@ -30,6 +30,11 @@ mod postgres;
 mod proc;
 mod proof_worker;
 mod redis;
+// The Redis Cluster of errand-redis's tests (3 primaries, 3 replicas on free loopback ports);
+// not every helper of it is used here.
+#[allow(dead_code)]
+#[path = "../../../errand-redis/tests/common/cluster.rs"]
+mod redis_cluster;
 mod restart;
 mod runs;
 
@@ -41,6 +46,7 @@ pub use postgres::*;
 pub use proc::*;
 pub use proof_worker::*;
 pub use redis::*;
+pub use redis_cluster::TestCluster;
 pub use restart::*;
 pub use runs::*;
 
