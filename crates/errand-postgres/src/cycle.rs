@@ -1,6 +1,7 @@
 //! A worker's steady state in one step: a batch's completions, then the claim of as many tasks
 //! as they freed slots. A batch of successes (the common case) is one statement,
-//! `sql/finish_and_claim.sql`: one round trip and one commit. A batch with other outcomes,
+//! `sql/finish_and_claim.sql` (called through its function, planned once per session): one
+//! round trip and one commit. A batch with other outcomes,
 //! whose next states depend on the stored rows, is ended as `complete` ends it and claimed
 //! after, in one transaction. Either way the two happen together or not at all.
 
@@ -52,7 +53,7 @@ impl PostgresStore {
             })
             .collect();
         let (progress, steps) = report_columns(completions.iter().map(|c| &c.report))?;
-        let rows = claim_query(&self.sql().finish_and_claim, request, now)
+        let rows = claim_query(&self.sql().finish_and_claim_call, request, now)
             .bind(ids)
             .bind(tokens)
             .bind(results)

@@ -1,5 +1,6 @@
 //! The schema's versions: `sql/migrations/NNNN_*.sql`, applied in order, each once, in one
-//! transaction under an advisory lock, so processes starting at once do not race.
+//! transaction under an advisory lock, so processes starting at once do not race; in the same
+//! transaction, the functions that follow this build's statements are recreated.
 
 use crate::error::Result;
 use crate::sql::bind;
@@ -39,6 +40,12 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str, name: &str) -> Result<(
             .execute(&mut *tx)
             .await?;
     }
+    // Not a migration: it follows the statement of this build (see the file).
+    tx.execute(raw_sql(&bind(
+        include_str!("../sql/finish_and_claim_function.sql"),
+        schema,
+    )))
+    .await?;
     tx.commit().await?;
     if let Some((latest, _)) = MIGRATIONS.last().filter(|(v, _)| *v > found) {
         tracing::info!(

@@ -34,7 +34,7 @@ statements!(
     enqueue,
     enqueue_find_key,
     finish,
-    finish_and_claim,
+    finish_and_claim_call,
     get,
     fold_counts,
     fold_lock,
@@ -64,12 +64,17 @@ statements!(
     watch_stop,
 );
 
-/// `sql` with `{claim}` (the claim statement, for statements that claim as one of their
-/// parts), `{schema}` and `{columns}` written in.
+/// `sql` with `{finish_and_claim}` (the worker's steady-state statement, for its function),
+/// `{claim}` (the claim statement, for statements that claim as one of their parts),
+/// `{schema}` and `{columns}` written in.
 pub(crate) fn bind(sql: &str, schema: &str) -> String {
-    sql.replace("{claim}", include_str!("../sql/claim.sql"))
-        .replace("{schema}", schema)
-        .replace("{columns}", COLUMNS)
+    sql.replace(
+        "{finish_and_claim}",
+        include_str!("../sql/finish_and_claim.sql"),
+    )
+    .replace("{claim}", include_str!("../sql/claim.sql"))
+    .replace("{schema}", schema)
+    .replace("{columns}", COLUMNS)
 }
 
 /// `name` quoted as a Postgres identifier.
@@ -87,11 +92,15 @@ mod tests {
         assert!(sql.claim.contains("\"my\"\"app\".tasks"));
         assert!(sql.records.contains("history"));
         assert!(!sql.list.contains('{'), "{}", sql.list);
+        let function = bind(
+            include_str!("../sql/finish_and_claim_function.sql"),
+            &quote_ident("my\"app"),
+        );
         assert!(
-            sql.finish_and_claim.contains("FOR UPDATE SKIP LOCKED")
-                && !sql.finish_and_claim.contains('{'),
-            "{}",
-            sql.finish_and_claim
+            function.contains("FOR UPDATE SKIP LOCKED")
+                && function.contains("force_generic_plan")
+                && !function.contains('{'),
+            "{function}"
         );
     }
 }
