@@ -46,7 +46,7 @@ impl Default for Housekeeping {
 
 impl PostgresStore {
     /// The estimated rows of `tasks` (see `sql/live_rows.sql`).
-    pub(crate) async fn live_rows(&self) -> crate::error::Result<f64> {
+    async fn live_rows(&self) -> crate::error::Result<f64> {
         let live: Option<f64> = sqlx_core::query_scalar::query_scalar(&self.sql().live_rows)
             .fetch_optional(self.pool())
             .await?;

@@ -7,14 +7,12 @@
 //! - a store this process can no longer write through (SQLite's writer thread died) stops the
 //!   process with a non-zero exit, so that a supervisor restarts it.
 
+use crate::backoff::Backoff;
 use anyhow::bail;
 use errand_core::deployment::{DeploymentError, KeyCheck, KeySet, check_keys};
 use errand_core::{SealKeyRing, Store};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The longest pause between two tries while the store cannot be reached.
-const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// The ids of the keys this process uses: its seal keys, and the HS256 secrets of the tokens
 /// it mints and accepts (`None` when it mints none).
@@ -53,7 +51,7 @@ pub async fn check(
         ));
     }
     for (set, setting) in sets {
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
             match check_keys(store, set).await {
                 Ok(outcome) => {
@@ -62,11 +60,9 @@ pub async fn check(
                 }
                 Err(DeploymentError::Store(e)) if e.is_unavailable() => {
                     tracing::warn!(error = %e, "waiting for the task store to check this deployment's keys");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = stop.cancelled() => bail!("stopped before the deployment's keys could be checked"),
+                    if !backoff.wait(stop).await {
+                        bail!("stopped before the deployment's keys could be checked");
                     }
-                    pause = (pause * 2).min(MAX_PAUSE);
                 }
                 Err(e @ DeploymentError::Mismatch { .. }) => {
                     bail!("{e}. Set {setting} to the deployment's keys.")

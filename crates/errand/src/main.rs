@@ -2,6 +2,7 @@
 //! other commands mint tokens, run workers, talk to a server, and benchmark the stores.
 
 mod auth;
+mod backoff;
 mod client;
 mod commands;
 mod deployment;

@@ -1,5 +1,6 @@
 //! Opening the configured store.
 
+use crate::backoff::Backoff;
 use crate::settings::StoreChoice;
 use anyhow::Context as _;
 use errand_core::{MemoryStore, Store};
@@ -65,7 +66,7 @@ pub async fn open_waiting(
     else {
         return open(choice).await;
     };
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         match open_postgres(url, schema, *poll_only).await {
             Ok(store) => return Ok(Arc::new(store)),
@@ -73,7 +74,7 @@ pub async fn open_waiting(
                 tracing::warn!(
                     error = %e,
                     url = %redact(url),
-                    retry_in = ?pause,
+                    retry_in = ?backoff.pause(),
                     "waiting for PostgreSQL: it cannot be reached"
                 );
             }
@@ -83,16 +84,11 @@ pub async fn open_waiting(
                 });
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = stop.cancelled() => anyhow::bail!("stopped while waiting for PostgreSQL at {}", redact(url)),
+        if !backoff.wait(stop).await {
+            anyhow::bail!("stopped while waiting for PostgreSQL at {}", redact(url));
         }
-        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
-
-/// The longest pause of [`open_waiting`] between two tries.
-const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Connects a PostgreSQL store: the database at `url`, errand's tables in `schema`.
 async fn open_postgres(

@@ -24,7 +24,8 @@ mod cluster;
 
 use cluster::{
     Api, Backend, Restart, SchemaGuard, Server, Submitter, TestPostgres, apis_and_users,
-    crash_over_http, drain_scenario, restart_scenario, serve, shared_postgres_url, unique_name,
+    crash_over_http, drain_scenario, errand_worker, restart_scenario, serve, shared_postgres_url,
+    unique_name,
 };
 use errand_core::SealKey;
 use errand_postgres::{PostgresConfig, PostgresStore};
@@ -131,21 +132,7 @@ async fn postgres_down_at_startup_is_waited_for_and_an_outage_answers_503() {
     // (`serve` waits up to 30 s for the ready line).
     let (api, mut worker, ()) = tokio::join!(
         serve("api", &backend, Some(&key), dir.path(), &data),
-        async {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_errand"));
-            command
-                .args(["--data-dir"])
-                .arg(&data)
-                .arg("worker")
-                .args(backend.flags())
-                .env("ERRAND_SEAL_KEY", key.to_base64())
-                .env("RUST_LOG", "info");
-            let mut worker = cluster::Proc::spawn("worker", command, dir.path());
-            worker
-                .wait_for_line("errand worker ", Duration::from_secs(30))
-                .await;
-            worker
-        },
+        errand_worker("worker", &backend, Some(&key), dir.path(), &data, 4),
         async {
             // Longer than a connection attempt waits (the pool's acquire timeout, 5 s).
             tokio::time::sleep(Duration::from_secs(8)).await;

@@ -101,8 +101,8 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
     let a = serve("api-a", &backend, None, dir.path(), &data).await;
     let b = serve("api-b", &backend, None, dir.path(), &data).await;
     let mut workers = vec![
-        errand_worker("worker-1", &backend, dir.path(), &data, 4).await,
-        errand_worker("worker-2", &backend, dir.path(), &data, 4).await,
+        errand_worker("worker-1", &backend, None, dir.path(), &data, 4).await,
+        errand_worker("worker-2", &backend, None, dir.path(), &data, 4).await,
     ];
     let alice = token(&data, "alice");
     let bob = token(&data, "bob");

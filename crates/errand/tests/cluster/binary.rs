@@ -42,8 +42,8 @@ pub enum Backend {
 impl Backend {
     /// The flags of `errand serve` and `errand worker` that select this store.
     pub fn flags(&self) -> Vec<String> {
-        let flags = match self {
-            Backend::Redis { url, prefix } => [
+        let flags: &[&str] = match self {
+            Backend::Redis { url, prefix } => &[
                 "--store",
                 "redis",
                 "--redis-url",
@@ -51,20 +51,16 @@ impl Backend {
                 "--redis-prefix",
                 prefix,
             ],
-            Backend::RedisCluster { url, prefix } => {
-                return [
-                    "--store",
-                    "redis",
-                    "--redis-cluster",
-                    "--redis-url",
-                    url,
-                    "--redis-prefix",
-                    prefix,
-                ]
-                .map(str::to_string)
-                .to_vec();
-            }
-            Backend::Postgres { url, schema } => [
+            Backend::RedisCluster { url, prefix } => &[
+                "--store",
+                "redis",
+                "--redis-cluster",
+                "--redis-url",
+                url,
+                "--redis-prefix",
+                prefix,
+            ],
+            Backend::Postgres { url, schema } => &[
                 "--store",
                 "postgres",
                 "--postgres-url",
@@ -73,7 +69,7 @@ impl Backend {
                 schema,
             ],
         };
-        flags.map(str::to_string).to_vec()
+        flags.iter().map(|f| f.to_string()).collect()
     }
 
     /// Opens the store; panics if it cannot be reached. A PostgreSQL store keeps a small pool
@@ -165,10 +161,12 @@ pub async fn serve(
     Api { proc, base }
 }
 
-/// Starts `errand worker` on `backend` and waits until it runs.
+/// Starts `errand worker` on `backend` and waits until it runs. With `seal` it opens what
+/// that key sealed (`ERRAND_SEAL_KEY`); otherwise it uses the data directory's key.
 pub async fn errand_worker(
     name: &str,
     backend: &Backend,
+    seal: Option<&SealKey>,
     dir: &Path,
     data_dir: &Path,
     concurrency: usize,
@@ -182,6 +180,9 @@ pub async fn errand_worker(
         "--drain-timeout",
         "10s",
     ]);
+    if let Some(key) = seal {
+        command.env("ERRAND_SEAL_KEY", key.to_base64());
+    }
     let mut proc = Proc::spawn(name, command, dir);
     proc.wait_for_line("errand worker ", Duration::from_secs(30))
         .await;
