@@ -16,7 +16,7 @@
 
 local SKIP_MAX = 1000
 local limit = tonumber(ARGV[2])
-local lease_until = now + tonumber(ARGV[3])
+local lease_until = decimal(now + tonumber(ARGV[3]))
 local tokens = ARGV[4]
 
 local due = redis.call('ZRANGE', schedule_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
@@ -57,10 +57,10 @@ while claimed < limit and budget > 0 do
       later[#later + 1] = n
       later[#later + 1] = id
     elseif state and is_waiting(state) then
-      moved(string.match(s, '|([%x%.]+)\n', pos), state, 'running')
+      moved(string.match(s, '^%d*|%d*|%d+|%d+|%d+|([%x%.]+)\n', pos), state, 'running')
       local token = string.sub(tokens, claimed * 32 + 1, claimed * 32 + 32)
       local claimed_record = 'running|' .. cr .. '|' .. token .. '|'
-        .. (tonumber(a) + 1) .. '|' .. now .. '|' .. now .. '||' .. string.sub(s, pos)
+        .. decimal(tonumber(a) + 1) .. '|' .. now_s .. '|' .. now_s .. '||' .. string.sub(s, pos)
       writes[#writes + 1] = keys[i]
       writes[#writes + 1] = claimed_record
       leased[#leased + 1] = lease_until

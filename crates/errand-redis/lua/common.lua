@@ -43,6 +43,38 @@ else
   now = tonumber(ARGV[1])
 end
 
+-- Strings made once per call. Concatenating a Lua number, or passing one to `redis.call`,
+-- formats it anew each time (a `sprintf`), and every string a script builds is hashed and
+-- interned: per task, such conversions and concatenations cost more than the Redis commands.
+-- So "now", and the keys and counter fields a batch repeats, are made once per call.
+local now_s = tostring(now)
+local decimals = {}
+
+-- The decimal form of the integer `n` (as concatenation would format it), made once per call.
+local function decimal(n)
+  local s = decimals[n]
+  if not s then
+    s = tostring(n)
+    decimals[n] = s
+  end
+  return s
+end
+
+-- `make(a, b)`, made once per call for each `a` and `b` (`cache` is the caller's table).
+local function memo2(cache, a, b, make)
+  local inner = cache[a]
+  if not inner then
+    inner = {}
+    cache[a] = inner
+  end
+  local s = inner[b]
+  if not s then
+    s = make(a, b)
+    inner[b] = s
+  end
+  return s
+end
+
 local ready_key = base .. ':ready'
 local schedule_key = base .. ':schedule'
 -- Ids whose entry in the ready list is dead: their task was cancelled while waiting there.
@@ -73,21 +105,36 @@ end
 -- Waiting and running tasks are listed from `ready`, `schedule` and `leases`.
 local counts_key = base .. ':counts'
 
+-- Tags already split in this call (the tasks of a batch mostly share them).
+local tags_seen = {}
+
 -- The owner hash and the name, correlation and request hashes of a record's tags ('' when
 -- absent).
 local function tags_of(t)
-  local oh, nh, ch, rh = string.match(t, '^(%x+)%.(%x*)%.(%x*)%.(%x*)$')
-  if not oh then
-    return t, '', '', ''
+  local c = tags_seen[t]
+  if not c then
+    local oh, nh, ch, rh = string.match(t, '^(%x+)%.(%x*)%.(%x*)%.(%x*)$')
+    if oh then
+      c = { oh, nh, ch, rh }
+    else
+      c = { t, '', '', '' }
+    end
+    tags_seen[t] = c
   end
-  return oh, nh, ch, rh
+  return c[1], c[2], c[3], c[4]
 end
 
+local tag_keys_seen = {}
+
 -- The indexes a task of tags `t` is in whatever its state: its name's (the owner's and
--- everyone's) and its correlation and request ids'.
+-- everyone's) and its correlation and request ids'. The list is shared: do not change it.
 local function tag_keys(t)
+  local keys = tag_keys_seen[t]
+  if keys then
+    return keys
+  end
   local oh, nh, ch, rh = tags_of(t)
-  local keys = {}
+  keys = {}
   if nh ~= '' then
     keys[#keys + 1] = owner_key(oh) .. ':n:' .. nh
     keys[#keys + 1] = base .. ':n:' .. nh
@@ -98,15 +145,29 @@ local function tag_keys(t)
   if rh ~= '' then
     keys[#keys + 1] = base .. ':r:' .. rh
   end
+  tag_keys_seen[t] = keys
   return keys
 end
 
+local done_keys = {}
+
 local function done_key(state)
-  return base .. ':s:' .. state
+  local key = done_keys[state]
+  if not key then
+    key = base .. ':s:' .. state
+    done_keys[state] = key
+  end
+  return key
+end
+
+local owner_done_keys = {}
+
+local function make_owner_done_key(oh, state)
+  return owner_key(oh) .. ':s:' .. state
 end
 
 local function owner_done_key(oh, state)
-  return owner_key(oh) .. ':s:' .. state
+  return memo2(owner_done_keys, oh, state, make_owner_done_key)
 end
 
 -- Counter changes of this call, summed per field, and sorted-set changes, listed per key:
@@ -124,11 +185,17 @@ local function count_field(field, delta)
   tally[field] = n + delta
 end
 
+local owner_fields = {}
+
+local function make_owner_field(oh, state)
+  return oh .. ':' .. state
+end
+
 -- Counts `delta` tasks of the owner of tags `t` in `state`.
 local function count_state(t, state, delta)
   local oh = tags_of(t)
   count_field(state, delta)
-  count_field(oh .. ':' .. state, delta)
+  count_field(memo2(owner_fields, oh, state, make_owner_field), delta)
 end
 
 -- Counts a task of tags `t` that went from state `from` to `to`.
@@ -344,13 +411,13 @@ end
 -- frees its idempotency key `keyname`, and moves it (tags `t`) from state `from` to its final
 -- `state` in the indexes and counters.
 local function store_final(id, s, expires, ttl, t, keyname, expiring, from, state)
-  redis.call('SET', task_key(id), s, 'PX', math.max(ttl, 1000))
+  redis.call('SET', task_key(id), s, 'PX', decimal(math.max(ttl, 1000)))
   local list = expiring[ttl]
   if not list then
     list = {}
     expiring[ttl] = list
   end
-  list[#list + 1] = expires .. '|' .. id .. '|' .. t .. '|' .. state
+  list[#list + 1] = decimal(expires) .. '|' .. id .. '|' .. t .. '|' .. state
   index_done(t, state, id)
   moved(t, from, state)
   if keyname ~= '' and redis.call('GET', keyname) == id then

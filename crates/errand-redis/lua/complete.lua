@@ -12,6 +12,10 @@ for i = 2, #ARGV, 7 do
 end
 local records = call_keys('MGET', keys, 1)
 
+-- A running task's header, for a success: cancel flag, token, `attempt|started` (kept),
+-- `max|created|ttl|owner` (kept), ttl, owner tags, and where the blobs start.
+local SUCCEEDING = '^running|(%d)|(%x+)|(%d+|%d*)|%d+|%d*|%d*|%d*|(%d+|%d+|(%d+)|([%x%.]+))\n()'
+
 local out, done, expiring, writes = {}, {}, {}, {}
 -- Ids ended by this call: the records were read once, above, so a lease given twice in one
 -- batch would otherwise end twice.
@@ -22,34 +26,45 @@ for n = 1, #keys do
   local id, token, outcome, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local progress, steps = ARGV[i + 5], ARGV[i + 6]
   local s = records[n]
-  local state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos
-  if s then
-    state, cr, f, a, started, _, _, _, _, m, c, t, oh, pos = string.match(s, HEADER)
+  local cr, f, kept, tail, t, oh, pos
+  if s and outcome == 'S' and progress == '' and steps == '' then
+    -- The usual end, a success: only the fields it changes are taken apart (see `SUCCEEDING`).
+    cr, f, kept, tail, t, oh, pos = string.match(s, SUCCEEDING)
   end
-  if state == 'running' and f == token and not ended[id] then
+  if pos and f == token and not ended[id] then
+    -- Rewrite the header, error and result; copy the rest as it is (a success adds nothing
+    -- to the attempt log).
     ended[id] = true
     done[#done + 1] = id
     out[n] = 1
-    local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')
-    local changed
-    if outcome == 'S' and progress == '' and steps == '' then
-      -- The usual end, a success: rewrite the header, error and result; copy the rest as it
-      -- is (a success adds nothing to the attempt log).
-      local after_error = skip_blob(s, pos)
-      local rest = skip_blob(s, after_error)
-      local error_blob, result_blob = '0:', #payload .. ':' .. payload
-      local final = 'success'
-      local ttl = tonumber(t)
-      local expires = now + ttl
-      changed = final .. '|' .. cr .. '|' .. f .. '|' .. a .. '|' .. started .. '|' .. now
-        .. '||' .. now .. '|' .. expires .. '|' .. m .. '|' .. c .. '|' .. t .. '|' .. oh .. '\n'
-        .. error_blob .. result_blob .. string.sub(s, rest)
-      local keyname = ''
-      if string.byte(s, rest) ~= 48 then -- a key name is stored (its length is not '0')
-        keyname = blob_at(s, rest)
-      end
-      store_final(id, changed, expires, ttl, oh, keyname, expiring, 'running', final)
+    local rest
+    if string.byte(s, pos) == 48 and string.byte(s, pos + 2) == 48 then
+      rest = pos + 4 -- no error and no result yet, as a running task has: `0:0:`
     else
+      rest = skip_blob(s, skip_blob(s, pos))
+    end
+    local ttl = tonumber(t)
+    local expires = now + ttl
+    local changed = 'success|' .. cr .. '|' .. f .. '|' .. kept .. '|' .. now_s .. '||' .. now_s
+      .. '|' .. decimal(expires) .. '|' .. tail .. '\n0:' .. #payload .. ':' .. payload
+      .. string.sub(s, rest)
+    local keyname = ''
+    if string.byte(s, rest) ~= 48 then -- a key name is stored (its length is not '0')
+      keyname = blob_at(s, rest)
+    end
+    store_final(id, changed, expires, ttl, oh, keyname, expiring, 'running', 'success')
+    announce(id, changed)
+  else
+    local state
+    if s then
+      state, cr, f = lease_of(s)
+    end
+    if state == 'running' and f == token and not ended[id] then
+      ended[id] = true
+      done[#done + 1] = id
+      out[n] = 1
+      local cancel = cr == '1' and (outcome == 'R' or outcome == 'L')
+      local changed
       local r = decode(s)
       if progress ~= '' then
         r.p = progress
@@ -91,10 +106,10 @@ for n = 1, #keys do
         moved(r.oh, 'running', 'pending')
         requeue(id, tonumber(r.c), true, fronts, backs, scheduled)
       end
+      announce(id, changed)
+    else
+      out[n] = 0
     end
-    announce(id, changed)
-  else
-    out[n] = 0
   end
 end
 if #done > 0 then

@@ -18,15 +18,15 @@ end
 
 -- The records and due times; the header up to `max` is the same for every task due now.
 local records, dues = {}, {}
-local pending_head = 'pending|0|0|0||' .. now .. '||||'
-local created = '|' .. now .. '|'
+local pending_head = 'pending|0|0|0||' .. now_s .. '||||'
+local created = '|' .. now_s .. '|'
 for i = 0, count - 1 do
   local delay = tonumber(arg(i, 1))
   local head = pending_head
   local due = now
   if delay > 0 then
     due = now + delay
-    head = 'scheduled|0|0|0||' .. now .. '|' .. due .. '|||'
+    head = 'scheduled|0|0|0||' .. now_s .. '|' .. decimal(due) .. '|||'
   end
   records[i] = head .. arg(i, 4) .. created .. arg(i, 5)
   dues[i] = due
@@ -38,7 +38,7 @@ local function index(i)
   local id, due, t = arg(i, 0), dues[i], arg(i, 2)
   local oh = tags_of(t)
   if due > now then
-    scheduled[#scheduled + 1] = due
+    scheduled[#scheduled + 1] = decimal(due)
     scheduled[#scheduled + 1] = id
     count_state(t, 'scheduled', 1)
   else
@@ -48,7 +48,7 @@ local function index(i)
   for _, key in ipairs(tag_keys(t)) do
     index_add(key, id)
   end
-  all[#all + 1] = 0
+  all[#all + 1] = '0'
   all[#all + 1] = id
   local list = by_owner[oh]
   if not list then
@@ -56,7 +56,7 @@ local function index(i)
     by_owner[oh] = list
     owners[#owners + 1] = oh
   end
-  list[#list + 1] = 0
+  list[#list + 1] = '0'
   list[#list + 1] = id
 end
 

@@ -2,7 +2,7 @@
 -- ARGV: now, extension (ms), then per lease: id, lease token.
 -- Returns per lease: 0 lost (reclaimed or finished), 1 held, 2 held with cancellation requested.
 
-local lease_until = now + tonumber(ARGV[2])
+local lease_until = decimal(now + tonumber(ARGV[2]))
 local ids, tokens, keys = {}, {}, {}
 for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
