@@ -51,7 +51,13 @@ while claimed < limit and budget > 0 do
     local s = records[i]
     local state, cr, a, n, pos
     if s then
-      state, cr, a, n, pos = string.match(s, '^(%a+)|(%d)|%x+|(%d+)|%d*|%d*|(%d*)|()')
+      -- A pending task, the usual case, needs two captures; the others all five.
+      cr, a, pos = string.match(s, '^pending|(%d)|%x+|(%d+)|%d*|%d*||()')
+      if pos then
+        state, n = 'pending', ''
+      else
+        state, cr, a, n, pos = string.match(s, '^(%a+)|(%d)|%x+|(%d+)|%d*|%d*|(%d*)|()')
+      end
     end
     if state and state ~= 'pending' and is_waiting(state) and n ~= '' and tonumber(n) > now then
       later[#later + 1] = n

@@ -1,14 +1,26 @@
 -- Ends attempts of one queue.
--- ARGV: now, then per completion 7 values: id, lease token, outcome, payload, delay (ms),
---   progress JSON ('' unchanged), steps JSON ('' unchanged).
--- Outcomes: S success (payload: result JSON), F failed (payload: error JSON), C cancelled,
---   R retry after `delay` (payload: error JSON), L released (back to pending, attempt given back).
+-- ARGV: now, then per completion: an outcome, the task id, the lease token, and what the
+--   outcome carries:
+--   s  a success that reports nothing: the result JSON (4 values in all, the usual case: every
+--      value passed costs the script a string);
+--   S, F, C, R, L  (7 values in all): payload, delay (ms), progress JSON ('' unchanged), steps
+--      JSON ('' unchanged), where S is a success (payload: result JSON), F failed (payload:
+--      error JSON), C cancelled, R retry after `delay` (payload: error JSON), L released (back
+--      to pending, attempt given back).
 -- A retry or release of a task whose cancellation was requested ends it cancelled.
 -- Returns per completion: 1 applied, 0 stale (the lease was lost; nothing changed).
 
-local keys = {}
-for i = 2, #ARGV, 7 do
-  keys[#keys + 1] = task_key(ARGV[i])
+-- Per completion, the position of its outcome in ARGV.
+local at, keys = {}, {}
+local i = 2
+while i <= #ARGV do
+  at[#at + 1] = i
+  keys[#keys + 1] = task_key(ARGV[i + 1])
+  if ARGV[i] == 's' then
+    i = i + 4
+  else
+    i = i + 7
+  end
 end
 local records = call_keys('MGET', keys, 1)
 
@@ -22,9 +34,14 @@ local out, done, expiring, writes = {}, {}, {}, {}
 local ended = {}
 local fronts, backs, scheduled = {}, {}, {}
 for n = 1, #keys do
-  local i = 2 + (n - 1) * 7
-  local id, token, outcome, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local progress, steps = ARGV[i + 5], ARGV[i + 6]
+  local i = at[n]
+  local outcome, id, token, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local progress, steps = '', ''
+  if outcome == 's' then
+    outcome = 'S'
+  else
+    progress, steps = ARGV[i + 5], ARGV[i + 6]
+  end
   local s = records[n]
   local cr, f, kept, tail, t, oh, pos
   if s and outcome == 'S' and progress == '' and steps == '' then

@@ -87,6 +87,14 @@ impl RedisStore {
                 &completions,
                 |base| scripts.complete.call(base, now),
                 |call, c| {
+                    let reports = c.report.progress.is_some() || c.report.steps.is_some();
+                    if let (Outcome::Success(result), false) = (&c.outcome, reports) {
+                        call.arg("s")
+                            .arg(c.lease.id.to_string())
+                            .arg(&c.lease.token.to_hex()[..])
+                            .arg(result.get());
+                        return Ok(());
+                    }
                     let (outcome, payload, delay) = match &c.outcome {
                         Outcome::Success(result) => ("S", result.get().to_string(), 0),
                         Outcome::Failed(error) => ("F", to_json(error)?, 0),
@@ -95,9 +103,9 @@ impl RedisStore {
                         Outcome::Released => ("L", String::new(), 0),
                     };
                     let (progress, steps) = report_args(&c.report)?;
-                    call.arg(c.lease.id.to_string())
+                    call.arg(outcome)
+                        .arg(c.lease.id.to_string())
                         .arg(&c.lease.token.to_hex()[..])
-                        .arg(outcome)
                         .arg(payload)
                         .arg(delay)
                         .arg(progress)
