@@ -1,9 +1,10 @@
 -- A worker's steady state as one statement (so one round trip, and one commit when it runs
 -- alone): attempts that succeeded move to `finished`, then a claim as in claim.sql. Only leases
 -- still current end, their rows locked in id order as every statement locking several tasks
--- does; the others are stale and change nothing. One row per claimed task (a single row of
--- NULL task columns when nothing was claimed), each with the leases that ended and whether
--- somebody watches a task this changed.
+-- does; the others are stale and change nothing. One row per claimed task in claim order (a
+-- single row of NULL task columns when nothing was claimed), each with whether somebody
+-- watches a task this changed; the first row also carries the leases that ended (on every
+-- row, they made the answer grow with the square of the batch).
 -- $1–$6 as in claim.sql; $7 ids, $8 lease tokens, $9 results, $10 progress (NULL keeps the
 -- stored one), $11 steps (NULL keeps them)
 WITH claimed AS (
@@ -21,9 +22,11 @@ WITH claimed AS (
     ORDER BY t.id
     FOR UPDATE OF t
 ), moved AS (
-    DELETE FROM {schema}.tasks t USING held, f
-    WHERE t.id = held.id AND f.id = held.id AND f.token = t.lease_token AND t.id = ANY($7)
-    RETURNING t.*, f.result AS new_result, f.progress AS new_progress, f.steps AS new_steps
+    -- By the locked ids alone: one walk of the primary key for the whole batch (an id
+    -- condition beside a join would sort the id array again for every row).
+    DELETE FROM {schema}.tasks t
+    WHERE t.id = ANY(ARRAY(SELECT id FROM held))
+    RETURNING t.*
 ), done AS (
     INSERT INTO {schema}.finished (id, name, queue, status, user_id, tenant, correlation_id,
         request_id, key, scoped_key, args, context, created_at, updated_at, run_at, due_at,
@@ -34,16 +37,19 @@ WITH claimed AS (
            m.request_id, m.key, m.scoped_key, m.args, m.context, m.created_at, $2, m.run_at,
            NULL, m.started_at, $2, NULL, $2 + m.ttl_ms * interval '1 millisecond', m.attempt,
            m.max_attempts, m.timeout_ms, m.ttl_ms, NULL, NULL, NULL, m.cancel_requested,
-           coalesce(m.new_progress::jsonb, m.progress), coalesce(m.new_steps::jsonb, m.steps),
-           NULL, m.new_result, m.history, m.trace_id, m.attempts
-    FROM moved m
+           coalesce(f.progress::jsonb, m.progress), coalesce(f.steps::jsonb, m.steps),
+           NULL, f.result, m.history, m.trace_id, m.attempts
+    FROM moved m JOIN f ON f.id = m.id AND f.token = m.lease_token
     RETURNING id
 )
 SELECT c.*,
-       ARRAY(SELECT id FROM moved ORDER BY id) AS finished,
-       ARRAY(SELECT lease_token FROM moved ORDER BY id) AS finished_tokens,
+       CASE WHEN c.rn IS NULL OR c.rn = 1 THEN ARRAY(SELECT id FROM moved ORDER BY id) END
+           AS finished,
+       CASE WHEN c.rn IS NULL OR c.rn = 1 THEN ARRAY(SELECT lease_token FROM moved ORDER BY id) END
+           AS finished_tokens,
        EXISTS (SELECT 1 FROM {schema}.watching w
                WHERE w.until > now()
                  AND (w.task_id IN (SELECT id FROM moved) OR w.task_id IN (SELECT id FROM claimed)))
            AS watched
 FROM (SELECT) AS one LEFT JOIN claimed c ON true
+ORDER BY c.rn

@@ -62,17 +62,19 @@ impl PostgresStore {
             .fetch_all(self.pool())
             .await?;
         let claimed = in_claim_order(&rows)?;
-        let (ended, watched) = match rows.first() {
-            Some(row) => {
-                let ids: Vec<uuid::Uuid> = row.try_get("finished")?;
-                let tokens: Vec<uuid::Uuid> = row.try_get("finished_tokens")?;
-                (
-                    ids.into_iter().zip(tokens).collect(),
-                    row.try_get("watched")?,
-                )
-            }
-            None => (HashSet::new(), false),
+        let watched = match rows.first() {
+            Some(row) => row.try_get("watched")?,
+            None => false,
         };
+        let mut ended = HashSet::new();
+        for row in &rows {
+            let ids: Option<Vec<uuid::Uuid>> = row.try_get("finished")?;
+            let tokens: Option<Vec<uuid::Uuid>> = row.try_get("finished_tokens")?;
+            if let (Some(ids), Some(tokens)) = (ids, tokens) {
+                ended = ids.into_iter().zip(tokens).collect();
+                break;
+            }
+        }
         let results = applied_once(&completions, ended);
         let mut effects = Effects::default();
         effects.changed.extend(
