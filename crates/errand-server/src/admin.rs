@@ -5,7 +5,7 @@
 
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::openapi::{self, AdminRouteErrors, Unauthorized};
+use crate::openapi::{self, AdminRouteErrors, IdentityProviderUnavailable, Unauthorized};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{FromRequestParts, Query, State};
@@ -54,6 +54,7 @@ pub(crate) struct Me {
     responses(
         (status = 200, description = "The caller's user, tenant, role and token expiry.", body = Me),
         (status = 401, response = Unauthorized),
+        (status = 503, response = IdentityProviderUnavailable),
     )
 )]
 pub(crate) async fn me(caller: Caller) -> Json<Me> {

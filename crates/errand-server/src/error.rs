@@ -228,8 +228,19 @@ impl IntoResponse for ApiError {
 }
 
 impl From<TokenError> for ApiError {
+    /// 401, except 503 when the identity provider's keys could not be fetched.
     fn from(e: TokenError) -> Self {
-        ApiError::unauthorized(e.code(), e.to_string())
+        match e {
+            TokenError::KeysUnavailable => {
+                let mut unavailable =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
+                unavailable
+                    .headers
+                    .push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+                unavailable
+            }
+            _ => ApiError::unauthorized(e.code(), e.to_string()),
+        }
     }
 }
 

@@ -13,10 +13,10 @@ mod responses;
 mod task_args;
 
 pub(crate) use responses::{
-    AdminOnly, AdminRouteErrors, BadRequest, Conflict, NotAWorker, NotFound, PayloadTooLarge,
-    StoreBroken, StoreUnavailable, TaskAccepted, TaskCancelled, TaskDeduplicated, TaskRequeued,
-    TaskRouteErrors, TaskTypeConflict, TooManyStreams, Unauthorized, UnprocessableArgs,
-    UnsupportedMediaType, WorkerRouteErrors, WorkersUnavailable,
+    AdminOnly, AdminRouteErrors, BadRequest, Conflict, IdentityProviderUnavailable, NotAWorker,
+    NotFound, PayloadTooLarge, StoreBroken, StoreUnavailable, TaskAccepted, TaskCancelled,
+    TaskDeduplicated, TaskRequeued, TaskRouteErrors, TaskTypeConflict, TooManyStreams,
+    Unauthorized, UnprocessableArgs, UnsupportedMediaType, WorkerRouteErrors, WorkersUnavailable,
 };
 
 use crate::error::ErrorEnvelope;
@@ -77,6 +77,7 @@ const BEARER: &str = "bearer";
         UnsupportedMediaType,
         UnprocessableArgs,
         StoreUnavailable,
+        IdentityProviderUnavailable,
         StoreBroken,
         TooManyStreams,
         NotAWorker,

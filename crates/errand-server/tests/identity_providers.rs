@@ -434,3 +434,57 @@ async fn old_keys_are_refreshed_in_the_background_and_kept_when_a_fetch_fails() 
     refused(&h, &token_a, "unknown_key", "key A was rotated away").await;
     h.stop().await;
 }
+
+/// Asserts `token` is a 503 `identity_provider_unavailable`, with a Retry-After.
+async fn unverifiable(h: &Harness, token: &str, what: &str) {
+    let response = h
+        .http
+        .get(h.url("/v1/tasks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+    assert!(
+        response
+            .headers()
+            .contains_key(reqwest::header::RETRY_AFTER),
+        "{what}: a 503 says when to try again"
+    );
+    let json: Value = response.json().await.expect("JSON body");
+    assert_eq!(
+        json["error"]["code"], "identity_provider_unavailable",
+        "{what}: {json}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_only_unreachable_keys_could_verify_is_a_503_not_a_401() {
+    let interval = Duration::from_millis(300);
+    let idp = IdentityProvider::start(&[JWK_RSA_A]).await;
+    idp.fail();
+    let h = start(idp.config(interval, HOUR)).await;
+    let token_a = rs256("test-rsa-a", "alice");
+    unverifiable(&h, &token_a, "the provider is down before any fetch").await;
+
+    idp.publish(&[JWK_RSA_A]);
+    tokio::time::sleep(interval + Duration::from_millis(50)).await;
+    accepted(&h, &token_a, "the provider is back").await;
+
+    idp.fail();
+    tokio::time::sleep(interval + Duration::from_millis(50)).await;
+    let token_b = rs256("test-rsa-b", "alice");
+    unverifiable(&h, &token_b, "a key the cache lacks, the provider down").await;
+    accepted(&h, &token_a, "cached keys still serve while it is down").await;
+
+    idp.publish(&[JWK_RSA_A]);
+    tokio::time::sleep(interval + Duration::from_millis(50)).await;
+    refused(
+        &h,
+        &token_b,
+        "unknown_key",
+        "the provider answers and has no such key",
+    )
+    .await;
+    h.stop().await;
+}

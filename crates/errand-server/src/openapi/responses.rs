@@ -188,7 +188,7 @@ response! {
 response! {
     /// 503 of the worker routes.
     WorkersUnavailable => error(
-        "The task store cannot be reached (`store_unavailable`), this server is shutting down (`shutting_down`), or it runs no remote workers (`workers_disabled`); try again (another server, or after a pause)."
+        "The task store cannot be reached (`store_unavailable`), the identity provider's keys, which the token needs, cannot be fetched (`identity_provider_unavailable`), this server is shutting down (`shutting_down`), or it runs no remote workers (`workers_disabled`); try again (another server, or after a pause)."
     )
     .header("Retry-After", retry_after("Seconds to wait before trying again."))
     .build()
@@ -230,9 +230,20 @@ response! {
 
 response! {
     /// 503.
-    StoreUnavailable => error("The task store cannot be reached (`store_unavailable`); try again.")
+    StoreUnavailable => error(
+        "The task store cannot be reached (`store_unavailable`), or the bearer token names a key that only the identity provider's keys, which cannot be fetched now, could hold (`identity_provider_unavailable`); try again."
+    )
         .header("Retry-After", retry_after("Seconds to wait before trying again."))
         .build()
+}
+
+response! {
+    /// 503 of a route that only authenticates.
+    IdentityProviderUnavailable => error(
+        "The bearer token names a key that only the identity provider's keys, which cannot be fetched now, could hold (`identity_provider_unavailable`); try again."
+    )
+    .header("Retry-After", retry_after("Seconds to wait before trying again."))
+    .build()
 }
 
 response! {

@@ -46,6 +46,8 @@ struct Cached {
     fetched_at: Option<Instant>,
     /// When a fetch last started, successful or not.
     attempted_at: Option<Instant>,
+    /// Why the last fetch failed; `None` once one succeeds.
+    failure: Option<String>,
 }
 
 impl RemoteJwks {
@@ -99,6 +101,16 @@ impl RemoteJwks {
         self.snapshot().0
     }
 
+    /// Whether the last fetch failed (the failure is logged where it happens): the cached
+    /// keys may then lack a key the provider has.
+    pub fn failing(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failure
+            .is_some()
+    }
+
     fn snapshot(&self) -> (Arc<[Key]>, Option<Instant>, Option<Instant>) {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         (
@@ -133,8 +145,13 @@ impl RemoteJwks {
                 let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                 state.keys = keys.into();
                 state.fetched_at = Some(Instant::now());
+                state.failure = None;
             }
             Err(error) => {
+                self.state
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .failure = Some(error.clone());
                 let cached = self.snapshot().0.len();
                 tracing::warn!(
                     url = %self.url,

@@ -97,6 +97,13 @@ pub enum TokenError {
     /// Minting failed: the secret, user or lifetime is not acceptable.
     #[error("cannot mint a token: {0}")]
     Mint(String),
+    /// No cached key verifies the token and the identity provider's keys could not be
+    /// fetched: whether the token is good cannot be told now. The API answers 503, not 401,
+    /// so a client retries instead of dropping a valid token.
+    #[error(
+        "cannot verify the token now: no cached key fits it and the identity provider's keys cannot be fetched; try again later"
+    )]
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -114,6 +121,7 @@ impl TokenError {
             TokenError::Audience(_) => "invalid_audience",
             TokenError::Claims(_) => "invalid_claims",
             TokenError::Mint(_) => "mint_failed",
+            TokenError::KeysUnavailable => "identity_provider_unavailable",
         }
     }
 }

@@ -152,10 +152,10 @@ impl Verifier {
                 );
             }
             if keys.is_empty() {
-                return Err(TokenError::UnknownKey {
+                return Err(self.unavailable().unwrap_or(TokenError::UnknownKey {
                     kid: None,
                     alg: format!("{alg:?}"),
-                });
+                }));
             }
             return Ok(keys);
         };
@@ -176,10 +176,10 @@ impl Verifier {
         }
         let shown: String = kid.chars().take(64).collect();
         if keys.is_empty() {
-            return Err(TokenError::UnknownKey {
+            return Err(self.unavailable().unwrap_or(TokenError::UnknownKey {
                 kid: Some(shown),
                 alg: format!("{alg:?}"),
-            });
+            }));
         }
         if keys.iter().all(|k| k.algorithm != alg) {
             return Err(TokenError::KeyAlgorithm {
@@ -190,6 +190,15 @@ impl Verifier {
         }
         keys.retain(|k| k.algorithm == alg);
         Ok(keys)
+    }
+
+    /// A key was not found, and the identity provider's keys, which might hold it, could
+    /// not be fetched.
+    fn unavailable(&self) -> Option<TokenError> {
+        self.remote
+            .as_ref()
+            .filter(|remote| remote.failing())
+            .map(|_| TokenError::KeysUnavailable)
     }
 
     /// The accepted algorithms, for messages.
