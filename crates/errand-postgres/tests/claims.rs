@@ -42,3 +42,87 @@ async fn concurrent_claims_take_each_task_once() {
     assert_eq!(claimed.len(), unique.len(), "no task was claimed twice");
     assert_eq!(unique, ids, "every task was claimed");
 }
+
+/// Sequential scans of the hot table so far, as the statistics say once every backend has
+/// reported (a backend reports at the end of a transaction at most once a second).
+async fn tasks_seq_scans(
+    pool: &sqlx_postgres::PgPool,
+    store: &errand_postgres::PostgresStore,
+) -> i64 {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    store.ping().await.expect("ping");
+    sqlx_core::query_scalar::query_scalar(
+        "SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables \
+         WHERE schemaname = 'errand' AND relname = 'tasks'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("statistics")
+}
+
+/// The worker's steady state (`finish_and_claim`) is planned once per session, at its first
+/// call, which often finds the hot table empty; that plan must still walk the indexes once the
+/// table holds thousands of rows, not scan it whole for every batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_planned_on_an_empty_table_never_scans_it_whole() {
+    let db = TempDb::new().await;
+    let config = errand_postgres::PostgresConfig {
+        // One session: the one that planned on the empty table runs every call after.
+        max_connections: 1,
+        ..errand_postgres::PostgresConfig::default()
+    };
+    let store = errand_postgres::PostgresStore::connect(&db.url, config)
+        .await
+        .expect("store opens");
+    let (_, none) = store
+        .complete_and_claim(Vec::new(), &claim_request(10))
+        .await
+        .expect("first call, on an empty table");
+    assert!(none.is_empty());
+    let args = serde_json::value::to_raw_value(&serde_json::json!({})).expect("JSON");
+    for _ in 0..10 {
+        let tasks: Vec<NewTask> = (0..2000).map(|_| NewTask::new("t", args.clone())).collect();
+        store.enqueue(tasks).await.expect("enqueue");
+    }
+    let stats = db.pool().await;
+    let before = tasks_seq_scans(&stats, &store).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let completions = held
+            .drain(..)
+            .map(|c: errand_core::Claimed| errand_core::Completion {
+                lease: c.lease,
+                outcome: errand_core::Outcome::Success(
+                    serde_json::value::to_raw_value(&serde_json::json!(null)).expect("JSON"),
+                ),
+                report: errand_core::StatusUpdate::default(),
+            })
+            .collect();
+        let (_, claimed) = store
+            .complete_and_claim(completions, &claim_request(10))
+            .await
+            .expect("finish and claim");
+        assert_eq!(claimed.len(), 10);
+        held = claimed;
+    }
+    let after = tasks_seq_scans(&stats, &store).await;
+    assert_eq!(
+        after - before,
+        0,
+        "20 batches over 20,000 rows scanned the table whole {} times",
+        after - before
+    );
+    // What keeps the scans off also inflates the plan's estimated cost past the point where
+    // PostgreSQL compiles a statement (JIT), which would cost more than the statement itself.
+    let settings: Vec<String> = sqlx_core::query_scalar::query_scalar(
+        "SELECT unnest(proconfig) FROM pg_proc WHERE proname = 'finish_and_claim' \
+         AND pronamespace = 'errand'::regnamespace",
+    )
+    .fetch_all(&stats)
+    .await
+    .expect("the function's settings");
+    assert!(
+        settings.iter().any(|s| s == "jit=off"),
+        "finish_and_claim runs without JIT: {settings:?}"
+    );
+}
