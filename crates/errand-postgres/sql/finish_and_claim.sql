@@ -48,8 +48,8 @@ SELECT c.*,
        CASE WHEN c.rn IS NULL OR c.rn = 1 THEN ARRAY(SELECT lease_token FROM moved ORDER BY id) END
            AS finished_tokens,
        EXISTS (SELECT 1 FROM {schema}.watching w
-               WHERE w.until > now()
-                 AND (w.task_id IN (SELECT id FROM moved) OR w.task_id IN (SELECT id FROM claimed)))
+               WHERE w.task_id = ANY(ARRAY(SELECT id FROM moved) || ARRAY(SELECT id FROM claimed))
+                 AND w.until > now())
            AS watched
 FROM (SELECT) AS one LEFT JOIN claimed c ON true
 ORDER BY c.rn
