@@ -43,10 +43,10 @@ WITH claimed AS (
     RETURNING id
 )
 SELECT c.*,
-       CASE WHEN c.rn IS NULL OR c.rn = 1 THEN ARRAY(SELECT id FROM moved ORDER BY id) END
-           AS finished,
-       CASE WHEN c.rn IS NULL OR c.rn = 1 THEN ARRAY(SELECT lease_token FROM moved ORDER BY id) END
-           AS finished_tokens,
+       CASE WHEN c.rn IS NULL OR c.rn = 1
+           THEN ARRAY(SELECT id FROM moved ORDER BY id) END AS finished,
+       CASE WHEN c.rn IS NULL OR c.rn = 1
+           THEN ARRAY(SELECT lease_token FROM moved ORDER BY id) END AS finished_tokens,
        EXISTS (SELECT 1 FROM {schema}.watching w
                WHERE w.task_id = ANY(ARRAY(SELECT id FROM moved) || ARRAY(SELECT id FROM claimed))
                  AND w.until > now())

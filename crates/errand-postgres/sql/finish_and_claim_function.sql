@@ -11,8 +11,8 @@
 -- Replaced in place, so that the other processes' calls, running meanwhile, keep finding it; a
 -- build that changes its arguments or result gives it a new name instead (`CREATE OR REPLACE`
 -- cannot change them).
-CREATE OR REPLACE FUNCTION {schema}.finish_and_claim(text[], timestamptz, bigint, uuid[], timestamptz,
-    text, uuid[], uuid[], text[], text[], text[])
+CREATE OR REPLACE FUNCTION {schema}.finish_and_claim(text[], timestamptz, bigint, uuid[],
+    timestamptz, text, uuid[], uuid[], text[], text[], text[])
 RETURNS TABLE (rn bigint, id uuid, lease_token uuid, name text, queue text, args text,
     context text, user_id text, tenant text, correlation_id text, attempt integer,
     max_attempts integer, timeout_ms bigint, due_at timestamptz, finished uuid[],

@@ -115,25 +115,27 @@ impl ApiError {
         )
     }
 
+    /// This error with `Retry-After: <seconds>`.
+    fn retry_after(mut self, seconds: &'static str) -> Self {
+        self.headers
+            .push((header::RETRY_AFTER, HeaderValue::from_static(seconds)));
+        self
+    }
+
     /// 429: the caller has too many event streams open (or the server has). Carries
     /// `Retry-After`.
     pub fn too_many_streams(message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message);
-        e.headers
-            .push((header::RETRY_AFTER, HeaderValue::from_static("5")));
-        e
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message).retry_after("5")
     }
 
     /// 503: the task store cannot be reached. Carries `Retry-After`.
     pub fn store_unavailable() -> Self {
-        let mut e = Self::new(
+        Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the task store is unavailable; try again shortly",
-        );
-        e.headers
-            .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
-        e
+        )
+        .retry_after("1")
     }
 
     /// 503: this process can no longer write through its task store (a part of the store in
@@ -232,12 +234,8 @@ impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
             TokenError::KeysUnavailable => {
-                let mut unavailable =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
-                unavailable
-                    .headers
-                    .push((header::RETRY_AFTER, HeaderValue::from_static("5")));
-                unavailable
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+                    .retry_after("5")
             }
             _ => ApiError::unauthorized(e.code(), e.to_string()),
         }

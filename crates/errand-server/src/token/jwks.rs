@@ -46,8 +46,8 @@ struct Cached {
     fetched_at: Option<Instant>,
     /// When a fetch last started, successful or not.
     attempted_at: Option<Instant>,
-    /// Why the last fetch failed; `None` once one succeeds.
-    failure: Option<String>,
+    /// Whether the last fetch failed (it is logged where it fails).
+    failing: bool,
 }
 
 impl RemoteJwks {
@@ -101,14 +101,12 @@ impl RemoteJwks {
         self.snapshot().0
     }
 
-    /// Whether the last fetch failed (the failure is logged where it happens): the cached
-    /// keys may then lack a key the provider has.
+    /// Whether the last fetch failed: the cached keys may then lack a key the provider has.
     pub fn failing(&self) -> bool {
         self.state
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .failure
-            .is_some()
+            .failing
     }
 
     fn snapshot(&self) -> (Arc<[Key]>, Option<Instant>, Option<Instant>) {
@@ -145,13 +143,13 @@ impl RemoteJwks {
                 let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                 state.keys = keys.into();
                 state.fetched_at = Some(Instant::now());
-                state.failure = None;
+                state.failing = false;
             }
             Err(error) => {
                 self.state
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .failure = Some(error.clone());
+                    .failing = true;
                 let cached = self.snapshot().0.len();
                 tracing::warn!(
                     url = %self.url,
