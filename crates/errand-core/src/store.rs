@@ -448,17 +448,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<CompleteResult>, StoreError>;
 
     /// Whether [`Store::complete_and_claim`] writes both in one atomic step (a database
-    /// transaction), so that a worker in its steady state spends one round trip per batch
-    /// instead of two. Workers use it only when this says so. Default `false`.
+    /// transaction, a script) for a worker's usual batch, so that a worker in its steady state
+    /// spends one round trip per batch instead of two. Workers use it only when this says so.
+    /// Default `false`.
     fn claims_with_completions(&self) -> bool {
         false
     }
 
     /// Ends attempts as [`Store::complete`] does, then claims as [`Store::claim`] does, and
-    /// returns both answers. A store for which [`Store::claims_with_completions`] is true does
-    /// both atomically: on an error, neither happened. The default calls the two in turn; a
-    /// claim that fails after the completions were written claims nothing (the error is
-    /// logged), since the completions' answers must not be lost.
+    /// returns both answers. On an error nothing was claimed, and any completion written is
+    /// answered [`CompleteResult::Stale`] when written again (so the caller may retry them
+    /// with [`Store::complete`]); a store for which [`Store::claims_with_completions`] is true
+    /// says which batches it writes atomically (neither happened on an error). The default
+    /// calls the two in turn; a claim that fails after the completions were written claims
+    /// nothing (the error is logged), since the completions' answers must not be lost.
     async fn complete_and_claim(
         &self,
         completions: Vec<Completion>,

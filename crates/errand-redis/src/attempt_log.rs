@@ -1,6 +1,6 @@
 //! A task's attempt log as Redis keeps it: the optional blob after a record's history (see the
 //! `record` module), one line per attempt that did not succeed, oldest first,
-//! `attempt|started ms|ended ms|outcome|error JSON`, that `lua/complete.lua` and
+//! `attempt|started ms|ended ms|outcome|error JSON`, that `lua/complete_attempts.lua` and
 //! `lua/reap.lua` append to (`add_attempt` in `lua/common.lua`) in the script that ends the
 //! attempt, bounded to [`ATTEMPT_LOG_LIMIT`] entries.
 

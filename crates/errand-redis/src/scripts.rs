@@ -1,5 +1,6 @@
-//! The Lua scripts (`lua/*.lua`, each prefixed with `lua/common.lua`), called by EVALSHA and
-//! loaded again when Redis answers NOSCRIPT (after a restart, a failover or a `SCRIPT FLUSH`).
+//! The Lua scripts (`lua/*.lua`, each prefixed with `lua/common.lua` and the files of the
+//! functions it calls), called by EVALSHA and loaded again when Redis answers NOSCRIPT (after a
+//! restart, a failover or a `SCRIPT FLUSH`).
 //! Each script starts by naming its publishing command (`local PUBLISH = …`): `PUBLISH` on
 //! one Redis, `SPUBLISH` on a cluster.
 
@@ -59,8 +60,10 @@ impl Call<'_> {
     }
 }
 
+// `field => "file.lua" after ["part.lua", …]`: the script `field` is `lua/common.lua`, then
+// the parts (the functions it calls), then `lua/file.lua`.
 macro_rules! scripts {
-    ($($field:ident => $file:literal),* $(,)?) => {
+    ($($field:ident => $file:literal $(after [$($part:literal),*])?),* $(,)?) => {
         /// Every script of the store.
         #[derive(Debug)]
         pub(crate) struct Scripts {
@@ -75,8 +78,9 @@ macro_rules! scripts {
                     $($field: Lua::new(
                         $file,
                         format!(
-                            "local PUBLISH = '{publish}'\n{}{}",
+                            "local PUBLISH = '{publish}'\n{}{}{}",
                             include_str!("../lua/common.lua"),
+                            concat!($($(include_str!(concat!("../lua/", $part)),)*)?),
                             include_str!(concat!("../lua/", $file)),
                         ),
                     ),)*
@@ -84,7 +88,7 @@ macro_rules! scripts {
             }
 
             /// All of them, to load at once.
-            pub(crate) fn all(&self) -> [&Lua; 11] {
+            pub(crate) fn all(&self) -> [&Lua; 12] {
                 [$(&self.$field),*]
             }
         }
@@ -93,10 +97,11 @@ macro_rules! scripts {
 
 scripts! {
     enqueue => "enqueue.lua",
-    claim => "claim.lua",
+    claim => "claim.lua" after ["claim_tasks.lua"],
     heartbeat => "heartbeat.lua",
     report => "report.lua",
-    complete => "complete.lua",
+    complete => "complete.lua" after ["complete_attempts.lua"],
+    cycle => "cycle.lua" after ["complete_attempts.lua", "claim_tasks.lua"],
     cancel => "cancel.lua",
     retry => "retry.lua",
     reap => "reap.lua",

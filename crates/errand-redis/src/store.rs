@@ -22,6 +22,7 @@ use tracing::warn;
 mod actions;
 mod attempts;
 mod claim;
+mod cycle;
 mod enqueue;
 mod events;
 mod listing;
@@ -194,6 +195,19 @@ impl Store for RedisStore {
         completions: Vec<Completion>,
     ) -> Result<Vec<CompleteResult>, StoreError> {
         self.complete_leases(completions).await
+    }
+
+    /// True: a worker of one queue ends a batch and claims the next in one script call.
+    fn claims_with_completions(&self) -> bool {
+        true
+    }
+
+    async fn complete_and_claim(
+        &self,
+        completions: Vec<Completion>,
+        claim: &ClaimRequest,
+    ) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
+        self.complete_then_claim(completions, claim).await
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

@@ -1,7 +1,9 @@
 //! The cases about [`Store::complete_and_claim`](crate::Store::complete_and_claim): a batch's
 //! completions and the next claim in one call, as a worker's complete loop makes it.
 
-use super::{C, LEASE, S, args, claim, enqueue_one, error, get, next_event, open, ring, task_for};
+use super::{
+    C, LEASE, S, args, claim, claim_from, enqueue_one, error, get, next_event, open, ring, task_for,
+};
 use crate::{
     ClaimRequest, CompleteResult, Completion, Lease, LeaseToken, Outcome, OwnerFilter, Progress,
     StatusUpdate, TaskState,
@@ -154,4 +156,77 @@ pub async fn complete_and_claim_ends_then_claims(store: S, clock: C) {
     assert!(none.is_empty(), "nothing due: {none:?}");
     let counts = store.counts(&OwnerFilter::Any).await.expect("counts");
     assert_eq!((counts.success, counts.running), (4, 0));
+}
+
+/// Completions of tasks of other queues than the claim's, a claim across queues, and a
+/// completion of an unknown task: each completion ends as `complete` would end it, and the
+/// claim takes what its own queues have due.
+pub async fn complete_and_claim_across_queues(store: S, _clock: C) {
+    let key = ring();
+    let mut ids = Vec::new();
+    for (i, q) in ["cycle-a", "cycle-b", "cycle-a", "cycle-b"]
+        .iter()
+        .enumerate()
+    {
+        let mut t = task_for(&format!("u{i}"), &key);
+        t.queue = (*q).into();
+        ids.push(t.id);
+        enqueue_one(&store, t).await;
+    }
+    let mut from_a = claim_from(&store, &["cycle-a"], 1).await;
+    assert_eq!(from_a.len(), 1);
+    let unknown = Lease {
+        id: crate::TaskId::new(),
+        token: LeaseToken::random(),
+    };
+    let to_b = |limit| ClaimRequest {
+        queues: vec!["cycle-b".into()],
+        ..request(limit)
+    };
+    let batch = vec![
+        done(
+            from_a[0].lease,
+            Outcome::Success(args(serde_json::json!(1))),
+        ),
+        done(unknown, Outcome::Success(args(serde_json::json!(2)))),
+    ];
+    let (results, from_b) = store
+        .complete_and_claim(batch, &to_b(1))
+        .await
+        .expect("complete and claim");
+    assert_eq!(results, [CompleteResult::Applied, CompleteResult::Stale]);
+    assert_eq!(
+        from_b.iter().map(|c| c.lease.id).collect::<Vec<_>>(),
+        [ids[1]]
+    );
+    assert_eq!(from_b[0].queue, "cycle-b");
+    assert_eq!(get(&store, ids[0]).await.status, TaskState::Success);
+
+    // Completions of two queues and a claim across both.
+    from_a = claim_from(&store, &["cycle-a"], 1).await;
+    let batch = vec![
+        done(
+            from_b[0].lease,
+            Outcome::Success(args(serde_json::json!(3))),
+        ),
+        done(
+            from_a[0].lease,
+            Outcome::Success(args(serde_json::json!(4))),
+        ),
+    ];
+    let both = ClaimRequest {
+        queues: vec!["cycle-a".into(), "cycle-b".into()],
+        ..request(5)
+    };
+    let (results, rest) = store
+        .complete_and_claim(batch, &both)
+        .await
+        .expect("complete and claim");
+    assert_eq!(results, [CompleteResult::Applied, CompleteResult::Applied]);
+    assert_eq!(
+        rest.iter().map(|c| c.lease.id).collect::<Vec<_>>(),
+        [ids[3]]
+    );
+    let counts = store.counts(&OwnerFilter::Any).await.expect("counts");
+    assert_eq!((counts.success, counts.running, counts.pending), (3, 1, 0));
 }

@@ -56,7 +56,7 @@ pub use attempts::{
     attempt_log_is_bounded_to_the_newest, attempt_log_records_cancellation,
     attempt_log_records_every_end_but_success, get_shows_args_and_trace_id,
 };
-pub use cycle::complete_and_claim_ends_then_claims;
+pub use cycle::{complete_and_claim_across_queues, complete_and_claim_ends_then_claims};
 pub use guarded::Guarded;
 pub use history::{
     actions_of_two_admins_at_once_all_land, history_is_bounded_to_the_newest,
@@ -113,7 +113,8 @@ macro_rules! store_conformance {
             attempt_log_records_cancellation,
             attempt_log_is_bounded_to_the_newest,
             get_shows_args_and_trace_id,
-            complete_and_claim_ends_then_claims
+            complete_and_claim_ends_then_claims,
+            complete_and_claim_across_queues
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -12,7 +12,7 @@ use redis::Value;
 use std::sync::Arc;
 
 /// Most leases or completions per script call.
-const LEASE_CHUNK: usize = 500;
+pub(super) const LEASE_CHUNK: usize = 500;
 
 impl RedisStore {
     /// [`Store::heartbeat`](errand_core::Store::heartbeat).
@@ -86,43 +86,13 @@ impl RedisStore {
                 &queues,
                 &completions,
                 |base| scripts.complete.call(base, now),
-                |call, c| {
-                    let reports = c.report.progress.is_some() || c.report.steps.is_some();
-                    if let (Outcome::Success(result), false) = (&c.outcome, reports) {
-                        call.arg("s")
-                            .arg(c.lease.id.to_string())
-                            .arg(&c.lease.token.to_hex()[..])
-                            .arg(result.get());
-                        return Ok(());
-                    }
-                    let (outcome, payload, delay) = match &c.outcome {
-                        Outcome::Success(result) => ("S", result.get().to_string(), 0),
-                        Outcome::Failed(error) => ("F", to_json(error)?, 0),
-                        Outcome::Cancelled => ("C", String::new(), 0),
-                        Outcome::Retry { error, delay } => ("R", to_json(error)?, millis(*delay)),
-                        Outcome::Released => ("L", String::new(), 0),
-                    };
-                    let (progress, steps) = report_args(&c.report)?;
-                    call.arg(outcome)
-                        .arg(c.lease.id.to_string())
-                        .arg(&c.lease.token.to_hex()[..])
-                        .arg(payload)
-                        .arg(delay)
-                        .arg(progress)
-                        .arg(steps);
-                    Ok(())
-                },
+                completion_args,
             )
             .await?;
         self.release_held(ids);
         answers
-            .into_iter()
-            .map(|a| {
-                Ok(match a.as_ref().map(int).transpose()? {
-                    Some(1) => CompleteResult::Applied,
-                    _ => CompleteResult::Stale,
-                })
-            })
+            .iter()
+            .map(|a| complete_result(a.as_ref()))
             .collect()
     }
 
@@ -146,7 +116,7 @@ impl RedisStore {
         Ok(states)
     }
 
-    fn release_held(&self, ids: impl IntoIterator<Item = TaskId>) {
+    pub(super) fn release_held(&self, ids: impl IntoIterator<Item = TaskId>) {
         let mut held = lock(&self.inner.held);
         for id in ids {
             held.remove(&id);
@@ -196,6 +166,42 @@ impl RedisStore {
         }
         Ok(out)
     }
+}
+
+/// Appends one completion to a `complete_attempts` call (see `lua/complete_attempts.lua`).
+pub(super) fn completion_args(call: &mut Call<'_>, c: &Completion) -> Result<(), StoreError> {
+    let reports = c.report.progress.is_some() || c.report.steps.is_some();
+    if let (Outcome::Success(result), false) = (&c.outcome, reports) {
+        call.arg("s")
+            .arg(c.lease.id.to_string())
+            .arg(&c.lease.token.to_hex()[..])
+            .arg(result.get());
+        return Ok(());
+    }
+    let (outcome, payload, delay) = match &c.outcome {
+        Outcome::Success(result) => ("S", result.get().to_string(), 0),
+        Outcome::Failed(error) => ("F", to_json(error)?, 0),
+        Outcome::Cancelled => ("C", String::new(), 0),
+        Outcome::Retry { error, delay } => ("R", to_json(error)?, millis(*delay)),
+        Outcome::Released => ("L", String::new(), 0),
+    };
+    let (progress, steps) = report_args(&c.report)?;
+    call.arg(outcome)
+        .arg(c.lease.id.to_string())
+        .arg(&c.lease.token.to_hex()[..])
+        .arg(payload)
+        .arg(delay)
+        .arg(progress)
+        .arg(steps);
+    Ok(())
+}
+
+/// A `complete_attempts` answer for one completion (`None`: it was not sent, its task unknown).
+pub(super) fn complete_result(answer: Option<&Value>) -> Result<CompleteResult, StoreError> {
+    Ok(match answer.map(int).transpose()? {
+        Some(1) => CompleteResult::Applied,
+        _ => CompleteResult::Stale,
+    })
 }
 
 fn lease_code(value: Option<Value>) -> Result<LeaseState, StoreError> {

@@ -4,11 +4,13 @@ use super::{RedisStore, lock};
 use crate::error::corrupt;
 use crate::keys::check_queue;
 use crate::record::{Stored, array, bytes, millis, scored, task_id, text};
+use crate::scripts::Call;
 use errand_core::{ClaimRequest, Claimed, LeaseToken, StoreError};
+use redis::Value;
 use std::sync::Arc;
 
 /// Most tasks one claim hands out.
-const CLAIM_MAX: usize = 1000;
+pub(super) const CLAIM_MAX: usize = 1000;
 
 impl RedisStore {
     /// [`Store::claim`](errand_core::Store::claim).
@@ -80,7 +82,7 @@ impl RedisStore {
 
     /// Claims up to the given number of tasks from each queue (one script call per queue,
     /// all in one round trip), each with a lease of `lease_ms`.
-    async fn claim_from(
+    pub(super) async fn claim_from(
         &self,
         requests: &[(Arc<str>, usize)],
         lease_ms: i64,
@@ -92,30 +94,48 @@ impl RedisStore {
             .iter()
             .map(|(queue, limit)| {
                 let mut call = scripts.claim.call(&self.keys().base(queue), now);
-                // One fresh random token for each task the call may claim.
-                let mut tokens = Vec::with_capacity(limit * 32);
-                for _ in 0..*limit {
-                    tokens.extend_from_slice(&LeaseToken::random().to_hex());
-                }
-                call.arg(*limit).arg(lease_ms).arg(tokens);
+                claim_args(&mut call, *limit, lease_ms);
                 call
             })
             .collect();
         let values = self.inner.redis.run(&[], calls).await?;
         let mut claimed = Vec::new();
-        let mut held = Vec::new();
         for ((queue, _), value) in requests.iter().zip(values) {
-            let answer = array(value)?;
-            for triple in answer.chunks(3) {
-                let [id, stored, due] = triple else {
-                    return Err(corrupt("a claim answer has the wrong shape"));
-                };
-                let id = task_id(id)?;
-                claimed.push(Stored::parse(bytes(stored)?)?.claimed(id, queue, text(due)?)?);
-                held.push((id, queue.clone()));
-            }
+            claimed.extend(self.claimed_from(queue, value)?);
         }
-        lock(&self.inner.held).extend(held);
         Ok(claimed)
     }
+
+    /// The tasks a `claim_tasks` call answered (see `lua/claim_tasks.lua`), as held by this
+    /// store from now on.
+    pub(super) fn claimed_from(
+        &self,
+        queue: &Arc<str>,
+        answer: Value,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let answer = array(answer)?;
+        let mut claimed = Vec::with_capacity(answer.len() / 3);
+        for triple in answer.chunks(3) {
+            let [id, stored, due] = triple else {
+                return Err(corrupt("a claim answer has the wrong shape"));
+            };
+            let id = task_id(id)?;
+            claimed.push(Stored::parse(bytes(stored)?)?.claimed(id, queue, text(due)?)?);
+        }
+        let mut held = lock(&self.inner.held);
+        for c in &claimed {
+            held.insert(c.lease.id, queue.clone());
+        }
+        Ok(claimed)
+    }
+}
+
+/// Appends a claim's `limit`, lease and tokens to a call (ARGV[2..=4] of `lua/claim.lua` and
+/// `lua/cycle.lua`): one fresh random token for each task the call may claim.
+pub(super) fn claim_args(call: &mut Call<'_>, limit: usize, lease_ms: i64) {
+    let mut tokens = Vec::with_capacity(limit * 32);
+    for _ in 0..limit {
+        tokens.extend_from_slice(&LeaseToken::random().to_hex());
+    }
+    call.arg(limit).arg(lease_ms).arg(tokens);
 }
