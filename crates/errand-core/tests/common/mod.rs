@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod faulty_store;
+
+/// How long a test waits for what it expects before it fails.
+pub const LONG: Duration = Duration::from_secs(30);
+
 /// The identity a task saw, recorded per attempt by tasks that get a [`Journal`] resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
