@@ -11,9 +11,6 @@ mod common;
 use common::*;
 use errand_core::*;
 use std::sync::Arc;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(30);
 
 fn alice() -> Context {
     user("alice")
