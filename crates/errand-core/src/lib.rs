@@ -81,7 +81,7 @@ pub use status::{
 pub use store::{
     CancelOutcome, ClaimRequest, Claimed, CompleteResult, Completion, Enqueued, EventStream,
     ListQuery, MAX_DURATION, NewTask, Outcome, OwnerFilter, Page, QueueCounts, QueueDepth, Reaped,
-    RetryOutcome, StateCounts, Store, StoreError, WorkSignal, scoped_key,
+    RetryOutcome, StateCounts, Store, StoreError, WorkSignal, complete_then_claim, scoped_key,
 };
 pub use task::{Backoff, DEFAULT_QUEUE, Policy, Task, TaskError};
 pub use worker::{Worker, WorkerConfig, WorkerHandle, WorkerStats, WorkerStatus};

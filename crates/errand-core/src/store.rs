@@ -160,6 +160,26 @@ pub fn scoped_key(owner: &Owner, key: &str) -> String {
     serde_json::json!([owner.tenant, owner.user_id, key]).to_string()
 }
 
+/// [`Store::complete_and_claim`]'s default, for a store that writes some batches atomically and
+/// the others this way: [`Store::complete`], then [`Store::claim`]. A claim that fails after the
+/// completions were written claims nothing (the error is logged), since the completions'
+/// answers must not be lost.
+pub async fn complete_then_claim<S: Store + ?Sized>(
+    store: &S,
+    completions: Vec<Completion>,
+    claim: &ClaimRequest,
+) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
+    let results = store.complete(completions).await?;
+    let claimed = match store.claim(claim).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming after writing completions failed");
+            Vec::new()
+        }
+    };
+    Ok((results, claimed))
+}
+
 /// The longest delay, timeout or TTL errand stores (100 years): longer ones are clamped, so
 /// "forever" written as `Duration::MAX` stays representable in every store.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -467,15 +487,7 @@ pub trait Store: Send + Sync + 'static {
         completions: Vec<Completion>,
         claim: &ClaimRequest,
     ) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
-        let results = self.complete(completions).await?;
-        let claimed = match self.claim(claim).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming after writing completions failed");
-                Vec::new()
-            }
-        };
-        Ok((results, claimed))
+        complete_then_claim(self, completions, claim).await
     }
 
     /// One task's record; `None` if unknown or expired.

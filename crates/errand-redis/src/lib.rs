@@ -41,8 +41,8 @@
 //!   script call per queue per batch. A worker of one queue writes a batch's completions and
 //!   makes its next claim in one script call (`lua/cycle.lua`, through
 //!   [`Store::complete_and_claim`](errand_core::Store::complete_and_claim)): one round trip and
-//!   one atomic step per batch in the steady state. The Redis commands paid per task rather than per batch
-//!   are: the `SET … PX ttl` that gives a finished record its TTL; in an enqueue batch holding
+//!   one atomic step per batch in the steady state. The Redis commands paid per task rather
+//!   than per batch are: the `SET … PX ttl` that gives a finished record its TTL; in an enqueue batch holding
 //!   a task with an idempotency key, a `SET … NX` per task, and per keyed task a GET of the
 //!   key (and of the task it names, if any) and a SET of it; a GET (and DEL) of a finishing
 //!   task's key; while any task of a queue is watched, an HEXISTS per changed task of that

@@ -207,7 +207,7 @@ impl Store for RedisStore {
         completions: Vec<Completion>,
         claim: &ClaimRequest,
     ) -> Result<(Vec<CompleteResult>, Vec<Claimed>), StoreError> {
-        self.complete_then_claim(completions, claim).await
+        self.complete_and_claim_tasks(completions, claim).await
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {

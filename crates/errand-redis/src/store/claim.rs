@@ -82,7 +82,7 @@ impl RedisStore {
 
     /// Claims up to the given number of tasks from each queue (one script call per queue,
     /// all in one round trip), each with a lease of `lease_ms`.
-    pub(super) async fn claim_from(
+    async fn claim_from(
         &self,
         requests: &[(Arc<str>, usize)],
         lease_ms: i64,

@@ -13,12 +13,9 @@ use std::sync::Arc;
 impl RedisStore {
     /// [`Store::complete_and_claim`](errand_core::Store::complete_and_claim). A claim from one
     /// queue with completions of that queue alone (the usual case: a worker of one queue) is one
-    /// script call, atomic. Otherwise the completions are written, then the claim made, as
-    /// [`Store::complete`](errand_core::Store::complete) and
-    /// [`Store::claim`](errand_core::Store::claim) would; a claim that fails after the
-    /// completions were written claims nothing (the error is logged), since the completions'
-    /// answers must not be lost.
-    pub(super) async fn complete_then_claim(
+    /// script call, atomic; any other is written as
+    /// [`complete_then_claim`](errand_core::complete_then_claim) writes it.
+    pub(super) async fn complete_and_claim_tasks(
         &self,
         completions: Vec<Completion>,
         req: &ClaimRequest,
@@ -37,15 +34,7 @@ impl RedisStore {
             _ => None,
         };
         let Some(queue) = single else {
-            let results = self.complete_leases(completions).await?;
-            let claimed = match self.claim_tasks(req).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming after writing completions failed");
-                    Vec::new()
-                }
-            };
-            return Ok((results, claimed));
+            return errand_core::complete_then_claim(self, completions, req).await;
         };
         check_queue(&queue)?;
         self.follow_cancels(&[(queue.clone(), limit)]).await;
@@ -55,8 +44,7 @@ impl RedisStore {
             .call(&self.keys().base(&queue), self.now_arg());
         claim_args(&mut call, limit, millis(req.lease));
         // Completions of unknown tasks are not sent: they are stale.
-        let sent: Vec<bool> = queues.iter().map(Option::is_some).collect();
-        for (c, _) in completions.iter().zip(&sent).filter(|(_, s)| **s) {
+        for (c, _) in completions.iter().zip(&queues).filter(|(_, q)| q.is_some()) {
             completion_args(&mut call, c)?;
         }
         let mut values = self.inner.redis.run(&[], vec![call]).await?.into_iter();
@@ -68,15 +56,14 @@ impl RedisStore {
             .ok_or_else(|| corrupt("a cycle answer has the wrong shape"))?;
         let mut ended = array(ended)?.into_iter();
         let mut results = Vec::with_capacity(completions.len());
-        for sent in sent {
-            let answer = if sent {
-                Some(
+        for queue in &queues {
+            let answer = match queue {
+                Some(_) => Some(
                     ended
                         .next()
                         .ok_or_else(|| corrupt("a cycle answered for too few completions"))?,
-                )
-            } else {
-                None
+                ),
+                None => None,
             };
             results.push(complete_result(answer.as_ref())?);
         }
