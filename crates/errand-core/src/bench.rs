@@ -30,7 +30,7 @@ pub struct BenchOptions {
     pub latency_tasks: usize,
     /// Idle time before a single probe task measures the wake-up latency; `None` skips it.
     pub idle_probe: Option<Duration>,
-    /// Worker settings other than concurrency (queues, lease, poll interval).
+    /// Worker settings other than concurrency (queues, lease, poll interval, prefetch).
     pub worker: WorkerConfig,
     /// Reads the store server's CPU time, for the per-task CPU figures; `None` leaves them out
     /// (an embedded store's CPU is the worker's own).
@@ -64,6 +64,8 @@ pub struct BenchReport {
     pub jobs: usize,
     /// Worker concurrency.
     pub concurrency: usize,
+    /// Tasks the worker claimed ahead of the running ones ([`WorkerConfig::prefetch`]).
+    pub prefetch: usize,
     /// Tasks enqueued per second (batches of `enqueue_batch`, each with a sealed context).
     pub enqueue_per_s: f64,
     /// No-op tasks claimed, run and completed per second from a full queue.
@@ -265,7 +267,7 @@ pub async fn run(
     // 2. Drain.
     let mut config = opts.worker.clone();
     config.concurrency = opts.concurrency.max(1);
-    config.claim_batch = config.concurrency;
+    config.claim_batch = config.concurrency + config.prefetch;
     let cpu_before = (process_cpu(), store_cpu(opts).await, machine_busy());
     let drain_began = Instant::now();
     let worker = Worker::new(store.clone(), Arc::new(registry), key)
@@ -313,6 +315,7 @@ pub async fn run(
         store: label.to_string(),
         jobs: opts.jobs,
         concurrency: opts.concurrency,
+        prefetch: opts.worker.prefetch,
         enqueue_per_s: per_s(opts.jobs, enqueue_time),
         drain_per_s: per_s(opts.jobs, drain_time),
         end_to_end_per_s: per_s(opts.jobs, enqueue_time + drain_time),

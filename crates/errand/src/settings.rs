@@ -85,6 +85,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// `worker`: tasks run at once.
     pub concurrency: Option<usize>,
+    /// Tasks claimed ahead of the running ones (`serve` and `worker`).
+    pub prefetch: Option<usize>,
     /// Queues the workers claim from.
     pub queues: Option<Vec<String>>,
     /// Time running tasks get to finish at shutdown, e.g. `"30s"`.

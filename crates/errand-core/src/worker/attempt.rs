@@ -7,6 +7,7 @@
 use super::shared::{Counters, Running, Shared, StopReason};
 use crate::context::Context;
 use crate::cx::{CxParts, Reporter, TaskCx};
+use crate::lease::Lease;
 use crate::observer::AttemptOutcome;
 use crate::registry::{PrepareError, Prepared};
 use crate::seal::SealKeyRing;
@@ -73,6 +74,18 @@ pub(crate) async fn run_task(
         // attempt numbers say.
         older.stop(StopReason::LeaseLost);
     }
+    // A task claimed ahead waits here, its lease renewed by the heartbeat meanwhile.
+    let run_slot = match run_slot(&shared, &running).await {
+        Ok(slot) => slot,
+        Err(ended) => {
+            let why = running.reason();
+            span.in_scope(
+                || info!(reason = ?why, "task ended while claimed ahead, before it started"),
+            );
+            send_completion(&shared, lease, ended, permit);
+            return;
+        }
+    };
     let waited = task
         .due_at
         .and_then(|due| (chrono::Utc::now() - due).to_std().ok());
@@ -117,13 +130,24 @@ pub(crate) async fn run_task(
         Some(Outcome::Released) => AttemptOutcome::Released,
     };
     let took = began.elapsed();
+    drop(run_slot);
     shared.recorder.ended(&queue, outcome, took);
     if let (Some(observer), Some(name)) = (&shared.observer, &name) {
         observer.ended(name, outcome, took);
     }
-    // Until its completion is written, the attempt keeps its lease (the heartbeat renews it)
-    // and its slot (so a slow or unreachable store stops new claims instead of letting results
-    // pile up until their leases lapse and the tasks run again).
+    send_completion(&shared, lease, completion, permit);
+}
+
+/// Queues an ended attempt's completion for the complete loop (`None`: the lease was lost,
+/// nothing to write). Until it is written, the attempt keeps its lease (the heartbeat renews
+/// it) and its slot `permit` (so a slow or unreachable store stops new claims instead of
+/// letting results pile up until their leases lapse and the tasks run again).
+fn send_completion(
+    shared: &Shared,
+    lease: Lease,
+    completion: Option<Completion>,
+    permit: OwnedSemaphorePermit,
+) {
     let unsent = match completion {
         Some(completion) => shared
             .done_tx
@@ -136,6 +160,50 @@ pub(crate) async fn run_task(
         shared.forget([lease]);
         drop(permit);
     }
+}
+
+/// One of the worker's `concurrency` run slots for an attempt. A task claimed ahead
+/// ([`WorkerConfig::prefetch`](super::WorkerConfig::prefetch)) waits for it; stopped first, it
+/// ends without running: `Err` with its completion (handed back without spending the attempt
+/// at a shutdown, cancelled on request, `None` when its lease was lost).
+async fn run_slot(
+    shared: &Shared,
+    running: &Running,
+) -> Result<OwnedSemaphorePermit, Option<Completion>> {
+    if let Ok(slot) = shared.run_slots.clone().try_acquire_owned() {
+        return Ok(slot);
+    }
+    tokio::select! {
+        biased;
+        _ = running.token.cancelled() => {}
+        _ = shared.held_back.cancelled() => running.stop(StopReason::Shutdown),
+        slot = shared.run_slots.clone().acquire_owned() => match slot {
+            Ok(slot) => return Ok(slot),
+            Err(_) => running.stop(StopReason::Shutdown),
+        },
+    }
+    let done = |outcome, report| Completion {
+        lease: running.lease,
+        outcome,
+        report,
+    };
+    Err(match running.reason() {
+        StopReason::LeaseLost => {
+            Counters::bump(&shared.stats.lost);
+            None
+        }
+        StopReason::Shutdown => {
+            Counters::bump(&shared.stats.released);
+            Some(done(Outcome::Released, running.reporter.release()))
+        }
+        StopReason::CancelRequested | StopReason::None => {
+            Counters::bump(&shared.stats.cancelled);
+            Some(done(
+                Outcome::Cancelled,
+                running.reporter.finish(Some("cancelled")),
+            ))
+        }
+    })
 }
 
 /// A finished attempt on its way to the store, holding its worker slot until it is written.

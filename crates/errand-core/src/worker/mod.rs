@@ -2,7 +2,8 @@
 //!
 //! One worker runs these loops beside its tasks:
 //! - **claim**: takes as many tasks as it has free slots (one batch per round trip), sleeping
-//!   on the store's work signal when the queues are empty;
+//!   on the store's work signal when the queues are empty; the slots are `concurrency` plus
+//!   the `prefetch`, and a task claimed ahead waits for a run slot;
 //! - **complete**: writes finished attempts in batches;
 //! - **heartbeat**: renews every held lease in one call, a third of the lease apart;
 //! - **report**: writes coalesced progress and steps in batches;
@@ -48,7 +49,15 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Queues claimed from. Default `["default"]`.
     pub queues: Vec<String>,
-    /// Most tasks claimed per round trip. Default: `concurrency`.
+    /// Tasks claimed ahead of the running ones: held by this worker, their leases renewed,
+    /// each waiting for one of the `concurrency` run slots. Default 0. A few hundred let a
+    /// worker of short tasks claim and complete in large batches (one round trip each) while
+    /// only `concurrency` run at once; a held task shows `running` from its claim, its timeout
+    /// counts from when it starts, a cancellation ends it before it runs, and a shutdown hands
+    /// it back at once without spending its attempt. Other workers cannot run what one holds.
+    pub prefetch: usize,
+    /// Most tasks claimed per round trip. Default: `concurrency` (plus `prefetch` when set with
+    /// [`Worker::prefetch`]).
     pub claim_batch: usize,
     /// Lease taken on each claimed task and renewed while it runs. Default 30 s.
     pub lease: Duration,
@@ -78,6 +87,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 32,
             queues: vec![DEFAULT_QUEUE.to_string()],
+            prefetch: 0,
             claim_batch: 32,
             lease,
             poll_interval: Duration::from_secs(1),
@@ -185,10 +195,18 @@ impl Worker {
         self
     }
 
-    /// Sets how many tasks run at once (and the claim batch to match).
+    /// Sets how many tasks run at once (and the claim batch to match, with the prefetch).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
-        self.config.claim_batch = n.max(1);
+        self.config.claim_batch = self.config.concurrency + self.config.prefetch;
+        self
+    }
+
+    /// Sets how many tasks are claimed ahead of the running ones ([`WorkerConfig::prefetch`]),
+    /// and the claim batch to match.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.config.prefetch = n;
+        self.config.claim_batch = self.config.concurrency.max(1) + n;
         self
     }
 
@@ -247,7 +265,9 @@ impl Worker {
             resources: Arc::new(self.resources),
             observer: self.observer,
             recorder: Arc::new(Recorder::default()),
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1) + config.prefetch)),
+            run_slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            held_back: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
             done_tx,
@@ -394,14 +414,15 @@ impl WorkerHandle {
             .snapshot(WorkerStatus::Running, 0, self.started.elapsed())
     }
 
-    /// Stops gracefully: no more claims; running tasks get `drain` to finish; the rest are
-    /// cancelled and handed back to the store without spending an attempt. Returns the
-    /// counters.
+    /// Stops gracefully: no more claims; tasks claimed ahead that have not started are handed
+    /// back at once; running tasks get `drain` to finish; the rest are cancelled and handed
+    /// back to the store without spending an attempt. Returns the counters.
     pub async fn shutdown(self, drain: Duration) -> WorkerStats {
         let began = Instant::now();
         self.stop_claiming.cancel();
         let _ = self.claimer.await;
         *self.shared.claims_open.write().await = false;
+        self.shared.held_back.cancel();
         let running_at_shutdown = self.shared.lock_running().len() as u64;
         let shared = &self.shared;
         shared.tasks.close();

@@ -34,7 +34,13 @@ pub(crate) struct Shared {
     /// Counts attempts per minute and queue for the operator views.
     pub(crate) recorder: Arc<crate::activity::Recorder>,
     pub(crate) config: WorkerConfig,
+    /// Tasks held: `concurrency` plus the prefetch. A claim takes one per task.
     pub(crate) slots: Arc<Semaphore>,
+    /// Tasks running: `concurrency`. An attempt takes one when it starts, and gives it up when
+    /// its run ends (before its result is written).
+    pub(crate) run_slots: Arc<Semaphore>,
+    /// Fired when the worker stops: tasks claimed ahead that have not started are handed back.
+    pub(crate) held_back: CancellationToken,
     pub(crate) running: Mutex<HashMap<TaskId, Arc<Running>>>,
     pub(crate) report_wake: Arc<Notify>,
     pub(crate) done_tx: mpsc::UnboundedSender<Done>,

@@ -21,6 +21,9 @@ pub struct BenchArgs {
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Tasks the worker claims ahead of the running ones (as `errand worker --prefetch`).
+    #[arg(long, default_value_t = 0)]
+    pub prefetch: usize,
     /// Tasks per enqueue batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
@@ -87,6 +90,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         idle_probe: args.idle_probe,
         worker: WorkerConfig {
             poll_interval: Duration::from_secs(1),
+            prefetch: args.prefetch,
             ..WorkerConfig::default()
         },
         store_cpu: store_meter(&choice).await,

@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Time running tasks get to finish at shutdown before they are handed back [default: 30s].
     #[arg(long, env = "ERRAND_DRAIN_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Option<Duration>,
+    /// Tasks claimed ahead of the running ones, held with their leases renewed until a slot
+    /// frees: larger claim batches for short tasks [default: 0].
+    #[arg(long, env = "ERRAND_PREFETCH", value_name = "N")]
+    pub prefetch: Option<usize>,
     /// Lease of a claimed task; a worker that dies is replaced after this long [default: 30s].
     #[arg(long, env = "ERRAND_LEASE", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub lease: Option<Duration>,
@@ -33,6 +37,8 @@ pub struct RunArgs {
 pub struct WorkerPlan {
     /// Tasks at once (0: none).
     pub concurrency: usize,
+    /// Tasks claimed ahead of the running ones.
+    pub prefetch: usize,
     /// Queues.
     pub queues: Vec<String>,
     /// Drain at shutdown.
@@ -56,6 +62,7 @@ impl WorkerPlan {
         };
         Self {
             concurrency,
+            prefetch: args.prefetch.or(settings.file.prefetch).unwrap_or(0),
             queues: settings.queues(&args.queues),
             drain: or_file(args.drain_timeout, settings.file.drain_timeout),
             poll: poll_interval(store),
@@ -67,7 +74,8 @@ impl WorkerPlan {
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             concurrency: self.concurrency.max(1),
-            claim_batch: self.concurrency.max(1),
+            prefetch: self.prefetch,
+            claim_batch: self.concurrency.max(1) + self.prefetch,
             queues: self.queues.clone(),
             poll_interval: self.poll,
             lease: self.lease,
