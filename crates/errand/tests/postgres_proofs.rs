@@ -107,7 +107,7 @@ async fn postgres_restarted_in_immediate_mode_loses_no_acknowledged_enqueue() {
 async fn postgres_sigterm_drains_a_worker_without_losing_or_spending_attempts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (backend, _drop_schema) = shared_schema("drain");
-    drain_scenario("shutdown proof (PostgreSQL)", &backend, dir.path()).await;
+    drain_scenario("shutdown proof (PostgreSQL)", &backend, dir.path(), 0).await;
 }
 
 /// `GET /readyz` of `api`: its status and body.

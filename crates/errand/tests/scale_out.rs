@@ -353,10 +353,16 @@ async fn workers_killed_with_sigkill_lose_nothing_and_never_mix_users() {
     let plan = Crash {
         tasks: cluster::sized(2_000, 20_000),
         concurrency: 4,
+        prefetch: 8,
         sleep_ms: 10..=50,
         drain_within: Duration::from_secs(cluster::sized(180, 900)),
     };
-    crash_scenario("crash proof (Redis, 200 users)", deployment, plan).await;
+    crash_scenario(
+        "crash proof (Redis, 200 users, prefetch 8)",
+        deployment,
+        plan,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -404,5 +410,11 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_enqueue() {
 async fn sigterm_drains_a_worker_without_losing_or_spending_attempts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (backend, _clear) = shared_redis("drain");
-    drain_scenario("shutdown proof (Redis)", &backend, dir.path()).await;
+    drain_scenario(
+        "shutdown proof (Redis, prefetch 4)",
+        &backend,
+        dir.path(),
+        4,
+    )
+    .await;
 }

@@ -22,6 +22,9 @@ pub struct Crash {
     pub tasks: usize,
     /// Tasks each of the three workers runs at once.
     pub concurrency: usize,
+    /// Tasks each worker claims ahead of its running ones: a killed worker's held tasks never
+    /// ran, so they add nothing to the duplicates.
+    pub prefetch: usize,
     /// How long each task sleeps, in ms (drawn at random).
     pub sleep_ms: RangeInclusive<u64>,
     /// How long the tasks may take to leave the queues.
@@ -59,7 +62,8 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
     } = deployment;
     let concurrency = plan.concurrency;
     let log = dir.join("runs.log");
-    let spec = WorkerSpec::new(backend, key, concurrency, &log);
+    let mut spec = WorkerSpec::new(backend, key, concurrency, &log);
+    spec.prefetch = plan.prefetch;
 
     let mut spawned = 0;
     let mut workers = Vec::new();
@@ -140,11 +144,12 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
         .map(|(_, n)| n)
         .sum();
     eprintln!(
-        "{label}: {tasks} tasks, 3 workers x {concurrency}, {kills} kills ({spawned} worker \
+        "{label}: {tasks} tasks, 3 workers x {concurrency} (+{} ahead), {kills} kills ({spawned} worker \
          processes in all), {} runs finished, {} interrupted, {} duplicates ({by_killed} \
          repeating runs of killed workers, most from one worker {}), bound {}, user \
          mismatches {}, {reclaimed} tasks reclaimed from killed workers (highest attempt \
          {max_attempt}), drained in {:.1}s",
+        plan.prefetch,
         runs.done,
         runs.interrupted,
         runs.duplicates,
@@ -186,6 +191,7 @@ pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path) {
     let plan = Crash {
         tasks: crate::cluster::sized(600, 2_000),
         concurrency: 4,
+        prefetch: 0,
         // Long enough that each kill finds tasks held: 500 tasks drained in 6 s here.
         sleep_ms: 50..=150,
         drain_within: Duration::from_secs(crate::cluster::sized(120, 600)),

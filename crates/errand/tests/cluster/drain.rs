@@ -10,25 +10,32 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A proof worker of 4 slots on `backend` runs tasks of 1 to 3 s, each allowed one attempt;
-/// it gets SIGTERM once all its slots are busy, with a 1 s drain. Asserts that it exits 0,
-/// that what it did not finish waits again with its attempt given back (a second worker then
-/// runs it, on its first attempt), and that its stats say so; prints what it measured, as
-/// `label`.
-pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path) {
+/// A proof worker of 4 slots on `backend`, holding `prefetch` more tasks claimed ahead, runs
+/// tasks of 1 to 3 s, each allowed one attempt; it gets SIGTERM once all its slots are busy
+/// and it holds all it may, with a 1 s drain. Asserts that it exits 0, that what it did not
+/// finish waits again with its attempt given back (a second worker then runs it, on its first
+/// attempt), that none of the held tasks started in the drain, and that its stats say so;
+/// prints what it measured, as `label`.
+pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path, prefetch: usize) {
     let started = Instant::now();
     let concurrency = 4;
+    let held = concurrency + prefetch;
     let log = dir.join("runs.log");
     let key = SealKey::generate();
     let mut spec = WorkerSpec::new(backend, &key, concurrency, &log);
     spec.drain_ms = 1_000;
+    spec.prefetch = prefetch;
+    let spec_second = WorkerSpec {
+        prefetch: 0,
+        ..spec.clone()
+    };
     let store = backend.open().await;
     let client = Client::new(store.clone(), key);
     let mut first = spawn_proof_worker("worker-1", &spec, dir).await;
 
     // Tasks of 1 to 3 s, each allowed one attempt only: a handed-back task that spent its
     // attempt could never run again.
-    let sleeps = [1_000, 3_000, 1_000, 3_000, 2_000, 1_500, 2_500, 2_000].repeat(sized(1, 4));
+    let sleeps = [1_000, 3_000, 1_000, 3_000, 2_000, 1_500, 2_500, 2_000].repeat(sized(2, 4));
     let mut submitted = HashMap::new();
     for (i, sleep_ms) in sleeps.iter().enumerate() {
         let user = format!("user-{i}");
@@ -46,7 +53,7 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path) {
         Duration::from_secs(30),
         || async {
             let depth = store.depth().await.expect("depth");
-            (depth.running as usize == concurrency).then_some(())
+            (depth.running as usize == held).then_some(())
         },
     )
     .await;
@@ -68,7 +75,7 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path) {
         }
     }
 
-    let mut second = spawn_proof_worker("worker-2", &spec, dir).await;
+    let mut second = spawn_proof_worker("worker-2", &spec_second, dir).await;
     wait_all_successful(&store, &ids, Duration::from_secs(60)).await;
     second.terminate();
     let status = second.wait_exit(Duration::from_secs(30)).await;
@@ -83,6 +90,7 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path) {
         .iter()
         .filter(|l| l.end == RunEnd::Done && l.pid == first.pid())
         .count();
+    let started_first = lines.iter().filter(|l| l.pid == first.pid()).count();
     eprintln!(
         "{label}: {} tasks, {} running at SIGTERM, {finished_first} finished by the stopping \
          worker, {handed_back} handed back and run again by the next, stats {stats:?}, {:.1}s",
@@ -91,9 +99,11 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path) {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(stats.status, "timeout", "some tasks outlast the drain");
-    assert_eq!(stats.running_at_shutdown as usize, concurrency);
+    assert_eq!(stats.running_at_shutdown as usize, held);
     assert!(stats.released >= 1, "no task was handed back: {stats:?}");
-    assert_eq!(stats.released as usize, handed_back);
+    // The held tasks went back unstarted: the stopping worker ran only its first `concurrency`.
+    assert_eq!(started_first, concurrency, "{lines:?}");
+    assert_eq!(stats.released as usize, handed_back + prefetch);
     assert_eq!(stats.succeeded as usize, finished_first);
     assert_eq!(stats.claimed, stats.succeeded + stats.released);
     assert_eq!((stats.failed, stats.retried, stats.lost), (0, 0, 0));

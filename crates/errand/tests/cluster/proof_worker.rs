@@ -154,6 +154,9 @@ pub struct WorkerSpec {
     pub seal_key: String,
     /// Tasks at once.
     pub concurrency: usize,
+    /// Tasks claimed ahead of the running ones.
+    #[serde(default)]
+    pub prefetch: usize,
     /// Lease, in ms: short, so a killed worker's tasks are reclaimed quickly.
     pub lease_ms: u64,
     /// Drain timeout at SIGTERM, in ms.
@@ -163,12 +166,13 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// A spec with a 2 s lease and a 10 s drain.
+    /// A spec with a 2 s lease, a 10 s drain and no prefetch.
     pub fn new(backend: &Backend, key: &SealKey, concurrency: usize, log: &Path) -> Self {
         Self {
             backend: backend.clone(),
             seal_key: key.to_base64(),
             concurrency,
+            prefetch: 0,
             lease_ms: 2000,
             drain_ms: 10_000,
             log: log.to_path_buf(),
@@ -271,8 +275,9 @@ async fn proof_worker(spec: WorkerSpec) -> WorkerStats {
     let worker = Worker::new(store, Arc::new(registry), key)
         .config(WorkerConfig {
             concurrency: spec.concurrency,
+            prefetch: spec.prefetch,
             queues: vec![PROOF_QUEUE.to_string()],
-            claim_batch: spec.concurrency,
+            claim_batch: spec.concurrency + spec.prefetch,
             lease,
             reap_interval: lease / 2,
             ..WorkerConfig::default()
