@@ -69,6 +69,7 @@ fn start(concurrency: usize, prefetch: usize, gate_open: bool) -> (Bench, Worker
     let worker = Worker::new(store.clone(), Arc::new(registry), key.clone())
         .config(WorkerConfig {
             cancel_grace: Duration::from_millis(1000),
+            publish_interval: Duration::from_millis(50),
             ..WorkerConfig::default()
         })
         .concurrency(concurrency)
@@ -111,6 +112,14 @@ async fn held_tasks_wait_for_a_slot_under_renewed_leases() {
     // again as a second attempt.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(b.gate.started.load(Ordering::SeqCst), 2);
+    // The operators' view counts the two running, not the three held.
+    let presence = errand_core::activity::workers(b.store.as_ref())
+        .await
+        .expect("presences");
+    assert_eq!(
+        presence.iter().map(|p| p.running).collect::<Vec<_>>(),
+        vec![2]
+    );
     for id in &ids {
         let r = b.store.get(*id).await.expect("get").expect("record");
         assert_eq!((r.status, r.attempt), (TaskState::Running, 1), "{id}");

@@ -314,7 +314,13 @@ impl Worker {
                 shared.store.clone(),
                 publisher,
                 shared.recorder.clone(),
-                move || held.lock_running().len(),
+                // Attempts running now: those holding a run slot (not the ones claimed ahead).
+                move || {
+                    held.config
+                        .concurrency
+                        .max(1)
+                        .saturating_sub(held.run_slots.available_permits())
+                },
                 shared.config.publish_interval,
                 stop_loops.clone(),
             )
