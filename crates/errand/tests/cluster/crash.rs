@@ -177,7 +177,8 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
 }
 
 /// The crash scenario with two `errand serve` APIs on `backend` taking the tasks over HTTP
-/// from 20 users (600 tasks in CI, 2,000 large); asserts the APIs lived through it too.
+/// from 20 users (600 tasks in CI, 2,000 large), each worker holding 8 tasks claimed ahead;
+/// asserts the APIs lived through it too.
 pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path) {
     let key = SealKey::generate();
     let (mut apis, users) = apis_and_users(2, 20, backend, &key, dir).await;
@@ -191,7 +192,7 @@ pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path) {
     let plan = Crash {
         tasks: crate::cluster::sized(600, 2_000),
         concurrency: 4,
-        prefetch: 0,
+        prefetch: 8,
         // Long enough that each kill finds tasks held: 500 tasks drained in 6 s here.
         sleep_ms: 50..=150,
         drain_within: Duration::from_secs(crate::cluster::sized(120, 600)),
