@@ -348,7 +348,11 @@ async fn a_worker_process_runs_what_an_api_only_server_accepts() {
         .await;
     assert_eq!(alice.record(&id).await["status"], "pending");
 
-    let mut worker = Serve::builder(dir.path()).worker().start();
+    // The worker claims ahead of its running tasks (`--prefetch`, here from the environment).
+    let mut worker = Serve::builder(dir.path())
+        .worker()
+        .env("ERRAND_PREFETCH", "4")
+        .start();
     let record = alice.wait_done(&id).await;
     assert_eq!(record["status"], "success", "{record:#}");
     assert_eq!(record["owner"]["user_id"], "alice");
@@ -366,6 +370,11 @@ async fn a_worker_process_runs_what_an_api_only_server_accepts() {
         .expect("stats on stdout");
     assert_eq!(stats["succeeded"], 1, "{stats}");
     assert_eq!(stats["status"], "completed", "{stats}");
+    assert!(
+        worker.stderr().contains("prefetch=4"),
+        "the worker did not take ERRAND_PREFETCH:\n{}",
+        worker.stderr()
+    );
     assert_eq!(api.terminate().code(), Some(0));
 }
 

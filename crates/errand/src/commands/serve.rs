@@ -164,6 +164,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         store = %stores::describe(&choice),
         data_dir = %settings.data_dir().display(),
         workers = plan.concurrency,
+        prefetch = plan.prefetch,
         signing_key_id = %signing_key_id.as_deref().unwrap_or("none"),
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand serving"

@@ -60,6 +60,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         worker_id = %worker_id,
         store = %stores::describe(&choice),
         concurrency = plan.concurrency,
+        prefetch = plan.prefetch,
         queues = ?plan.queues,
         tasks = ?registry.names().collect::<Vec<_>>(),
         "errand worker running"
