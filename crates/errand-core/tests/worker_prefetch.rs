@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::faulty_store::FaultyStore;
 use common::{LONG, until};
 use errand_core::*;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,11 @@ impl Task for Gated {
     }
 }
 
+/// The workers' lease: short, so that a held task whose lease were not renewed would be
+/// reaped within the tests, yet with heartbeats (a third of it apart) that survive a loaded
+/// machine's stalls.
+const LEASE: Duration = Duration::from_millis(1000);
+
 struct Bench {
     store: Arc<dyn Store>,
     client: Client,
@@ -58,7 +64,21 @@ struct Bench {
 /// A worker running `concurrency` tasks at once with `prefetch` more claimed ahead, on a short
 /// lease that the heartbeat must renew for the held tasks, and its own reaper.
 fn start(concurrency: usize, prefetch: usize, gate_open: bool) -> (Bench, WorkerHandle) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    start_on(
+        Arc::new(MemoryStore::new()),
+        concurrency,
+        prefetch,
+        gate_open,
+    )
+}
+
+/// [`start`] on `store`.
+fn start_on(
+    store: Arc<dyn Store>,
+    concurrency: usize,
+    prefetch: usize,
+    gate_open: bool,
+) -> (Bench, WorkerHandle) {
     let key = SealKey::generate();
     let mut registry = Registry::new();
     registry.register::<Gated>().expect("one task");
@@ -74,7 +94,7 @@ fn start(concurrency: usize, prefetch: usize, gate_open: bool) -> (Bench, Worker
         })
         .concurrency(concurrency)
         .prefetch(prefetch)
-        .lease(Duration::from_millis(300))
+        .lease(LEASE)
         .resource(gate.clone())
         .start();
     let bench = Bench {
@@ -110,7 +130,7 @@ async fn held_tasks_wait_for_a_slot_under_renewed_leases() {
     all_running(&b, &ids).await;
     // Three leases pass: a held task whose lease were not renewed would be reaped and claimed
     // again as a second attempt.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(LEASE * 3 + Duration::from_millis(200)).await;
     assert_eq!(b.gate.started.load(Ordering::SeqCst), 2);
     // The operators' view counts the two running, not the three held.
     let presence = errand_core::activity::workers(b.store.as_ref())
@@ -137,10 +157,10 @@ async fn held_tasks_wait_for_a_slot_under_renewed_leases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_task_times_out_from_its_start_not_its_claim() {
-    // One at a time, 250 ms each under a 400 ms timeout: the third starts 500 ms after its
-    // claim.
-    let (b, worker) = start(1, 2, true);
-    let ids = submit(&b, 3, 250, 400).await;
+    // One at a time, 200 ms each under a 600 ms timeout (three times what each needs): the
+    // fourth starts 600 ms after its claim, and would time out if its clock started there.
+    let (b, worker) = start(1, 3, true);
+    let ids = submit(&b, 4, 200, 600).await;
     for id in &ids {
         let r = common::finished(&b.store, *id, LONG).await;
         assert_eq!(
@@ -151,7 +171,7 @@ async fn a_held_task_times_out_from_its_start_not_its_claim() {
     }
     assert_eq!(b.gate.most.load(Ordering::SeqCst), 1);
     let stats = worker.shutdown(LONG).await;
-    assert_eq!((stats.succeeded, stats.timed_out), (3, 0));
+    assert_eq!((stats.succeeded, stats.timed_out), (4, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +179,13 @@ async fn a_cancelled_held_task_ends_without_running() {
     let (b, worker) = start(1, 1, false);
     let ids = submit(&b, 2, 0, 3_600_000).await;
     all_running(&b, &ids).await;
+    // The store shows both running from their claim; one of them starts.
+    let deadline = tokio::time::Instant::now() + LONG;
+    while b.gate.started.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no task started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.gate.started.load(Ordering::SeqCst), 1);
     // Both are cancelled: the running one (deaf to its token) is dropped after the grace, the
     // held one ends at once without ever taking the slot the other frees.
@@ -216,4 +243,22 @@ async fn shutdown_hands_held_tasks_back_at_once() {
             (TaskState::Success, 1)
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_returns_during_the_shutdown_starts_nothing() {
+    // The claim answers 500 ms after it took the task; the shutdown begins meanwhile. Its task
+    // finds a free run slot, but a worker that claims ahead starts nothing once it stops.
+    let store = Arc::new(FaultyStore {
+        claim_delay: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let (b, worker) = start_on(store, 1, 2, true);
+    let ids = submit(&b, 1, 0, 3_600_000).await;
+    all_running(&b, &ids).await;
+    let stats = worker.shutdown(LONG).await;
+    assert_eq!(b.gate.started.load(Ordering::SeqCst), 0);
+    assert_eq!((stats.claimed, stats.released), (1, 1));
+    let r = b.store.get(ids[0]).await.expect("get").expect("record");
+    assert_eq!((r.status, r.attempt), (TaskState::Pending, 0));
 }

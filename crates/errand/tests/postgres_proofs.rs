@@ -54,6 +54,7 @@ async fn postgres_workers_killed_with_sigkill_lose_nothing_and_never_mix_users()
         "crash proof (PostgreSQL, 2 APIs over HTTP, 20 users)",
         &backend,
         dir.path(),
+        0,
     )
     .await;
 }

@@ -31,9 +31,10 @@ async fn cluster_workers_killed_with_sigkill_lose_nothing_and_never_mix_users() 
         prefix: unique_name("cluster-crash"),
     };
     crash_over_http(
-        "crash proof (Redis Cluster of 3 primaries, 2 APIs over HTTP, 20 users)",
+        "crash proof (Redis Cluster of 3 primaries, 2 APIs over HTTP, 20 users, prefetch 8)",
         &backend,
         dir.path(),
+        8,
     )
     .await;
 }

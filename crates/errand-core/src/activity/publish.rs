@@ -66,7 +66,7 @@ impl Publisher {
 }
 
 /// Publishes every `every` until `stop`, then once more without this worker's own entry.
-/// `running` reads how many attempts the worker holds.
+/// `running` reads how many attempts the worker runs now.
 pub(crate) async fn publish_loop(
     store: Arc<dyn Store>,
     publisher: Publisher,

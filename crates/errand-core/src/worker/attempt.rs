@@ -165,12 +165,17 @@ fn send_completion(
 /// One of the worker's `concurrency` run slots for an attempt. A task claimed ahead
 /// ([`WorkerConfig::prefetch`](super::WorkerConfig::prefetch)) waits for it; stopped first, it
 /// ends without running: `Err` with its completion (handed back without spending the attempt
-/// at a shutdown, cancelled on request, `None` when its lease was lost).
+/// at a shutdown, cancelled on request, `None` when its lease was lost). A worker that claims
+/// ahead starts nothing once its shutdown began; one that does not runs what its last claim
+/// took, as it always did.
 async fn run_slot(
     shared: &Shared,
     running: &Running,
 ) -> Result<OwnedSemaphorePermit, Option<Completion>> {
-    if let Ok(slot) = shared.run_slots.clone().try_acquire_owned() {
+    let stopping = shared.config.prefetch > 0 && shared.held_back.is_cancelled();
+    if stopping {
+        running.stop(StopReason::Shutdown);
+    } else if let Ok(slot) = shared.run_slots.clone().try_acquire_owned() {
         return Ok(slot);
     }
     tokio::select! {

@@ -198,7 +198,7 @@ impl Worker {
     /// Sets how many tasks run at once (and the claim batch to match, with the prefetch).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
-        self.config.claim_batch = self.config.concurrency + self.config.prefetch;
+        self.config.claim_batch = self.config.concurrency.saturating_add(self.config.prefetch);
         self
     }
 
@@ -206,7 +206,7 @@ impl Worker {
     /// and the claim batch to match.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.config.prefetch = n;
-        self.config.claim_batch = self.config.concurrency.max(1) + n;
+        self.config.claim_batch = self.config.concurrency.max(1).saturating_add(n);
         self
     }
 
@@ -265,8 +265,16 @@ impl Worker {
             resources: Arc::new(self.resources),
             observer: self.observer,
             recorder: Arc::new(Recorder::default()),
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1) + config.prefetch)),
-            run_slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(
+                config
+                    .concurrency
+                    .max(1)
+                    .saturating_add(config.prefetch)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            run_slots: Arc::new(Semaphore::new(
+                config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             held_back: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
@@ -362,7 +370,8 @@ pub enum WorkerStatus {
     /// Still running (a live snapshot).
     #[default]
     Running,
-    /// Stopped: every task finished within the drain.
+    /// Stopped: every running task finished within the drain (tasks claimed ahead that had not
+    /// started were handed back).
     Completed,
     /// Stopped: the drain passed; the remaining tasks were cancelled and handed back.
     Timeout,
@@ -401,14 +410,16 @@ pub struct WorkerStats {
     pub released: u64,
     /// Attempts abandoned because their lease was lost.
     pub lost: u64,
-    /// Attempts held when shutdown began (running, or finished with their result unwritten).
+    /// Tasks held when shutdown began (running, claimed ahead, or finished with their result
+    /// unwritten).
     pub running_at_shutdown: u64,
     /// Milliseconds from shutdown to stop (or the worker's age for a live snapshot).
     pub duration_ms: u64,
 }
 
 impl WorkerHandle {
-    /// Attempts this worker holds: running, or finished with their result not yet written.
+    /// Tasks this worker holds: running, claimed ahead, or finished with their result not yet
+    /// written.
     pub fn running(&self) -> usize {
         self.shared.lock_running().len()
     }
@@ -426,9 +437,9 @@ impl WorkerHandle {
     pub async fn shutdown(self, drain: Duration) -> WorkerStats {
         let began = Instant::now();
         self.stop_claiming.cancel();
+        self.shared.held_back.cancel();
         let _ = self.claimer.await;
         *self.shared.claims_open.write().await = false;
-        self.shared.held_back.cancel();
         let running_at_shutdown = self.shared.lock_running().len() as u64;
         let shared = &self.shared;
         shared.tasks.close();

@@ -4,13 +4,14 @@ use errand_core::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// A memory store with faults to switch on: slow completions, an outage, stalled heartbeats,
-/// a result it refuses for good; it counts `report` calls.
+/// A memory store with faults to switch on: slow claims, slow completions, an outage, stalled
+/// heartbeats, a result it refuses for good; it counts `report` calls.
 #[derive(Default)]
 pub struct FaultyStore {
     pub inner: MemoryStore,
     pub reports: AtomicUsize,
     pub complete_delay: Duration,
+    pub claim_delay: Duration,
     pub down: AtomicBool,
     pub heartbeats_stalled: AtomicBool,
     pub refuse_result_of: std::sync::Mutex<Option<TaskId>>,
@@ -33,7 +34,9 @@ impl Store for FaultyStore {
     }
     async fn claim(&self, r: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
         self.up()?;
-        self.inner.claim(r).await
+        let claimed = self.inner.claim(r).await;
+        tokio::time::sleep(self.claim_delay).await;
+        claimed
     }
     async fn heartbeat(&self, l: &[Lease], e: Duration) -> Result<Vec<LeaseState>, StoreError> {
         self.up()?;

@@ -22,8 +22,9 @@ pub struct Crash {
     pub tasks: usize,
     /// Tasks each of the three workers runs at once.
     pub concurrency: usize,
-    /// Tasks each worker claims ahead of its running ones: a killed worker's held tasks never
-    /// ran, so they add nothing to the duplicates.
+    /// Tasks each worker claims ahead of its running ones. A held task starts while the
+    /// results of earlier ones may still be unwritten, so a killed worker can lose up to
+    /// `concurrency + prefetch` finished runs: the bound on duplicates.
     pub prefetch: usize,
     /// How long each task sleeps, in ms (drawn at random).
     pub sleep_ms: RangeInclusive<u64>,
@@ -50,7 +51,7 @@ pub struct Deployment<'a> {
 /// second, a random worker is killed with -9 and a fresh one started in its place, until
 /// every task has left the queues. Asserts that every task succeeded, that no run saw another
 /// user, and that the duplicate runs are only those of killed workers and no more than they
-/// held; prints what it measured, as `label`.
+/// held (`concurrency + prefetch` each); prints what it measured, as `label`.
 pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash) {
     let started = Instant::now();
     let Deployment {
@@ -61,6 +62,7 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
         dir,
     } = deployment;
     let concurrency = plan.concurrency;
+    let held = concurrency + plan.prefetch;
     let log = dir.join("runs.log");
     let mut spec = WorkerSpec::new(backend, key, concurrency, &log);
     spec.prefetch = plan.prefetch;
@@ -154,7 +156,7 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
         runs.interrupted,
         runs.duplicates,
         runs.repeated_by_pid.values().max().unwrap_or(&0),
-        kills * concurrency,
+        kills * held,
         runs.mismatches,
         drained.as_secs_f64(),
     );
@@ -165,8 +167,8 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
     runs.assert_all_ran_as_their_users();
     assert_eq!(runs.unacknowledged, 0, "runs of tasks nobody submitted");
     assert!(
-        runs.duplicates <= kills * concurrency,
-        "{} duplicates exceed what {kills} killed workers of {concurrency} held",
+        runs.duplicates <= kills * held,
+        "{} duplicates exceed what {kills} killed workers of {held} slots held",
         runs.duplicates
     );
     assert_eq!(
@@ -177,9 +179,9 @@ pub async fn crash_scenario(label: &str, deployment: Deployment<'_>, plan: Crash
 }
 
 /// The crash scenario with two `errand serve` APIs on `backend` taking the tasks over HTTP
-/// from 20 users (600 tasks in CI, 2,000 large), each worker holding 8 tasks claimed ahead;
-/// asserts the APIs lived through it too.
-pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path) {
+/// from 20 users (600 tasks in CI, 2,000 large), each worker holding `prefetch` tasks claimed
+/// ahead; asserts the APIs lived through it too.
+pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path, prefetch: usize) {
     let key = SealKey::generate();
     let (mut apis, users) = apis_and_users(2, 20, backend, &key, dir).await;
     let deployment = Deployment {
@@ -192,7 +194,7 @@ pub async fn crash_over_http(label: &str, backend: &Backend, dir: &Path) {
     let plan = Crash {
         tasks: crate::cluster::sized(600, 2_000),
         concurrency: 4,
-        prefetch: 8,
+        prefetch,
         // Long enough that each kill finds tasks held: 500 tasks drained in 6 s here.
         sleep_ms: 50..=150,
         drain_within: Duration::from_secs(crate::cluster::sized(120, 600)),

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A proof worker of 4 slots on `backend`, holding `prefetch` more tasks claimed ahead, runs
-/// tasks of 1 to 3 s, each allowed one attempt; it gets SIGTERM once all its slots are busy
-/// and it holds all it may, with a 1 s drain. Asserts that it exits 0, that what it did not
+/// tasks of 1.5 to 3 s, each allowed one attempt; it gets SIGTERM once all its slots are busy
+/// and it holds all it may, with a 2 s drain. Asserts that it exits 0, that what it did not
 /// finish waits again with its attempt given back (a second worker then runs it, on its first
 /// attempt), that none of the held tasks started in the drain, and that its stats say so;
 /// prints what it measured, as `label`.
@@ -23,7 +23,7 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path, prefetch
     let log = dir.join("runs.log");
     let key = SealKey::generate();
     let mut spec = WorkerSpec::new(backend, &key, concurrency, &log);
-    spec.drain_ms = 1_000;
+    spec.drain_ms = 2_000;
     spec.prefetch = prefetch;
     let spec_second = WorkerSpec {
         prefetch: 0,
@@ -33,9 +33,11 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path, prefetch
     let client = Client::new(store.clone(), key);
     let mut first = spawn_proof_worker("worker-1", &spec, dir).await;
 
-    // Tasks of 1 to 3 s, each allowed one attempt only: a handed-back task that spent its
+    // Tasks of 1.5 to 3 s, each allowed one attempt only: a handed-back task that spent its
     // attempt could never run again.
-    let sleeps = [1_000, 3_000, 1_000, 3_000, 2_000, 1_500, 2_500, 2_000].repeat(sized(2, 4));
+    // The first four run at once: none may end before the SIGTERM (a held task would start in
+    // its slot), the 1.5 s ones end within the 2 s drain, the 3 s ones outlast it.
+    let sleeps = [1_500, 3_000, 1_500, 3_000, 2_000, 1_500, 2_500, 2_000].repeat(sized(2, 4));
     let mut submitted = HashMap::new();
     for (i, sleep_ms) in sleeps.iter().enumerate() {
         let user = format!("user-{i}");
