@@ -172,20 +172,20 @@ async fn run_slot(
     shared: &Shared,
     running: &Running,
 ) -> Result<OwnedSemaphorePermit, Option<Completion>> {
-    let stopping = shared.config.prefetch > 0 && shared.held_back.is_cancelled();
-    if stopping {
+    if shared.config.prefetch > 0 && shared.held_back.is_cancelled() {
         running.stop(StopReason::Shutdown);
     } else if let Ok(slot) = shared.run_slots.clone().try_acquire_owned() {
         return Ok(slot);
-    }
-    tokio::select! {
-        biased;
-        _ = running.token.cancelled() => {}
-        _ = shared.held_back.cancelled() => running.stop(StopReason::Shutdown),
-        slot = shared.run_slots.clone().acquire_owned() => match slot {
-            Ok(slot) => return Ok(slot),
-            Err(_) => running.stop(StopReason::Shutdown),
-        },
+    } else {
+        tokio::select! {
+            biased;
+            _ = running.token.cancelled() => {}
+            _ = shared.held_back.cancelled() => running.stop(StopReason::Shutdown),
+            slot = shared.run_slots.clone().acquire_owned() => match slot {
+                Ok(slot) => return Ok(slot),
+                Err(_) => running.stop(StopReason::Shutdown),
+            },
+        }
     }
     let done = |outcome, report| Completion {
         lease: running.lease,
