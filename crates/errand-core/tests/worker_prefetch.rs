@@ -228,6 +228,7 @@ async fn shutdown_hands_held_tasks_back_at_once() {
     release.await.expect("the release runs");
     assert_eq!(stats.status, WorkerStatus::Completed);
     assert_eq!((stats.succeeded, stats.released), (1, 2));
+    assert_eq!(stats.claimed, 3, "a handed-back task was claimed again");
     assert_eq!(b.gate.started.load(Ordering::SeqCst), 1);
     let mut states = Vec::new();
     for id in &ids {

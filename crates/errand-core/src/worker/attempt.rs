@@ -172,7 +172,7 @@ async fn run_slot(
     shared: &Shared,
     running: &Running,
 ) -> Result<OwnedSemaphorePermit, Option<Completion>> {
-    if shared.config.prefetch > 0 && shared.held_back.is_cancelled() {
+    if shared.config.prefetch > 0 && shared.stopping.is_cancelled() {
         running.stop(StopReason::Shutdown);
     } else if let Ok(slot) = shared.run_slots.clone().try_acquire_owned() {
         return Ok(slot);
@@ -180,7 +180,7 @@ async fn run_slot(
         tokio::select! {
             biased;
             _ = running.token.cancelled() => {}
-            _ = shared.held_back.cancelled() => running.stop(StopReason::Shutdown),
+            _ = shared.stopping.cancelled() => running.stop(StopReason::Shutdown),
             slot = shared.run_slots.clone().acquire_owned() => match slot {
                 Ok(slot) => return Ok(slot),
                 Err(_) => running.stop(StopReason::Shutdown),

@@ -23,8 +23,9 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         // Wait for a free slot, then take every free slot up to a batch.
         let first = tokio::select! {
-            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            biased;
             _ = stop.cancelled() => return,
+            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let mut permits = vec![first];
         while permits.len() < cfg.claim_batch.max(1) {
@@ -41,6 +42,10 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken) {
                     continue;
                 }
             }
+        }
+        // Slots freed by a shutdown's hand-backs are not for claiming.
+        if stop.is_cancelled() {
+            return;
         }
         let wanted = permits.len();
         let claimed = match shared.store.claim(&claim_request(cfg, wanted)).await {

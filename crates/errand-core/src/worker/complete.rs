@@ -92,7 +92,8 @@ async fn write_alone(
 /// [`write_completions`] to retry.
 async fn write_and_claim(shared: Arc<Shared>, (completions, permits): Batch) -> Option<Batch> {
     let open = shared.claims_open.read().await;
-    let want = if *open {
+    // Tasks handed back at a shutdown must not be claimed again in their slots.
+    let want = if *open && !shared.stopping.is_cancelled() {
         permits.len().min(shared.config.claim_batch.max(1))
     } else {
         0

@@ -275,7 +275,7 @@ impl Worker {
             run_slots: Arc::new(Semaphore::new(
                 config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
             )),
-            held_back: CancellationToken::new(),
+            stopping: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             report_wake: Arc::new(Notify::new()),
             done_tx,
@@ -436,11 +436,11 @@ impl WorkerHandle {
     /// back to the store without spending an attempt. Returns the counters.
     pub async fn shutdown(self, drain: Duration) -> WorkerStats {
         let began = Instant::now();
+        let running_at_shutdown = self.shared.lock_running().len() as u64;
         self.stop_claiming.cancel();
-        self.shared.held_back.cancel();
+        self.shared.stopping.cancel();
         let _ = self.claimer.await;
         *self.shared.claims_open.write().await = false;
-        let running_at_shutdown = self.shared.lock_running().len() as u64;
         let shared = &self.shared;
         shared.tasks.close();
         let drained = tokio::time::timeout(drain, shared.tasks.wait())

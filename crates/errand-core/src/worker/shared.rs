@@ -39,8 +39,9 @@ pub(crate) struct Shared {
     /// Tasks running: `concurrency`. An attempt takes one when it starts, and gives it up when
     /// its run ends (before its result is written).
     pub(crate) run_slots: Arc<Semaphore>,
-    /// Fired when the worker stops: tasks claimed ahead that have not started are handed back.
-    pub(crate) held_back: CancellationToken,
+    /// Fired when the worker begins to stop: nothing more is claimed (with completions or
+    /// alone), and tasks claimed ahead that have not started are handed back.
+    pub(crate) stopping: CancellationToken,
     pub(crate) running: Mutex<HashMap<TaskId, Arc<Running>>>,
     pub(crate) report_wake: Arc<Notify>,
     pub(crate) done_tx: mpsc::UnboundedSender<Done>,

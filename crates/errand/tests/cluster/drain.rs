@@ -102,6 +102,10 @@ pub async fn drain_scenario(label: &str, backend: &Backend, dir: &Path, prefetch
     );
     assert_eq!(stats.status, "timeout", "some tasks outlast the drain");
     assert_eq!(stats.running_at_shutdown as usize, held);
+    assert_eq!(
+        stats.claimed as usize, held,
+        "tasks handed back were claimed again"
+    );
     assert!(stats.released >= 1, "no task was handed back: {stats:?}");
     // The held tasks went back unstarted: the stopping worker ran only its first `concurrency`.
     assert_eq!(started_first, concurrency, "{lines:?}");
