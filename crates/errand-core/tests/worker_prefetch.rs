@@ -115,6 +115,15 @@ async fn submit(b: &Bench, n: usize, ms: u64, timeout_ms: u64) -> Vec<TaskId> {
         .collect()
 }
 
+/// Waits until a task has started (the store shows a task `running` from its claim on).
+async fn first_started(b: &Bench) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    while b.gate.started.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no task started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until every task of `ids` is claimed.
 async fn all_running(b: &Bench, ids: &[TaskId]) {
     for id in ids {
@@ -180,11 +189,7 @@ async fn a_cancelled_held_task_ends_without_running() {
     let ids = submit(&b, 2, 0, 3_600_000).await;
     all_running(&b, &ids).await;
     // The store shows both running from their claim; one of them starts.
-    let deadline = tokio::time::Instant::now() + LONG;
-    while b.gate.started.load(Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no task started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    first_started(&b).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.gate.started.load(Ordering::SeqCst), 1);
     // Both are cancelled: the running one (deaf to its token) is dropped after the grace, the
@@ -218,6 +223,7 @@ async fn shutdown_hands_held_tasks_back_at_once() {
     let (b, worker) = start(1, 2, false);
     let ids = submit(&b, 3, 0, 3_600_000).await;
     all_running(&b, &ids).await;
+    first_started(&b).await;
     // The running task finishes within the drain; the two held ones must not start in it.
     let gate = b.gate.clone();
     let release = tokio::spawn(async move {
